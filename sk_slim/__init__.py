@@ -1,0 +1,12 @@
+"""sk_slim: scikit-learn estimators for separable neural networks.
+
+A separable network ``f(x) = phi(x; theta) W + b`` has its affine head ``(W, b)``
+solved as a regularized least-squares problem (slimTik, Tikhonov with GCV)
+instead of being stepped by a learning rate. The numerical core lives in
+:mod:`sk_slim.linalg`, the networks in :mod:`sk_slim.networks`, and shared data
+generators in :mod:`sk_slim.datasets`.
+"""
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,304 @@
+"""Sampled limited-memory Tikhonov (slimTik) with sampled GCV (ALGORITHMS.md §1).
+
+slimTik updates the head ``W`` of a separable network one mini-batch at a time,
+with no learning rate: a recursive regularized least-squares step whose
+curvature comes from the last ``r + 1`` batches and whose regularization
+increment is chosen per batch by sampled GCV over a grid of trial points.
+
+Samples are in rows: batch features ``Z`` (n, p), targets ``C`` (n, c), head
+``W`` (p, c), ``C ≈ Z W`` (the papers write the transpose).
+"""
+
+import math
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+__all__ = ["SlimTik", "SlimTikState"]
+
+_DTYPE = torch.float64
+
+
+@dataclass
+class SlimTikState:
+    """Where a slimTik run stands: everything :meth:`SlimTik.update` changes.
+
+    Attributes
+    ----------
+    W : Tensor of shape (p, c)
+        The current head (float64).
+    Lambda : float
+        Running sum of the regularization increments, ``Lambda_k >= lower_bound``.
+    grams : deque of Tensor of shape (p, p)
+        Grams ``Z_j^T Z_j`` of the scaled batches in memory (the last ``r + 1``);
+        with unlimited memory, a single running sum.
+    n_updates : int
+        Number of batches seen, ``k``.
+    lam : float
+        The last increment ``lambda_k`` (may be negative).
+    sgcv : float
+        The sampled GCV value at ``lambda_k`` (nan for a constant increment).
+    """
+
+    W: Tensor
+    Lambda: float
+    grams: deque = field(default_factory=deque)
+    n_updates: int = 0
+    lam: float = math.nan
+    sgcv: float = math.nan
+
+    @property
+    def alpha(self):
+        """Effective ridge weight per batch, ``Lambda_k / (k + 1)`` (diagnostic)."""
+        return self.Lambda / (self.n_updates + 1)
+
+    def clone(self):
+        """A copy that later updates cannot change (to undo a diverged step)."""
+        grams = deque((g.clone() for g in self.grams), maxlen=self.grams.maxlen)
+        return replace(self, W=self.W.clone(), grams=grams)
+
+
+class SlimTik:
+    """Sampled limited-memory Tikhonov solver for the head of a separable net.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of feature columns ``p`` (include the column of ones if the
+        bias is part of ``W``).
+    n_targets : int
+        Number of target columns ``c``.
+    memory_depth : int or None, default=5
+        Number ``r`` of previous batches whose Grams are kept beside the current
+        one. ``None`` keeps all of them (in one running sum, O(p^2) memory): the
+        update is then exactly recursive ridge regression.
+    lam : 'sgcv' or float, default='sgcv'
+        The per-batch increment ``lambda_k`` of the regularization: chosen by
+        sampled GCV over trial points, or a constant (ablation, and tests).
+    lam_init : float, default=1e-7
+        ``Lambda_0``. The initial head ``W0`` acts as the centre of a ridge
+        prior of this weight, so keep it small.
+    lower_bound : float, default=1e-7
+        Lower bound on ``Lambda_k``; keeps the system positive definite.
+    upper_bound : float, default=1e3
+        Largest positive trial increment.
+    n_trials : int, default=30
+        Trial points per sign (log-spaced magnitudes), plus ``lambda = 0``.
+    W0 : Tensor of shape (p, c), default=None
+        Initial head; zeros by default.
+    device : torch.device, default=None
+        Where the state lives; batches must be on the same device.
+
+    Attributes
+    ----------
+    state : SlimTikState
+        The mutable state; :meth:`update` replaces ``state.W`` and friends.
+
+    Notes
+    -----
+    With both batch blocks scaled by ``1/sqrt(n)`` (a mean over the batch),
+    ``R0 = Z W_{k-1} - C`` and
+    ``G(mu) = sum_{j in memory} Z_j^T Z_j + mu I``,
+
+        W_k = W_{k-1} - G(Lambda_k)^{-1} (Z^T R0 + lambda_k W_{k-1}),
+
+    with ``Lambda_k = Lambda_{k-1} + lambda_k``. One eigendecomposition of the
+    memory Gram serves the update and every trial ``lambda`` of sampled GCV,
+    ``G_k(lambda) = ||Z W(lambda) - C||_F^2 / (n c - c tr(Z G(mu)^{-1} Z^T))^2``.
+    The trial grid follows the authors' Python code: positive magnitudes
+    log-spaced in ``[lower_bound, upper_bound]``, negative ones in
+    ``[lower_bound, Lambda_{k-1}]``; ``Lambda_k`` is clipped at ``lower_bound``.
+
+    References
+    ----------
+    Newman, Chung, Chung, Ruthotto (2022), "slimTrain - A Stochastic
+    Approximation Method for Training Separable Deep Neural Networks",
+    SIAM J. Sci. Comput. 44(4).
+    Slagel, Chung, Chung, Kozak, Tenorio (2019), "Sampled Tikhonov
+    regularization for large linear inverse problems", Inverse Problems 35.
+    """
+
+    def __init__(
+        self,
+        n_features,
+        n_targets,
+        *,
+        memory_depth=5,
+        lam="sgcv",
+        lam_init=1e-7,
+        lower_bound=1e-7,
+        upper_bound=1e3,
+        n_trials=30,
+        W0=None,
+        device=None,
+    ):
+        if memory_depth is not None and memory_depth < 0:
+            raise ValueError(f"memory_depth must be >= 0 or None, got {memory_depth}.")
+        if lam != "sgcv" and not (isinstance(lam, int | float) and lam >= 0):
+            raise ValueError(f"lam must be 'sgcv' or a float >= 0, got {lam!r}.")
+        if not 0 < lower_bound < upper_bound:
+            raise ValueError("Need 0 < lower_bound < upper_bound.")
+        self.n_features = n_features
+        self.n_targets = n_targets
+        self.memory_depth = memory_depth
+        self.lam = lam
+        self.lower_bound = lower_bound
+        self.upper_bound = upper_bound
+        self.n_trials = n_trials
+        if W0 is None:
+            W0 = torch.zeros(n_features, n_targets, dtype=_DTYPE, device=device)
+        W0 = W0.to(dtype=_DTYPE, device=device).reshape(n_features, n_targets)
+        maxlen = None if memory_depth is None else memory_depth + 1
+        self.state = SlimTikState(
+            W=W0.clone(),
+            Lambda=max(float(lam_init), lower_bound),
+            grams=deque(maxlen=maxlen),
+        )
+
+    @property
+    def W(self):
+        """The current head, shape (p, c), float64."""
+        return self.state.W
+
+    def update(self, Z, C, sample_weight=None):
+        """Take one slimTik step on a mini-batch and return the new head.
+
+        Parameters
+        ----------
+        Z : Tensor of shape (n, p)
+            Batch features (detached; any float dtype, cast to float64).
+        C : Tensor of shape (n, c)
+            Batch targets.
+        sample_weight : Tensor of shape (n,), default=None
+            Non-negative weights, read as repetitions: the batch loss is the
+            weighted mean ``sum_i w_i ||z_i W - c_i||^2 / sum_i w_i`` and the
+            sGCV residual count is ``c sum_i w_i``.
+
+        Returns
+        -------
+        W : Tensor of shape (p, c)
+            The updated head (float64); also stored in :attr:`state`.
+        """
+        state = self.state
+        batch = self._prepare(Z, C, sample_weight)
+        if self.lam == "sgcv":
+            lams = self.trial_increments().to(batch.Z.device)
+            scores = self._sgcv_values(batch, lams)
+            best = int(torch.argmin(scores))
+            lam, score = float(lams[best]), float(scores[best])
+        else:
+            lam, score = float(self.lam), math.nan
+        Lambda = max(state.Lambda + lam, self.lower_bound)
+        lam = Lambda - state.Lambda
+
+        V, eigvals = batch.V, batch.eigvals
+        rhs = V.T @ (batch.Z.T @ batch.R0 + lam * state.W)  # (p, c)
+        state.W = state.W - V @ (rhs / (eigvals + Lambda)[:, None])  # (p, c)
+        state.Lambda, state.lam, state.sgcv = Lambda, lam, score
+        state.n_updates += 1
+        self._remember(batch.gram)
+        return state.W
+
+    def sgcv(self, Z, C, lams, sample_weight=None):
+        """Sampled GCV function that the next :meth:`update` on this batch minimises.
+
+        Does not change the state (for diagnostics, plots and tests).
+
+        Parameters
+        ----------
+        Z : Tensor of shape (n, p)
+            Batch features.
+        C : Tensor of shape (n, c)
+            Batch targets.
+        lams : Tensor of shape (T,)
+            Trial increments ``lambda``, with ``Lambda_{k-1} + lambda > 0``.
+        sample_weight : Tensor of shape (n,), default=None
+            As in :meth:`update`.
+
+        Returns
+        -------
+        G : Tensor of shape (T,)
+            ``inf`` where the residual count ``n c - t(lambda)`` is not positive.
+        """
+        batch = self._prepare(Z, C, sample_weight)
+        lams = torch.as_tensor(lams, dtype=_DTYPE, device=batch.Z.device)
+        return self._sgcv_values(batch, lams.reshape(-1))
+
+    def trial_increments(self):
+        """The trial ``lambda`` grid for the next update, shape (<= 2 n_trials + 1,).
+
+        Increments that would take ``Lambda`` below ``lower_bound`` are clipped
+        to ``lower_bound - Lambda``.
+        """
+        Lambda, lb = self.state.Lambda, self.lower_bound
+        positive = torch.logspace(
+            math.log10(lb), math.log10(self.upper_bound), self.n_trials, dtype=_DTYPE
+        )
+        negative = -torch.logspace(
+            math.log10(lb), math.log10(max(Lambda, lb)), self.n_trials, dtype=_DTYPE
+        )
+        trials = torch.cat([negative, torch.zeros(1, dtype=_DTYPE), positive])
+        return trials.clamp_min(lb - Lambda).unique()
+
+    def _prepare(self, Z, C, sample_weight):
+        """Scale the batch and decompose the memory Gram it will join."""
+        n = Z.shape[0]
+        if sample_weight is None:
+            weight = torch.ones(n, dtype=_DTYPE, device=Z.device)
+        else:
+            weight = torch.as_tensor(sample_weight, dtype=_DTYPE, device=Z.device)
+        n_eff = float(weight.sum())
+        if not n_eff > 0:
+            raise ValueError("The batch's sample weights sum to zero.")
+        # Rows scaled by sqrt(w / sum(w)): the batch loss is a weighted mean, and
+        # integer weights act exactly as repeated rows.
+        scale = (weight / n_eff).sqrt()[:, None]  # (n, 1)
+        Z = scale * Z.to(_DTYPE)  # (n, p)
+        C = scale * C.to(_DTYPE).reshape(n, -1)  # (n, c)
+        gram = Z.T @ Z  # (p, p)
+        eigvals, V = torch.linalg.eigh(self._memory_gram_with(gram))  # ascending
+        R0 = Z @ self.state.W - C  # (n, c)
+        return _Batch(Z, R0, n_eff, gram, V, eigvals.clamp_min(0.0))
+
+    def _memory_gram_with(self, gram):
+        """``sum_j Z_j^T Z_j`` over the memory once ``gram`` has joined it."""
+        grams = list(self.state.grams)
+        if len(grams) == self.state.grams.maxlen:
+            grams = grams[1:]  # the oldest batch leaves as the new one joins
+        return sum(grams, gram)
+
+    def _remember(self, gram):
+        """Add a batch Gram to memory; unlimited memory keeps a running sum."""
+        grams = self.state.grams
+        if self.memory_depth is None and grams:
+            grams[0] = grams[0] + gram
+        else:
+            grams.append(gram)  # a bounded deque drops the oldest
+
+    def _sgcv_values(self, batch, lams):
+        """Closed-form sGCV at trial increments from one eigendecomposition."""
+        c = batch.R0.shape[1]
+        mu = self.state.Lambda + lams  # (T,)
+        d = 1.0 / (batch.eigvals + mu[:, None])  # (T, p)
+        P = batch.Z @ batch.V  # (n, p)
+        A = P.T @ batch.R0  # (p, c)
+        B = batch.V.T @ self.state.W  # (p, c)
+        X = d[:, :, None] * (A + lams[:, None, None] * B)  # (T, p, c)
+        rho = ((batch.R0 - P @ X) ** 2).sum(dim=(1, 2))  # (T,)
+        trace = c * (d @ (P**2).sum(dim=0))  # (T,)
+        residual_count = batch.n_samples * c - trace
+        return torch.where(residual_count > 0, rho / residual_count**2, torch.inf)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One scaled batch and the decomposition of the memory Gram it joins."""
+
+    Z: Tensor  # (n, p), scaled
+    R0: Tensor  # (n, c), Z W_{k-1} - C
+    n_samples: float  # sum of the weights: the rows the batch stands for
+    gram: Tensor  # (p, p), this batch's Z^T Z
+    V: Tensor  # (p, p), eigenvectors of the memory Gram
+    eigvals: Tensor  # (p,), its eigenvalues, clipped at 0

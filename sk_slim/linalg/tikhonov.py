@@ -1,0 +1,264 @@
+"""Full-batch Tikhonov (ridge) head solves and GCV, from one thin SVD.
+
+Samples are in rows, as everywhere in sk_slim: features ``Z`` (n, p), targets
+``C`` (n, c), head ``W`` (p, c) with ``C ≈ Z W`` (the papers write the transpose).
+Every function here factors ``Z`` once and then evaluates any number of
+regularization parameters ``lam`` cheaply (STYLE.md, habit 3).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["GCVResult", "TikhonovSVD", "gcv", "tikhonov_factor", "tikhonov_svd"]
+
+# Head algebra runs in float64 whatever the network's dtype (ALGORITHMS.md §2.11).
+_DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class TikhonovSVD:
+    """Thin SVD of the (row-weighted) features, ready to solve for any ``lam``.
+
+    Built by :func:`tikhonov_factor`; all tensors are float64.
+
+    Attributes
+    ----------
+    U : Tensor of shape (n, q)
+        Left singular vectors of ``sqrt(w) * Z`` with non-negligible singular
+        values.
+    s : Tensor of shape (q,)
+        The kept singular values, descending.
+    Vh : Tensor of shape (q, p)
+        Right singular vectors (rows).
+    UtC : Tensor of shape (q, c)
+        ``U.T @ (sqrt(w) * C)``: the targets in the singular basis.
+    residual_perp : Tensor of shape ()
+        ``||(I - U U^T) sqrt(w) C||_F^2``, the part of the targets no ``W`` fits.
+    n_samples : float
+        Effective number of samples: ``n``, or ``sum(sample_weight)``.
+    """
+
+    U: Tensor
+    s: Tensor
+    Vh: Tensor
+    UtC: Tensor
+    residual_perp: Tensor
+    n_samples: float
+
+    @property
+    def n_targets(self):
+        """Number of target columns ``c``."""
+        return self.UtC.shape[1]
+
+    def solve(self, lam):
+        """Tikhonov solution ``W(lam) = V diag(s / (s^2 + lam)) U^T C``.
+
+        Parameters
+        ----------
+        lam : float
+            Regularization parameter, ``lam >= 0``. With ``lam = 0`` this is the
+            minimum-norm least-squares solution.
+
+        Returns
+        -------
+        W : Tensor of shape (p, c)
+        """
+        filt = self.s / (self.s**2 + lam)  # (q,)
+        return self.Vh.T @ (filt[:, None] * self.UtC)  # (p, c)
+
+    def residual(self, lams):
+        """Squared residual ``rho(lam) = ||sqrt(w) (Z W(lam) - C)||_F^2``.
+
+        Parameters
+        ----------
+        lams : Tensor of shape (T,)
+            Regularization parameters, each ``> 0``.
+
+        Returns
+        -------
+        rho : Tensor of shape (T,)
+        """
+        return self._residual(self._shrink(lams))
+
+    def gcv(self, lams):
+        """GCV function ``G(lam) = rho(lam) / (c (n - tr H(lam)))^2``.
+
+        ``H(lam) = Z (Z^T Z + lam I)^{-1} Z^T`` is the hat matrix; ``c (n - tr H)``
+        is the residual count of the vectorized problem, since every target
+        column shares the same hat matrix (ALGORITHMS.md §1.3).
+
+        Parameters
+        ----------
+        lams : Tensor of shape (T,)
+            Regularization parameters, each ``> 0``.
+
+        Returns
+        -------
+        G : Tensor of shape (T,)
+            ``inf`` where the residual degrees of freedom are not positive.
+        """
+        shrink = self._shrink(lams)  # (T, q)
+        # n - tr H written as a sum of positive terms: no cancellation at tiny lam.
+        residual_dof = (self.n_samples - self.s.numel()) + shrink.sum(dim=1)
+        score = self._residual(shrink) / (self.n_targets * residual_dof) ** 2
+        return torch.where(residual_dof > 0, score, torch.inf)
+
+    def _shrink(self, lams):
+        """``lam / (s^2 + lam)``: the share of each singular direction left unfit."""
+        lams = torch.as_tensor(lams, dtype=_DTYPE, device=self.s.device).reshape(-1)
+        return lams[:, None] / (self.s**2 + lams[:, None])  # (T, q)
+
+    def _residual(self, shrink):
+        return self.residual_perp + (shrink**2) @ (self.UtC**2).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class GCVResult:
+    """Outcome of :func:`gcv`.
+
+    Attributes
+    ----------
+    lam : float
+        The GCV minimiser.
+    W : Tensor of shape (p, c) or (p,)
+        The Tikhonov solution at ``lam``, in the input's dtype.
+    score : float
+        The GCV value at ``lam``.
+    lams, scores : Tensor of shape (n_grid,)
+        The coarse log-spaced grid and its GCV values, for plotting.
+    """
+
+    lam: float
+    W: Tensor
+    score: float
+    lams: Tensor
+    scores: Tensor
+
+
+def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None):
+    """Factor the features once for Tikhonov solves at many ``lam``.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+        Features (one sample per row).
+    C : Tensor of shape (n, c) or (n,)
+        Targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Non-negative weights; row ``i`` enters the loss as ``w_i ||z_i W - c_i||^2``.
+    rcond : float, default=None
+        Singular values below ``rcond * s_max`` are dropped (they would only be
+        amplified by ``lam = 0``). Defaults to ``eps * max(n, p)``, as
+        ``torch.linalg.pinv`` does.
+
+    Returns
+    -------
+    factors : TikhonovSVD
+    """
+    Z = Z.to(_DTYPE)
+    C = C.to(_DTYPE).reshape(Z.shape[0], -1)
+    n_samples = float(Z.shape[0])
+    if sample_weight is not None:
+        weight = torch.as_tensor(sample_weight, dtype=_DTYPE, device=Z.device)
+        root = weight.sqrt()[:, None]  # (n, 1)
+        Z, C = root * Z, root * C
+        n_samples = float(weight.sum())
+    U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
+    if rcond is None:
+        rcond = torch.finfo(_DTYPE).eps * max(Z.shape)
+    keep = s > rcond * s[0] if s.numel() else s > 0
+    U, s, Vh = U[:, keep], s[keep], Vh[keep]
+    UtC = U.T @ C  # (q, c)
+    residual_perp = ((C - U @ UtC) ** 2).sum()
+    return TikhonovSVD(U, s, Vh, UtC, residual_perp, n_samples)
+
+
+def tikhonov_svd(Z, C, lam, sample_weight=None):
+    """Solve ``min_W ||Z W - C||_F^2 + lam ||W||_F^2`` by the thin SVD of ``Z``.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+        Features (one sample per row).
+    C : Tensor of shape (n, c) or (n,)
+        Targets.
+    lam : float
+        Regularization parameter, ``lam >= 0`` (``0``: minimum-norm least squares).
+    sample_weight : Tensor of shape (n,), default=None
+        Non-negative weights: the data term becomes ``sum_i w_i ||z_i W - c_i||^2``.
+
+    Returns
+    -------
+    W : Tensor of shape (p, c), or (p,) for 1-D ``C``
+        In the result dtype of ``Z`` and ``C``; computed in float64.
+
+    Notes
+    -----
+    With ``Z = U diag(s) V^T``, ``W = V diag(s / (s^2 + lam)) U^T C``. The SVD
+    copes with the tiny ``lam`` of the papers' experiments, where the normal
+    equations ``(Z^T Z + lam I) W = Z^T C`` lose half the digits.
+
+    References
+    ----------
+    Newman, Ruthotto, Hart, van Bloemen Waanders (2021), "Train like a (Var)Pro".
+    """
+    W = tikhonov_factor(Z, C, sample_weight).solve(lam)
+    return _like_targets(W, Z, C)
+
+
+def gcv(Z, C, sample_weight=None, *, lam_range=None, n_grid=50, n_refine=2):
+    """Choose ``lam`` by generalized cross-validation and solve for ``W``.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+        Features (one sample per row).
+    C : Tensor of shape (n, c) or (n,)
+        Targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Non-negative weights, read as repetitions: ``n`` becomes ``sum(w)``.
+    lam_range : tuple of float, default=None
+        ``(lam_min, lam_max)`` of the search. Defaults to
+        ``(1e-12, 1e2) * s_max^2``, which is invariant to the scale of ``Z``.
+    n_grid : int, default=50
+        Points of the log-spaced grid and of each refinement.
+    n_refine : int, default=2
+        Rounds of refinement between the grid neighbours of the best point.
+
+    Returns
+    -------
+    result : GCVResult
+
+    Notes
+    -----
+    The GCV function is ``G(lam) = ||(I - H) C||_F^2 / (c (n - tr H))^2`` with
+    the hat matrix ``H(lam) = Z (Z^T Z + lam I)^{-1} Z^T`` (Golub, Heath, Wahba
+    1979), the same count as the sampled GCV of slimTik. It is evaluated for all
+    grid points from one SVD. This is not leave-one-out (``RidgeCV``'s default).
+    """
+    factors = tikhonov_factor(Z, C, sample_weight)
+    s_max2 = float(factors.s[0] ** 2) if factors.s.numel() else 1.0
+    lo, hi = lam_range if lam_range is not None else (1e-12 * s_max2, 1e2 * s_max2)
+    grid = torch.logspace(math.log10(lo), math.log10(hi), n_grid, dtype=_DTYPE)
+    grid_scores = factors.gcv(grid).cpu()
+    lams, scores = grid, grid_scores
+    for _ in range(n_refine):
+        best = int(torch.argmin(scores))
+        left, right = max(best - 1, 0), min(best + 1, n_grid - 1)
+        lams = torch.logspace(
+            math.log10(lams[left]), math.log10(lams[right]), n_grid, dtype=_DTYPE
+        )
+        scores = factors.gcv(lams).cpu()
+    best = int(torch.argmin(scores))
+    lam = float(lams[best])
+    W = _like_targets(factors.solve(lam), Z, C)
+    return GCVResult(lam, W, float(scores[best]), grid, grid_scores)
+
+
+def _like_targets(W, Z, C):
+    """Cast ``W`` (p, c) back to the inputs' dtype and 1-D-ness of ``C``."""
+    W = W.to(torch.result_type(Z, C))
+    return W.reshape(-1) if C.ndim == 1 else W
