@@ -3,10 +3,13 @@
 A separable network ``f(x) = phi(x; theta) W + b`` has its affine head ``(W, b)``
 solved as a regularized least-squares problem (slimTik, Tikhonov with GCV)
 instead of being stepped by a learning rate. The numerical core lives in
-:mod:`sk_slim.linalg`, the networks in :mod:`sk_slim.networks`, and shared data
-generators in :mod:`sk_slim.datasets`.
+:mod:`sk_slim.linalg`, the networks in :mod:`sk_slim.networks`, training
+algorithms in :mod:`sk_slim.training`, and shared data generators in
+:mod:`sk_slim.datasets`.
 """
+
+from ._slimtrain import SlimTrainRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = ["SlimTrainRegressor", "__version__"]

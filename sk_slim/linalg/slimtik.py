@@ -184,7 +184,7 @@ class SlimTik:
         state = self.state
         batch = self._prepare(Z, C, sample_weight)
         if self.lam == "sgcv":
-            lams = self.trial_increments().to(batch.Z.device)
+            lams = self.trial_increments().to(batch.V.device)
             scores = self._sgcv_values(batch, lams)
             best = int(torch.argmin(scores))
             lam, score = float(lams[best]), float(scores[best])
@@ -194,7 +194,7 @@ class SlimTik:
         lam = Lambda - state.Lambda
 
         V, eigvals = batch.V, batch.eigvals
-        rhs = V.T @ (batch.Z.T @ batch.R0 + lam * state.W)  # (p, c)
+        rhs = V.T @ (batch.ZtR0 + lam * state.W)  # (p, c)
         state.W = state.W - V @ (rhs / (eigvals + Lambda)[:, None])  # (p, c)
         state.Lambda, state.lam, state.sgcv = Lambda, lam, score
         state.n_updates += 1
@@ -223,7 +223,7 @@ class SlimTik:
             ``inf`` where the residual count ``n c - t(lambda)`` is not positive.
         """
         batch = self._prepare(Z, C, sample_weight)
-        lams = torch.as_tensor(lams, dtype=_DTYPE, device=batch.Z.device)
+        lams = torch.as_tensor(lams, dtype=_DTYPE, device=batch.V.device)
         return self._sgcv_values(batch, lams.reshape(-1))
 
     def trial_increments(self):
@@ -260,7 +260,15 @@ class SlimTik:
         gram = Z.T @ Z  # (p, p)
         eigvals, V = torch.linalg.eigh(self._memory_gram_with(gram))  # ascending
         R0 = Z @ self.state.W - C  # (n, c)
-        return _Batch(Z, R0, n_eff, gram, V, eigvals.clamp_min(0.0))
+        return _Batch(
+            ZtR0=Z.T @ R0,
+            R0_norm2=(R0**2).sum(),
+            n_samples=n_eff,
+            n_targets=C.shape[1],
+            gram=gram,
+            V=V,
+            eigvals=eigvals.clamp_min(0.0),
+        )
 
     def _memory_gram_with(self, gram):
         """``sum_j Z_j^T Z_j`` over the memory once ``gram`` has joined it."""
@@ -278,27 +286,41 @@ class SlimTik:
             grams.append(gram)  # a bounded deque drops the oldest
 
     def _sgcv_values(self, batch, lams):
-        """Closed-form sGCV at trial increments from one eigendecomposition."""
-        c = batch.R0.shape[1]
+        """Closed-form sGCV at trial increments, in p x p algebra only.
+
+        In the eigenbasis ``V`` of the memory Gram, with ``d = 1/(e + mu)``, the
+        trial residual is ``R0 - Z V diag(d) (A + lam B)``, ``A = V^T Z^T R0`` and
+        ``B = V^T W``. Its squared norm expands to
+        ``||R0||^2 - 2 d.(a + lam ab) + d^T (K_AA + lam K_AB + lam^2 K_BB) d``
+        with ``K = V^T Z^T Z V`` and ``K_XY = K * (X Y^T)`` (elementwise), so each
+        trial costs O(p^2) instead of O(n p c), and no (n, p) product is formed.
+        The trace term is ``c d . diag(K)``.
+        """
+        V = batch.V
         mu = self.state.Lambda + lams  # (T,)
         d = 1.0 / (batch.eigvals + mu[:, None])  # (T, p)
-        P = batch.Z @ batch.V  # (n, p)
-        A = P.T @ batch.R0  # (p, c)
-        B = batch.V.T @ self.state.W  # (p, c)
-        X = d[:, :, None] * (A + lams[:, None, None] * B)  # (T, p, c)
-        rho = ((batch.R0 - P @ X) ** 2).sum(dim=(1, 2))  # (T,)
-        trace = c * (d @ (P**2).sum(dim=0))  # (T,)
-        residual_count = batch.n_samples * c - trace
+        K = V.T @ batch.gram @ V  # (p, p)
+        A = V.T @ batch.ZtR0  # (p, c)
+        B = V.T @ self.state.W  # (p, c)
+        AA, AB, BB = A @ A.T, A @ B.T, B @ B.T  # (p, p) each
+        quad = torch.stack([K * AA, K * (AB + AB.T), K * BB])  # (3, p, p)
+        forms = ((d @ quad) * d).sum(dim=2)  # (3, T): d^T K_XY d per trial
+        cross = d @ AA.diagonal() + lams * (d @ AB.diagonal())  # (T,)
+        rho = batch.R0_norm2 - 2.0 * cross + forms[0] + lams * forms[1]
+        rho = rho + lams**2 * forms[2]
+        c = batch.n_targets
+        residual_count = batch.n_samples * c - c * (d @ K.diagonal())  # (T,)
         return torch.where(residual_count > 0, rho / residual_count**2, torch.inf)
 
 
 @dataclass(frozen=True)
 class _Batch:
-    """One scaled batch and the decomposition of the memory Gram it joins."""
+    """One scaled batch, reduced to what the update and sGCV need."""
 
-    Z: Tensor  # (n, p), scaled
-    R0: Tensor  # (n, c), Z W_{k-1} - C
+    ZtR0: Tensor  # (p, c), Z^T (Z W_{k-1} - C)
+    R0_norm2: Tensor  # (), ||Z W_{k-1} - C||_F^2
     n_samples: float  # sum of the weights: the rows the batch stands for
+    n_targets: int  # c
     gram: Tensor  # (p, p), this batch's Z^T Z
     V: Tensor  # (p, p), eigenvectors of the memory Gram
     eigvals: Tensor  # (p,), its eigenvalues, clipped at 0

@@ -1,0 +1,66 @@
+"""Full-data head solves for a separable network (the last step of every fit)."""
+
+import torch
+
+from ..linalg import gcv, tikhonov_svd
+
+__all__ = ["features_of", "solve_head"]
+
+
+@torch.no_grad()
+def features_of(net, X, chunk_size=16384):
+    """Features ``phi(X)`` of a whole data set, in chunks, without a graph.
+
+    Parameters
+    ----------
+    net : SeparableNet
+    X : Tensor of shape (n, ...)
+    chunk_size : int, default=16384
+        Rows per forward pass (bounds the memory of activations).
+
+    Returns
+    -------
+    Z : Tensor of shape (n, m)
+    """
+    return torch.cat([net.features(chunk) for chunk in X.split(chunk_size)])
+
+
+def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
+    """Solve the head of ``net`` on all of ``(X, C)`` and store it in its buffers.
+
+    Solves ``min_W sum_i w_i ||[phi(x_i), 1] W - c_i||^2 / sum_i w_i + alpha ||W||^2``
+    (a weighted mean loss, so ``alpha`` does not grow with the data) by one thin
+    SVD of the features, in float64.
+
+    Parameters
+    ----------
+    net : SeparableNet
+    X : Tensor of shape (n, ...)
+    C : Tensor of shape (n, c)
+    sample_weight : Tensor of shape (n,), default=None
+    alpha : 'gcv' or float, default='gcv'
+        The ridge weight, or ``'gcv'`` to choose it by generalized
+        cross-validation.
+
+    Returns
+    -------
+    alpha : float
+        The ridge weight used (on the mean-loss scale).
+
+    Raises
+    ------
+    FloatingPointError
+        If the features are not finite.
+    """
+    Z = net.augment(features_of(net, X))  # (n, m + 1)
+    if not torch.isfinite(Z).all():
+        raise FloatingPointError("The learned features are not finite.")
+    n_eff = float(Z.shape[0] if sample_weight is None else sample_weight.sum())
+    # Sum-of-squares form: lam = alpha * n_eff (weights read as repetitions).
+    if alpha == "gcv":
+        result = gcv(Z, C, sample_weight)
+        W, alpha = result.W, result.lam / n_eff
+    else:
+        W = tikhonov_svd(Z, C, alpha * n_eff, sample_weight)
+    net.set_head(W)
+    return float(alpha)

@@ -1,0 +1,423 @@
+"""SlimTrainRegressor: scikit-learn conformance and behaviour."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.callback import ProgressBar, ScoringMonitor
+from sklearn.datasets import make_friedman1
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from sk_slim import SlimTrainRegressor
+from sk_slim.datasets import make_peaks
+
+
+def _expected_failed_checks(estimator):
+    if estimator.dtype != "float32":
+        return {}
+    reason = (
+        "float32 network: outputs carry float32 rounding (~3e-7 relative, more "
+        "after 200 epochs), above the check's 1e-7; float64 passes"
+    )
+    # Weights are repetitions in every loss and solve: see
+    # test_integer_weights_equal_repeated_rows.
+    return {
+        "check_sample_weight_equivalence_on_dense_data": reason,
+        "check_methods_subset_invariance": reason,
+    }
+
+
+@parametrize_with_checks(
+    [SlimTrainRegressor(), SlimTrainRegressor(dtype="float32")],
+    expected_failed_checks=_expected_failed_checks,
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.fixture(scope="module")
+def friedman():
+    X, y = make_friedman1(n_samples=400, noise=0.3, random_state=0)
+    return train_test_split(X, y, random_state=0)
+
+
+def _fit(X, y, **params):
+    params = {"random_state": 0, "max_iter": 10, "early_stopping": False, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SlimTrainRegressor(**params).fit(X, y)
+
+
+def test_learns_a_nonlinear_function():
+    X, y = make_peaks(n_samples=600, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    model = _fit(X_train, y_train, max_iter=60, learning_rate_init=1e-2)
+    assert model.loss_curve_[0] > 2 * model.loss_curve_[-1]
+    assert model.score(X_test, y_test) > 0.9
+    # A linear head on the raw inputs cannot do this: peaks is far from linear.
+    linear = _fit(X_train, y_train, hidden_layer_sizes=(2,), activation="identity")
+    assert linear.score(X_test, y_test) < 0.3
+
+
+def test_gcv_head_beats_badly_fixed_regularization(friedman):
+    X_train, X_test, y_train, y_test = friedman
+    scores = {
+        head_alpha: _fit(X_train, y_train, head_alpha=head_alpha).score(X_test, y_test)
+        for head_alpha in ("auto", 10.0)
+    }
+    assert scores["auto"] > scores[10.0] + 0.1
+
+
+def test_predict_is_transform_times_head_and_shapes(friedman):
+    X_train, X_test, y_train, _ = friedman
+    model = _fit(X_train, y_train, hidden_layer_sizes=(16, 8))
+    Z = model.transform(X_test)
+    assert Z.shape == (len(X_test), 8)
+    np.testing.assert_allclose(
+        model.predict(X_test), Z @ model.coef_ + model.intercept_, rtol=1e-10
+    )
+    assert model.predict(X_test).shape == (len(X_test),)
+    assert list(model.get_feature_names_out()) == [
+        f"slimtrainregressor{i}" for i in range(8)
+    ]
+    Y = np.column_stack([y_train, 2 * y_train])
+    multi = _fit(X_train, Y, max_iter=3)
+    assert multi.predict(X_test).shape == (len(X_test), 2)
+    assert multi.coef_.shape == (64, 2) and multi.intercept_.shape == (2,)
+
+
+def test_same_seed_same_model_and_global_rngs_untouched(friedman):
+    X_train, X_test, y_train, _ = friedman
+    torch_state = torch.get_rng_state()
+    numpy_state = np.random.get_state()[1].copy()  # noqa: NPY002 (the global RNG)
+    a = _fit(X_train, y_train, max_iter=3).predict(X_test)
+    b = _fit(X_train, y_train, max_iter=3).predict(X_test)
+    c = _fit(X_train, y_train, max_iter=3, random_state=1).predict(X_test)
+    _fit(X_train, y_train, max_iter=1, random_state=None)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state)  # noqa: NPY002
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_thread_count_is_restored(friedman):
+    X_train, _, y_train, _ = friedman
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _fit(X_train, y_train, max_iter=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_early_stopping_restores_the_best_epoch(friedman):
+    X_train, X_test, y_train, _ = friedman
+    params = dict(early_stopping=True, n_iter_no_change=5, learning_rate_init=3e-2)
+    model = _fit(X_train, y_train, max_iter=40, **params)
+    scores = model.validation_scores_
+    best = int(np.argmax(scores)) + 1
+    assert model.best_validation_score_ == max(scores)
+    assert model.n_iter_ < 40 and model.n_iter_ >= best
+    # Same seed, same split, stopped by max_iter at the best epoch: same network.
+    at_best = _fit(
+        X_train, y_train, max_iter=best, **{**params, "n_iter_no_change": 99}
+    )
+    for p, q in zip(
+        model.module_.parameters(), at_best.module_.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.predict(X_test), at_best.predict(X_test))
+
+
+def test_warm_start_continues(friedman):
+    X_train, _, y_train, _ = friedman
+    model = _fit(X_train, y_train, max_iter=5)
+    first = list(model.module_.parameters())[0].detach().clone()
+    model.set_params(warm_start=True)
+    model = _fit_more(model, X_train, y_train)
+    assert model.n_iter_ == 10 and len(model.loss_curve_) == 10
+    # It continued from the first network rather than starting afresh.
+    fresh_first = list(_fit(X_train, y_train, max_iter=0 + 1).module_.parameters())[0]
+    moved = (list(model.module_.parameters())[0] - first).abs().max()
+    assert moved > 0
+    assert not torch.equal(fresh_first, list(model.module_.parameters())[0])
+
+
+def _fit_more(model, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def test_partial_fit_streams_with_bounded_memory():
+    X, y = make_peaks(n_samples=3000, random_state=1)
+    X_test, y_test = make_peaks(n_samples=500, random_state=2)
+    model = SlimTrainRegressor(random_state=0, batch_size=50)
+    scores = []
+    for X_chunk, y_chunk in zip(
+        np.array_split(X, 30), np.array_split(y, 30), strict=True
+    ):
+        model.partial_fit(X_chunk, y_chunk)
+        scores.append(model.score(X_test, y_test))
+    slimtik = model._solver_state["slimtik"]
+    assert len(slimtik.state.grams) == model.memory_depth + 1
+    assert slimtik.state.n_updates == 3000 // 50
+    assert model.n_iter_ == 30 and model.t_ == 3000
+    assert scores[-1] > 0.5 and scores[-1] > scores[0] + 0.2
+
+
+def test_pickle_round_trip_predicts_identically(friedman):
+    X_train, X_test, y_train, _ = friedman
+    model = _fit(X_train, y_train, max_iter=3)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(model.predict(X_test), restored.predict(X_test))
+    restored.partial_fit(X_train, y_train)  # the training state came along too
+
+
+def test_integer_weights_equal_repeated_rows(friedman):
+    X_train, X_test, y_train, _ = friedman
+    X_train, y_train = X_train[:60], y_train[:60]
+    weight = np.random.RandomState(0).randint(0, 4, size=60)
+    params = dict(max_iter=5, batch_size=1000, shuffle=False)
+    weighted = _fit(X_train, y_train, **params)
+    weighted = _fit(X_train, y_train, **params)
+    weighted.fit(X_train, y_train, sample_weight=weight)
+    repeated = _fit(np.repeat(X_train, weight, 0), np.repeat(y_train, weight), **params)
+    np.testing.assert_allclose(
+        weighted.predict(X_test), repeated.predict(X_test), rtol=1e-8, atol=1e-10
+    )
+    assert weighted.head_alpha_ == pytest.approx(repeated.head_alpha_, rel=1e-6)
+
+
+def test_weight_two_equals_duplicated_rows_for_the_head_solve(friedman):
+    # The final head solve alone: weight 2 on a row is that row twice.
+    X_train, X_test, y_train, _ = friedman
+    model = _fit(X_train, y_train, max_iter=2, head_alpha=1e-3)
+    from sk_slim.training import solve_head
+
+    net_w, net_d = (pickle.loads(pickle.dumps(model.module_)) for _ in range(2))
+    X = torch.as_tensor(X_train)
+    C = torch.as_tensor(y_train)[:, None]
+    weight = torch.ones(len(X), dtype=torch.float64)
+    weight[:50] = 2.0
+    solve_head(net_w, X, C, weight, alpha=1e-3)
+    solve_head(net_d, torch.cat([X, X[:50]]), torch.cat([C, C[:50]]), alpha=1e-3)
+    torch.testing.assert_close(net_w.W, net_d.W, rtol=1e-10, atol=1e-12)
+
+
+def test_grid_search_in_a_pipeline_with_two_jobs(friedman):
+    X_train, X_test, y_train, y_test = friedman
+    pipeline = make_pipeline(
+        StandardScaler(), SlimTrainRegressor(max_iter=5, random_state=0)
+    )
+    search = GridSearchCV(
+        pipeline,
+        {"slimtrainregressor__learning_rate_init": [1e-3, 1e-2]},
+        cv=2,
+        n_jobs=2,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X_train, y_train)
+    assert search.best_params_["slimtrainregressor__learning_rate_init"] in (1e-3, 1e-2)
+    assert search.score(X_test, y_test) > 0.5
+
+
+def test_pandas_input_keeps_feature_names(friedman):
+    pd = pytest.importorskip("pandas")
+    X_train, X_test, y_train, _ = friedman
+    columns = [f"x{i}" for i in range(X_train.shape[1])]
+    model = _fit(pd.DataFrame(X_train, columns=columns), pd.Series(y_train), max_iter=2)
+    assert list(model.feature_names_in_) == columns
+    assert model.predict(pd.DataFrame(X_test, columns=columns)).shape == (len(X_test),)
+
+
+def test_float32_in_float32_out(friedman):
+    X_train, X_test, y_train, _ = friedman
+    model = _fit(X_train.astype(np.float32), y_train, max_iter=2)
+    assert model.predict(X_test.astype(np.float32)).dtype == np.float32
+    assert model.predict(X_test).dtype == np.float64
+    assert model.module_.W.dtype == torch.float64  # float64 compute on CPU
+
+
+@pytest.mark.parametrize(
+    "X_bad, y_bad, match",
+    [
+        (np.full((20, 3), np.nan), np.ones(20), "NaN"),
+        (np.full((20, 3), np.inf), np.ones(20), "infinity"),
+        (np.ones((20, 3)), np.full(20, np.nan), "NaN"),
+        (np.ones(20), np.ones(20), "Expected 2D array"),
+        (np.ones((1, 3)), np.ones(1), "1 sample"),
+        (np.ones((20, 3)), np.ones(19), "inconsistent numbers of samples"),
+    ],
+)
+def test_bad_input_raises_sklearn_errors(X_bad, y_bad, match):
+    with pytest.raises(ValueError, match=match):
+        SlimTrainRegressor(max_iter=1).fit(X_bad, y_bad)
+
+
+def test_predict_checks_fitted_and_feature_count(friedman):
+    X_train, X_test, y_train, _ = friedman
+    with pytest.raises(NotFittedError):
+        SlimTrainRegressor().predict(X_test)
+    model = _fit(X_train, y_train, max_iter=1)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        model.predict(X_test[:, :3])
+
+
+def test_failed_fit_leaves_the_model_unchanged(friedman):
+    X_train, X_test, y_train, _ = friedman
+    model = _fit(X_train, y_train, max_iter=2)
+    before = model.predict(X_test)
+    attributes = set(vars(model))
+    with pytest.raises(ValueError):
+        model.fit(X_train[:, :3], np.full(len(X_train), np.nan))
+    assert set(vars(model)) == attributes and model.n_features_in_ == 10
+    np.testing.assert_array_equal(model.predict(X_test), before)
+
+
+def test_diverging_learning_rate_never_gives_nan(friedman):
+    X_train, X_test, y_train, _ = friedman
+    X_big = X_train * 1e3
+    model = SlimTrainRegressor(
+        activation="relu",
+        learning_rate_init=1e8,
+        max_iter=5,
+        random_state=0,
+        early_stopping=False,
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X_big, y_train)
+    except FloatingPointError as error:  # recovery gave up: a clear error, no model
+        assert "diverged" in str(error)
+        assert not hasattr(model, "module_")
+    else:
+        assert np.isfinite(model.predict(X_test * 1e3)).all()
+
+
+def test_nan_epoch_is_undone_and_learning_rate_halved(friedman):
+    X_train, _, y_train, _ = friedman
+
+    class Flaky(nn.Module):
+        """Returns NaN features on its 3rd training forward pass, once."""
+
+        def __init__(self, n_in):
+            super().__init__()
+            self.linear = nn.Linear(n_in, 8)
+            self.calls = 0
+
+        def forward(self, x):
+            z = torch.tanh(self.linear(x))
+            if self.training:
+                self.calls += 1
+                if self.calls == 3:
+                    return z * torch.nan
+            return z
+
+    model = _fit(X_train, y_train, feature_extractor=Flaky, max_iter=4, batch_size=100)
+    optimizer_lr = model._solver_state["optimizer"]["param_groups"][0]["lr"]
+    assert optimizer_lr == pytest.approx(model.learning_rate_init / 2)
+    assert np.isfinite(model.loss_curve_).all() and model.n_iter_ == 4
+
+
+def test_keyboard_interrupt_keeps_the_model_and_warns(friedman):
+    X_train, X_test, y_train, _ = friedman
+
+    class Interrupting(nn.Module):
+        def __init__(self, n_in):
+            super().__init__()
+            self.linear = nn.Linear(n_in, 8)
+            self.calls = 0
+
+        def forward(self, x):
+            if self.training:
+                self.calls += 1
+                if self.calls == 7:
+                    raise KeyboardInterrupt
+            return torch.tanh(self.linear(x))
+
+    with pytest.warns(UserWarning, match="interrupted"):
+        model = SlimTrainRegressor(
+            feature_extractor=Interrupting,
+            batch_size=100,
+            random_state=0,
+            early_stopping=False,
+        ).fit(X_train, y_train)
+    assert model.n_iter_ == 2  # 3 batches an epoch: stopped during the 3rd epoch
+    assert np.isfinite(model.predict(X_test)).all()
+
+
+def test_custom_feature_extractor_with_kwargs(friedman):
+    X_train, X_test, y_train, y_test = friedman
+
+    def extractor(n_in, width):
+        return nn.Sequential(nn.Linear(n_in, width), nn.SiLU())
+
+    model = _fit(
+        X_train,
+        y_train,
+        feature_extractor=extractor,
+        feature_extractor_kwargs={"width": 12},
+        max_iter=20,
+        learning_rate_init=1e-2,
+    )
+    assert model.transform(X_test).shape == (len(X_test), 12)
+    assert model.score(X_test, y_test) > 0.5
+
+
+def test_verbose_prints_mlp_style_lines(friedman, capsys):
+    X_train, _, y_train, _ = friedman
+    _fit(X_train, y_train, max_iter=2, verbose=1)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("Iteration 1, loss = ")
+    assert lines[1].startswith("Iteration 2, loss = ")
+
+
+def test_callbacks_monitor_and_progress_also_in_a_pipeline(friedman):
+    X_train, _, y_train, _ = friedman
+    monitor = ScoringMonitor(scoring="r2")
+    model = SlimTrainRegressor(max_iter=4, random_state=0).set_callbacks(monitor)
+    _fit_more(model, X_train, y_train)
+    scores = [row["r2"] for row in monitor.get_logs().data if "r2" in row]
+    assert len(scores) == 4
+    # Auto-propagated callbacks go on the outermost meta-estimator.
+    pipeline = make_pipeline(StandardScaler(), SlimTrainRegressor(max_iter=2))
+    _fit_more(pipeline.set_callbacks(ProgressBar()), X_train, y_train)
+    search = GridSearchCV(
+        SlimTrainRegressor(max_iter=2), {"alpha": [1e-4, 1e-3]}, cv=2
+    ).set_callbacks(ProgressBar())
+    _fit_more(search, X_train, y_train)
+    assert search.best_estimator_.n_iter_ == 2
+
+
+def test_convergence_warning_when_max_iter_is_reached(friedman):
+    X_train, _, y_train, _ = friedman
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        SlimTrainRegressor(max_iter=2, random_state=0).fit(X_train, y_train)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_predicts_on_cpu_after_pickling(friedman, monkeypatch):
+    X_train, X_test, y_train, _ = friedman
+    model = _fit(X_train, y_train, device="cuda", max_iter=3)
+    assert model.device_.startswith("cuda") and model.module_.W.is_cuda
+    assert model.module_.feature_extractor[0].weight.dtype == torch.float32
+    assert model.module_.W.dtype == torch.float32
+    prediction = model.predict(X_test)
+    assert prediction.dtype == np.float64
+    restored = pickle.loads(pickle.dumps(model))
+    assert not restored.module_.W.is_cuda
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    np.testing.assert_allclose(restored.predict(X_test), prediction, rtol=1e-5)
