@@ -286,6 +286,31 @@ def test_failed_fit_leaves_the_model_unchanged(friedman):
     np.testing.assert_array_equal(model.predict(X_test), before)
 
 
+def test_failed_warm_start_rolls_back_the_network(friedman):
+    X_train, X_test, y_train, _ = friedman
+
+    class Poisonable(nn.Module):
+        def __init__(self, n_in):
+            super().__init__()
+            self.linear = nn.Linear(n_in, 8)
+            self.poisoned = False
+
+        def forward(self, x):
+            z = torch.tanh(self.linear(x))
+            return z * torch.nan if self.poisoned and self.training else z
+
+    model = _fit(X_train, y_train, feature_extractor=Poisonable, max_iter=2)
+    before = model.predict(X_test)
+    weights = model.module_.feature_extractor.linear.weight.detach().clone()
+    model.module_.feature_extractor.poisoned = True
+    model.set_params(warm_start=True)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        model.fit(X_train, y_train)
+    assert model.n_iter_ == 2 and len(model.loss_curve_) == 2
+    torch.testing.assert_close(model.module_.feature_extractor.linear.weight, weights)
+    np.testing.assert_array_equal(model.predict(X_test), before)
+
+
 def test_diverging_learning_rate_never_gives_nan(friedman):
     X_train, X_test, y_train, _ = friedman
     X_big = X_train * 1e3
