@@ -1,9 +1,12 @@
 """The house rules of DESIGN.md §2, checked on the source: import only downward."""
 
 import ast
+import re
+import warnings
 from pathlib import Path
 
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import sk_slim
 
@@ -41,3 +44,14 @@ def test_public_names_are_strings_that_resolve():
     for module in (sk_slim, linalg, networks):
         assert all(isinstance(name, str) for name in module.__all__)
         assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_readme_usage_example_runs(capsys):
+    # The README's usage block is executed as written, so it cannot rot.
+    readme = (PACKAGE.parent / "README.md").read_text()
+    code = re.search(r"## Usage\n\n```python\n(.*?)```", readme, re.S).group(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        exec(compile(code, "README.md", "exec"), {})
+    scores = [float(s) for s in re.findall(r"[-\d.]+", capsys.readouterr().out)]
+    assert len(scores) == 3 and min(scores) > 0.7
