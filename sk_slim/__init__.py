@@ -8,8 +8,9 @@ algorithms in :mod:`sk_slim.training`, and shared data generators in
 :mod:`sk_slim.datasets`.
 """
 
+from ._gnvpro import GNvproRegressor
 from ._slimtrain import SlimTrainRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["SlimTrainRegressor", "__version__"]
+__all__ = ["GNvproRegressor", "SlimTrainRegressor", "__version__"]

@@ -42,13 +42,6 @@ from .training import solve_head
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Attributes holding tensors: pickled through torch with CPU mapping.
 _TORCH_ATTRIBUTES = ("module_", "_solver_state")
-# Fitted attributes that training changes in place.
-_MUTABLE_FITTED_ATTRIBUTES = (
-    *_TORCH_ATTRIBUTES,
-    "loss_curve_",
-    "head_alpha_curve_",
-    "validation_scores_",
-)
 # A divergent epoch is retried this many times with half the learning rate.
 _MAX_RETRIES = 5
 # early_stopping='auto' holds out validation data from this many samples on.
@@ -109,13 +102,21 @@ class _BaseSeparable(
         "verbose": ["verbose"],
     }
 
+    # Fitted attributes that training changes in place (rolled back on failure).
+    _mutable_fitted_attributes = (
+        *_TORCH_ATTRIBUTES,
+        "loss_curve_",
+        "head_alpha_curve_",
+        "validation_scores_",
+    )
+
     # ------------------------------------------------------------------ fitting
 
     def _fit(self, X, y, sample_weight, *, incremental):
         """Validate, (re)build, train, and commit the fitted state atomically."""
         saved = self.__dict__.copy()
         # Training mutates these in place: keep copies to roll a failure back.
-        for name in _MUTABLE_FITTED_ATTRIBUTES:
+        for name in self._mutable_fitted_attributes:
             if name in saved:
                 saved[name] = copy.deepcopy(saved[name])
         try:
@@ -360,13 +361,23 @@ class _BaseSeparable(
             self.best_loss_ = min(self.best_loss_, loss)
         else:  # partial_fit with early_stopping: no validation split to judge by
             improved = True
+        self._record_iteration(run)
         if self.verbose:
             print(f"{message}, {seconds:.3f} s")
+        if self._converged(run):
+            return True
         run.n_iter_no_change_count = 0 if improved else run.n_iter_no_change_count + 1
         if run.n_iter_no_change_count > self.n_iter_no_change:
             if self.verbose:
                 print(f"No improvement for {self.n_iter_no_change} epochs: stopping.")
             return True
+        return False
+
+    def _record_iteration(self, run):
+        """Hook: append algorithm-specific history (default: nothing)."""
+
+    def _converged(self, run):
+        """Hook: an algorithm-specific convergence test (default: never)."""
         return False
 
     def _solve_head(self, run):

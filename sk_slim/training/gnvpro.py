@@ -1,0 +1,318 @@
+"""GNvpro: Gauss-Newton on the variable-projection reduced objective (ALGORITHMS.md §2).
+
+The head is eliminated exactly, ``W = W(theta)``, and the reduced objective
+
+    Phi(theta) = 1/2 ||Z(theta) W(theta) - C||_F^2 + alpha_W/2 ||W(theta)||_F^2
+                 + alpha_theta/2 ||theta_w||^2
+
+(rows scaled by ``sqrt(w_i / sum w)``, so the data term is a weighted mean) is
+minimized over the feature extractor's parameters ``theta`` by Gauss-Newton with
+a truncated-CG inner solve, globalized by a trust region or an Armijo line
+search. Jacobian products come from ``torch.func.jvp``/``vjp``; no Jacobian is
+formed.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call, jvp, vjp
+
+from ..linalg import cg, gcv, steihaug_cg
+
+__all__ = ["GNvproState", "ReducedProblem", "gnvpro_step"]
+
+_DTYPE = torch.float64
+
+
+@dataclass
+class _Linearization:
+    """The reduced problem at one ``theta``: head, residual and SVD factors."""
+
+    theta: torch.Tensor  # (P,) flat parameters
+    head_alpha: float  # alpha_W used for W(theta)
+    Z: torch.Tensor  # (n, p) scaled, augmented features, float64
+    W: torch.Tensor  # (p, c) the optimal head W(theta)
+    R: torch.Tensor  # (n, c) residual Z W - C
+    V: torch.Tensor  # (p, q) right singular vectors of Z
+    s: torch.Tensor  # (q,) singular values
+    value: float  # Phi(theta)
+    pullback: object = None  # vjp of features() at theta, when differentiable
+
+
+class ReducedProblem:
+    """The VarPro-reduced least-squares problem of a separable network.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; ``theta`` are its feature extractor's parameters, which
+        this object reads and writes in place.
+    X : Tensor of shape (n, d)
+    C : Tensor of shape (n, c)
+        Targets (standardized by the estimator).
+    sample_weight : Tensor of shape (n,), default=None
+    alpha : float, default=0.0
+        Ridge weight on the extractor's weight matrices (not biases), on the
+        mean-loss scale.
+
+    Attributes
+    ----------
+    work_units : int
+        Passes over the data so far: one per forward, backward, or
+        forward-mode (jvp) pass, as the GNvpro paper counts them.
+    """
+
+    def __init__(self, net, X, C, sample_weight=None, alpha=0.0):
+        self.net = net
+        self.X = X
+        self.C = C.to(_DTYPE)
+        weight = torch.ones(len(X), dtype=_DTYPE, device=X.device)
+        if sample_weight is not None:
+            weight = sample_weight.to(_DTYPE)
+        self.weight = weight
+        self.scale = (weight / weight.sum()).sqrt()[:, None]  # (n, 1)
+        self.alpha = alpha
+        self.names = [name for name, _ in net.feature_extractor.named_parameters()]
+        params = [p for _, p in net.feature_extractor.named_parameters()]
+        self.shapes = [p.shape for p in params]
+        self.penalized = torch.cat(  # which entries of theta the ridge applies to
+            [
+                torch.full((p.numel(),), float(p.ndim > 1), device=X.device)
+                for p in params
+            ]
+        ).to(params[0].dtype)
+        self.work_units = 0
+
+    # --------------------------------------------------------------- parameters
+
+    def get_theta(self):
+        """The extractor's parameters as one flat vector (a detached copy)."""
+        return torch.cat(
+            [p.detach().reshape(-1) for p in self.net.feature_extractor.parameters()]
+        )
+
+    @torch.no_grad()
+    def set_theta(self, theta):
+        """Write a flat parameter vector back into the extractor."""
+        torch.nn.utils.vector_to_parameters(
+            theta, self.net.feature_extractor.parameters()
+        )
+
+    def _unflatten(self, theta):
+        chunks = theta.split([math.prod(shape) for shape in self.shapes])
+        return {
+            name: chunk.view(shape)
+            for name, chunk, shape in zip(self.names, chunks, self.shapes, strict=True)
+        }
+
+    def features(self, theta):
+        """Scaled, augmented features ``sqrt(w/sum w) [phi(X; theta), 1]`` (n, p)."""
+        Z = functional_call(
+            self.net.feature_extractor, self._unflatten(theta), (self.X,)
+        )
+        Z = torch.cat([Z, Z.new_ones(Z.shape[0], 1)], dim=1)
+        return self.scale.to(Z.dtype) * Z
+
+    # ----------------------------------------------------------------- the head
+
+    def linearize(self, theta, head_alpha, *, differentiable=False):
+        """Solve the head at ``theta`` and evaluate the reduced objective.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+        head_alpha : 'gcv' or float
+            ``alpha_W``, or ``'gcv'`` to choose it by GCV from these features.
+        differentiable : bool, default=False
+            Keep the features' vjp (for the gradient and Gauss-Newton products)
+            from the same forward pass.
+
+        Returns
+        -------
+        _Linearization or None
+            None if the features are not finite.
+        """
+        if differentiable:
+            Z, pullback = vjp(self.features, theta)
+        else:
+            with torch.no_grad():
+                Z = self.features(theta)
+            pullback = None
+        self.work_units += 1
+        Z = Z.detach().to(_DTYPE)  # (n, p)
+        if not torch.isfinite(Z).all():
+            return None
+        C = self.C * self.scale  # (n, c)
+        if head_alpha == "gcv":
+            # Weights as repetitions: GCV on the unscaled rows, then mean scale.
+            total = float(self.weight.sum())
+            head_alpha = gcv(Z / self.scale, self.C, self.weight).lam / total
+        U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
+        W = Vh.T @ ((s / (s**2 + head_alpha))[:, None] * (U.T @ C))  # (p, c)
+        R = Z @ W - C  # (n, c)
+        value = 0.5 * (R.square().sum() + head_alpha * W.square().sum())
+        if self.alpha:
+            value = (
+                value + 0.5 * self.alpha * (self.penalized * theta.double() ** 2).sum()
+            )
+        return _Linearization(
+            theta, head_alpha, Z, W, R, Vh.T, s, float(value), pullback
+        )
+
+    def _solve_gram(self, lin, Y):
+        """``(Z^T Z + alpha_W I)^{-1} Y`` from the SVD, complement included."""
+        V, d = lin.V, 1.0 / (lin.s**2 + lin.head_alpha)
+        VtY = V.T @ Y
+        return V @ (d[:, None] * VtY) + (Y - V @ VtY) / lin.head_alpha
+
+    # ------------------------------------------------- derivatives of Phi(theta)
+
+    def gradient(self, lin):
+        """Reduced gradient by the envelope theorem: one backward pass, W fixed.
+
+        Returns
+        -------
+        g : Tensor of shape (P,)
+        """
+        theta = lin.theta
+        (g,) = lin.pullback((lin.R @ lin.W.T).to(theta.dtype))  # dPhi/dZ = R W^T
+        self.work_units += 1
+        return g + self.alpha * self.penalized * theta
+
+    def delta_head(self, lin, dZ):
+        """Sensitivity ``dW`` of the optimal head to a feature perturbation ``dZ``.
+
+        From ``(Z^T Z + alpha_W I) W = Z^T C``:
+        ``dW = -(Z^T Z + alpha_W I)^{-1} (dZ^T R + Z^T dZ W)``.
+        """
+        return -self._solve_gram(lin, dZ.T @ lin.R + lin.Z.T @ dZ @ lin.W)
+
+    def gauss_newton(self, lin):
+        """The Gauss-Newton matrix ``J^T J + alpha_theta D`` as a matvec closure.
+
+        ``J`` is the Jacobian of the residual
+        ``r(theta) = [Z W(theta) - C; sqrt(alpha_W) W(theta)]`` including the head's
+        sensitivity ``dW`` (Golub-Pereyra, not Kaufman's simplification).
+        """
+        theta, pullback = lin.theta, lin.pullback
+        root_alpha = math.sqrt(lin.head_alpha)
+
+        def residual_jvp(dZ):  # (n, p) -> ((n, c), (p, c))
+            dW = self.delta_head(lin, dZ)
+            return dZ @ lin.W + lin.Z @ dW, root_alpha * dW
+
+        def residual_vjp(u1, u2):  # adjoint of residual_jvp, -> (n, p)
+            Q = self._solve_gram(lin, lin.Z.T @ u1 + root_alpha * u2)
+            return u1 @ lin.W.T - lin.R @ Q.T - lin.Z @ Q @ lin.W.T
+
+        def matvec(v):  # (P,) -> (P,)
+            _, dZ = jvp(self.features, (theta,), (v,))
+            u1, u2 = residual_jvp(dZ.to(_DTYPE))
+            (Hv,) = pullback(residual_vjp(u1, u2).to(theta.dtype))
+            self.work_units += 2
+            return Hv + self.alpha * self.penalized * v
+
+        return matvec
+
+
+@dataclass
+class GNvproState:
+    """Where a GNvpro run stands between outer iterations."""
+
+    radius: float | None = None  # trust radius; None before the first step
+    head_alpha: float = math.nan
+    grad_norm: float = math.nan
+    accepted: bool = False
+
+
+def gnvpro_step(
+    problem,
+    state,
+    *,
+    head_alpha="gcv",
+    globalization="trust_region",
+    krylov_max_iter=20,
+    krylov_tol=1e-2,
+    max_trials=8,
+):
+    """One outer Gauss-Newton iteration on the reduced objective.
+
+    Parameters
+    ----------
+    problem : ReducedProblem
+        Its network's parameters are updated in place when a step is accepted.
+    state : GNvproState
+        Trust radius and diagnostics; updated in place.
+    head_alpha : 'gcv' or float, default='gcv'
+        The head's ridge weight: chosen by GCV at the current ``theta`` (and held
+        for this iteration, so the objective is consistent within it) or fixed.
+    globalization : {'trust_region', 'armijo'}, default='trust_region'
+        Steihaug-CG inside a trust region (radius update as ALGORITHMS.md §2.6),
+        or CG followed by Armijo backtracking (c1 = 1e-4, halving).
+    krylov_max_iter : int, default=20
+    krylov_tol : float, default=1e-2
+        Relative residual tolerance of the inner CG solve.
+    max_trials : int, default=8
+        Rejected trust-region steps (or halvings) before giving up this iteration.
+
+    Returns
+    -------
+    value : float
+        The reduced objective after the iteration (unchanged if no step was
+        accepted).
+    """
+    lin = problem.linearize(problem.get_theta(), head_alpha, differentiable=True)
+    if lin is None:
+        raise FloatingPointError("The learned features are not finite.")
+    state.head_alpha = lin.head_alpha
+    g = problem.gradient(lin)
+    state.grad_norm = float(torch.linalg.vector_norm(g))
+    matvec = problem.gauss_newton(lin)
+    globalize = _armijo if globalization == "armijo" else _trust_region
+    current = globalize(
+        problem, state, lin, g, matvec, krylov_max_iter, krylov_tol, max_trials
+    )
+    problem.net.set_head(current.W)  # the optimal head of the current theta
+    return current.value
+
+
+def _trust_region(problem, state, lin, g, matvec, max_iter, tol, trials):
+    if state.radius is None:  # first step: the radius of the full Krylov step
+        first = cg(matvec, -g, rtol=tol, max_iter=max_iter)
+        state.radius = float(torch.linalg.vector_norm(first.x)) or 1.0
+    state.accepted = False
+    for _ in range(trials):
+        sol = steihaug_cg(matvec, -g, state.radius, rtol=tol, max_iter=max_iter)
+        step_norm = float(torch.linalg.vector_norm(sol.x))
+        trial = problem.linearize(lin.theta + sol.x, lin.head_alpha)
+        actual = lin.value - trial.value if trial is not None else -math.inf
+        predicted = sol.predicted_reduction
+        rho = actual / predicted if predicted > 0 else -math.inf
+        if rho < 1e-4:  # reject and shrink
+            state.radius = 0.5 * min(state.radius, step_norm)
+            continue
+        problem.set_theta(trial.theta)
+        state.accepted = True
+        if rho < 0.1:
+            state.radius *= 0.5
+        elif rho > 0.75 and step_norm >= 0.99 * state.radius:
+            state.radius *= 1.5
+        return trial
+    return lin
+
+
+def _armijo(problem, state, lin, g, matvec, max_iter, tol, trials):
+    step = cg(matvec, -g, rtol=tol, max_iter=max_iter).x
+    slope = float(g @ step)
+    if slope >= 0:  # not a descent direction (inexact solve): fall back on -g
+        step, slope = -g, -float(g @ g)
+    t, state.accepted = 1.0, False
+    for _ in range(trials):
+        trial = problem.linearize(lin.theta + t * step, lin.head_alpha)
+        if trial is not None and trial.value <= lin.value + 1e-4 * t * slope:
+            problem.set_theta(trial.theta)
+            state.accepted = True
+            return trial
+        t *= 0.5
+    return lin
