@@ -150,6 +150,8 @@ class _BaseSeparable(
             )
         if not continuing:
             self._init_fitted_state(X, y, y2d, sample_weight)
+        else:  # e.g. a CUDA model unpickled (on the CPU) on a CUDA machine
+            self.module_.to(self._device())
         run = self._make_run(X, y2d, sample_weight, incremental=incremental)
 
         callback_ctx = self._init_callback_context(
@@ -203,7 +205,9 @@ class _BaseSeparable(
                 raise ValueError(
                     f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}."
                 )
-            extractor = make_mlp(n_in, sizes, self.activation, generator=generator)
+            extractor = make_mlp(
+                n_in, sizes, self.activation, generator=generator, dtype=self._dtype
+            )
         else:
             kwargs = self.feature_extractor_kwargs or {}
             # A user's module initializes from the global RNG: seed it in a fork
@@ -221,7 +225,8 @@ class _BaseSeparable(
                 "feature_extractor must return a 2-D tensor (n_samples, n_features); "
                 f"got shape {tuple(Z.shape)}."
             )
-        return SeparableNet(extractor, Z.shape[1], self.n_outputs_)
+        net = SeparableNet(extractor, Z.shape[1], self.n_outputs_)
+        return net.to(device=self.device_, dtype=self._dtype)
 
     def _uses_early_stopping(self, n_samples):
         """``'auto'``: hold out validation data from 200 samples on (>= 20 rows)."""
@@ -254,6 +259,11 @@ class _BaseSeparable(
         keep = sample_weight > 0
         if not keep.all():
             X, y2d, sample_weight = X[keep], y2d[keep], sample_weight[keep]
+        if sample_weight.sum() < len(sample_weight):
+            # Weights are repetitions (integer weights act as repeated rows), but
+            # weights summing to fewer than the rows they weight (e.g. normalized
+            # to sum to 1) are read as relative: GCV needs a sample count.
+            sample_weight = sample_weight * (len(sample_weight) / sample_weight.sum())
         unweighted = bool(np.all(sample_weight == 1.0))
         C = (y2d - self._y_mean) / self._y_scale
         generator = torch.Generator()
@@ -299,7 +309,7 @@ class _BaseSeparable(
             if not math.isfinite(loss):
                 retries = self._recover(run, snapshot, retries)
                 continue
-            epoch += 1
+            epoch, retries = epoch + 1, 0
             stop = self._record_epoch(run, loss, time.perf_counter() - start)
             stop |= epoch_ctx.call_on_fit_task_end(
                 estimator=self,
@@ -310,7 +320,7 @@ class _BaseSeparable(
             epoch_ctx = None
             if stop:
                 return
-        if n_epochs == self.max_iter and self.max_iter > 1:
+        if not run.incremental:
             warnings.warn(
                 f"{type(self).__name__}: the maximum number of epochs "
                 f"(max_iter={self.max_iter}) was reached and the optimization "

@@ -256,7 +256,11 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
             )
         else:
             optimizer = self._make_optimizer(run)
+            decays = [group["weight_decay"] for group in optimizer.param_groups]
             optimizer.load_state_dict(self._solver_state["optimizer"])
+            # Keep the moments and learning rate, not a stale alpha / batch size.
+            for group, decay in zip(optimizer.param_groups, decays, strict=True):
+                group["weight_decay"] = decay
             slimtik = self._solver_state["slimtik"]
             slimtik.state = _state_to(slimtik.state, run.X.device)
         run.solver = {"optimizer": optimizer, "slimtik": slimtik}
@@ -299,7 +303,9 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
             batch_size=self._batch_size(len(run.X)),
             generator=run.generator if self.shuffle else None,
         )
-        if not torch.isfinite(run.net.W).all():
+        # A NaN gradient on the last batch poisons theta after the loss was taken.
+        finite = all(torch.isfinite(p).all() for p in run.net.parameters())
+        if not finite or not torch.isfinite(run.net.W).all():
             return float("nan")
         return float(loss)
 

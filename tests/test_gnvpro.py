@@ -140,7 +140,14 @@ def test_gcv_head_alpha_matches_the_head_solvers():
     problem = _problem(n=30, seed=6)
     lin = problem.linearize(problem.get_theta(), "gcv")
     Z_raw = lin.Z / problem.scale
-    expected = gcv(Z_raw, problem.C, problem.weight).lam / float(problem.weight.sum())
+    s_max2 = (
+        float(torch.linalg.matrix_norm(problem.weight.sqrt()[:, None] * Z_raw, ord=2))
+        ** 2
+    )
+    result = gcv(
+        Z_raw, problem.C, problem.weight, lam_range=(1e-8 * s_max2, 1e2 * s_max2)
+    )
+    expected = result.lam / float(problem.weight.sum())
     assert lin.head_alpha == pytest.approx(expected, rel=1e-12)
 
 

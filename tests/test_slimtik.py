@@ -168,6 +168,15 @@ def test_clone_undoes_an_update():
     assert solver.state.n_updates == 1 and len(solver.state.grams) == 1
 
 
+def test_numpy_scalar_lam_is_accepted():
+    import numpy as np
+
+    solver = SlimTik(5, 3, lam=np.float32(0.1))
+    (Z, C), *_ = _batches(n_batches=1)
+    solver.update(Z, C)
+    assert solver.state.lam == pytest.approx(0.1)
+
+
 def test_float32_batches_and_device(device):
     (Z, C), *_ = _batches(n_batches=1)
     solver = SlimTik(5, 3, device=device)
@@ -181,9 +190,11 @@ def test_float32_batches_and_device(device):
         ({"memory_depth": -1}, "memory_depth"),
         ({"lam": "gcv"}, "lam"),
         ({"lam": -1.0}, "lam"),
+        ({"lam": True}, "lam"),
         ({"lower_bound": 0.0}, "lower_bound"),
     ],
 )
 def test_invalid_parameters(kwargs, match):
+    """Also: numpy scalars are accepted as lam, booleans are not."""
     with pytest.raises(ValueError, match=match):
         SlimTik(3, 1, **kwargs)

@@ -118,6 +118,12 @@ def test_gcv_is_scale_equivariant():
     assert gcv(10.0 * Z, C).lam == pytest.approx(100.0 * lam, rel=1e-6)
 
 
+def test_gcv_refuses_weights_that_leave_no_degrees_of_freedom():
+    Z, C = _problem(n=20, p=8, c=1, seed=10)
+    with pytest.raises(ValueError, match="GCV is undefined"):
+        gcv(Z, C, sample_weight=torch.full((20,), 1e-4, dtype=torch.float64))
+
+
 def test_runs_on_device(device):
     Z, C = _problem()
     result = gcv(Z.to(device), C.to(device))

@@ -12,6 +12,7 @@ Samples are in rows: batch features ``Z`` (n, p), targets ``C`` (n, c), head
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
+from numbers import Real
 
 import torch
 from torch import Tensor
@@ -136,7 +137,8 @@ class SlimTik:
     ):
         if memory_depth is not None and memory_depth < 0:
             raise ValueError(f"memory_depth must be >= 0 or None, got {memory_depth}.")
-        if lam != "sgcv" and not (isinstance(lam, int | float) and lam >= 0):
+        real = isinstance(lam, Real) and not isinstance(lam, bool)
+        if lam != "sgcv" and not (real and lam >= 0):
             raise ValueError(f"lam must be 'sgcv' or a float >= 0, got {lam!r}.")
         if not 0 < lower_bound < upper_bound:
             raise ValueError("Need 0 < lower_bound < upper_bound.")

@@ -232,6 +232,12 @@ def gcv(Z, C, sample_weight=None, *, lam_range=None, n_grid=50, n_refine=2):
     -------
     result : GCVResult
 
+    Raises
+    ------
+    ValueError
+        If ``n - tr H(lam) <= 0`` on the whole grid (too few samples, or
+        weights summing to less than the number of fitted directions).
+
     Notes
     -----
     The GCV function is ``G(lam) = ||(I - H) C||_F^2 / (c (n - tr H))^2`` with
@@ -244,6 +250,12 @@ def gcv(Z, C, sample_weight=None, *, lam_range=None, n_grid=50, n_refine=2):
     lo, hi = lam_range if lam_range is not None else (1e-12 * s_max2, 1e2 * s_max2)
     grid = torch.logspace(math.log10(lo), math.log10(hi), n_grid, dtype=_DTYPE)
     grid_scores = factors.gcv(grid).cpu()
+    if not torch.isfinite(grid_scores).any():
+        raise ValueError(
+            f"GCV is undefined: the {factors.n_samples:g} samples (sum of the "
+            f"weights) leave no residual degrees of freedom for {factors.s.numel()} "
+            "fitted directions."
+        )
     lams, scores = grid, grid_scores
     for _ in range(n_refine):
         best = int(torch.argmin(scores))

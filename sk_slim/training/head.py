@@ -9,7 +9,10 @@ __all__ = ["features_of", "solve_head"]
 
 @torch.no_grad()
 def features_of(net, X, chunk_size=16384):
-    """Features ``phi(X)`` of a whole data set, in chunks, without a graph.
+    """Features ``phi(X)`` of a whole data set, in eval mode, in chunks.
+
+    Eval mode: no dropout, and BatchNorm uses (and does not update) its running
+    statistics; the network's mode is restored afterwards.
 
     Parameters
     ----------
@@ -22,7 +25,12 @@ def features_of(net, X, chunk_size=16384):
     -------
     Z : Tensor of shape (n, m)
     """
-    return torch.cat([net.features(chunk) for chunk in X.split(chunk_size)])
+    training = net.training
+    net.eval()
+    try:
+        return torch.cat([net.features(chunk) for chunk in X.split(chunk_size)])
+    finally:
+        net.train(training)
 
 
 def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
