@@ -1,0 +1,169 @@
+"""Benchmark GNvproRegressor against full-batch and mini-batch peers.
+
+Run from the repository root (needs the ``bench`` extra: skorch)::
+
+    .venv/bin/python benchmarks/bench_gnvpro.py > benchmarks/gnvpro_results.md
+
+Same problems, threads and (64, 64) tanh network as ``bench_slimtrain.py``.
+Work units count passes over the training data (a forward, a backward, or a
+forward-mode pass), as the GNvpro paper does; for ``MLPRegressor(lbfgs)`` the
+count is a lower bound, ``2 n_iter_`` (line searches add more).
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from bench_slimtrain import (
+    PEER_LRS,
+    epochs_of,
+    mlp,
+    r2,
+    skorch_net,
+    slim,
+    timed_fit,
+)
+from problems import load_problems
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.kernel_approximation import RBFSampler
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from threadpoolctl import threadpool_limits
+
+from sk_slim import GNvproRegressor
+
+LADDER = (1, 2, 4, 8, 16, 32, 64)
+
+
+def gnvpro(**params):
+    return GNvproRegressor((64, 64), random_state=0, **params)
+
+
+def random_features(n_in):
+    gamma = 1.0 / n_in  # inputs are standardized
+    return make_pipeline(
+        RBFSampler(gamma=gamma, n_components=1000, random_state=0),
+        RidgeCV(alphas=np.logspace(-6, 3, 19)),
+    )
+
+
+def compare_one(X_train, X_test, y_train, y_test):
+    n_out = 1 if y_train.ndim == 1 else y_train.shape[1]
+    rows = {}
+    model = gnvpro()
+    seconds = timed_fit(model, X_train, y_train)
+    rows["GNvproRegressor (defaults)"] = (
+        r2(model, X_test, y_test),
+        seconds,
+        model.n_iter_,
+        model.work_units_[-1],
+    )
+    lbfgs = mlp(solver="lbfgs", max_iter=500)
+    seconds = timed_fit(lbfgs, X_train, y_train)
+    rows["MLPRegressor lbfgs"] = (
+        r2(lbfgs, X_test, y_test),
+        seconds,
+        epochs_of(lbfgs),
+        2 * epochs_of(lbfgs),
+    )
+    peers = {
+        "MLPRegressor adam": mlp,
+        "skorch Adam + EarlyStopping": lambda lr: skorch_net(
+            X_train.shape[1], n_out, lr
+        ),
+    }
+    for label, make in peers.items():
+        best = None
+        for lr in PEER_LRS:
+            peer = make(lr)
+            seconds = timed_fit(peer, X_train, y_train)
+            epochs = epochs_of(peer)
+            entry = (r2(peer, X_test, y_test), seconds, epochs, 2 * epochs, lr)
+            best = entry if best is None or entry[0] > best[0] else best
+        rows[f"{label} (lr {best[4]:g})"] = best[:4]
+    features = random_features(X_train.shape[1])
+    seconds = timed_fit(features, X_train, y_train)
+    rows["random Fourier features + RidgeCV"] = (
+        r2(features, X_test, y_test),
+        seconds,
+        0,
+        1,
+    )
+    model = slim()
+    seconds = timed_fit(model, X_train, y_train)
+    rows["SlimTrainRegressor (defaults)"] = (
+        r2(model, X_test, y_test),
+        seconds,
+        model.n_iter_,
+        2 * model.n_iter_,
+    )
+    # Time and passes for GNvpro to reach lbfgs's test R^2: the cheapest of a
+    # ladder of real fits (max_iter = 1, 2, 4, ...; no early stopping).
+    target_r2, target_seconds, _, target_wu = rows["MLPRegressor lbfgs"]
+    reach = None
+    for max_iter in LADDER:
+        model = gnvpro(max_iter=max_iter, early_stopping=False)
+        seconds = timed_fit(model, X_train, y_train)
+        if r2(model, X_test, y_test) >= target_r2:
+            reach = (max_iter, seconds, model.work_units_[-1])
+            break
+    return rows, (target_r2, target_seconds, target_wu, reach)
+
+
+def main():
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    torch.set_num_threads(1)
+    problems = load_problems()
+    with threadpool_limits(1):
+        results = {name: compare_one(*data) for name, data in problems.items()}
+
+    print("## Test R², fit seconds, iterations or epochs, passes over the data\n")
+    print("| problem | method | test R² | seconds | iterations | passes |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name, (rows, _) in results.items():
+        best = max(score for score, *_ in rows.values())
+        for method, (score, seconds, iterations, passes) in rows.items():
+            mark = " **best**" if score == best else ""
+            print(
+                f"| {name} | {method}{mark} | {score:.4f} | {seconds:.2f} | "
+                f"{iterations} | {passes} |"
+            )
+
+    print(
+        "\n## GNvpro to lbfgs's test R²: the cheapest of max_iter = "
+        f"{', '.join(map(str, LADDER))}\n"
+    )
+    print(
+        "| problem | lbfgs R² | lbfgs s | lbfgs passes (≥) | GNvpro its | GNvpro s "
+        "| time ratio | GNvpro passes | passes ratio |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, (_, (target, seconds, passes, reach)) in results.items():
+        if reach is None:
+            print(
+                f"| {name} | {target:.4f} | {seconds:.2f} | {passes} | not in "
+                f"{LADDER[-1]} | — | — | — | — |"
+            )
+            continue
+        its, gn_seconds, gn_passes = reach
+        print(
+            f"| {name} | {target:.4f} | {seconds:.2f} | {passes} | {its} | "
+            f"{gn_seconds:.2f} | {gn_seconds / seconds:.2f} | {gn_passes} | "
+            f"{gn_passes / passes:.2f} |"
+        )
+
+    print("\n## Default GNvpro against the best peer\n")
+    print("| problem | GNvpro R² | best peer | best peer R² | gap |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for name, (rows, _) in results.items():
+        gn = rows["GNvproRegressor (defaults)"][0]
+        peer, score = max(
+            ((m, r[0]) for m, r in rows.items() if not m.startswith("GNvpro")),
+            key=lambda item: item[1],
+        )
+        print(f"| {name} | {gn:.4f} | {peer} | {score:.4f} | {gn - score:+.4f} |")
+
+
+if __name__ == "__main__":
+    main()
