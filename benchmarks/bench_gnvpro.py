@@ -14,15 +14,7 @@ import warnings
 
 import numpy as np
 import torch
-from bench_slimtrain import (
-    PEER_LRS,
-    epochs_of,
-    mlp,
-    r2,
-    skorch_net,
-    slim,
-    timed_fit,
-)
+from bench_slimtrain import epochs_of, mlp, r2, slim, timed_fit, tuned_peers
 from problems import load_problems
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_approximation import RBFSampler
@@ -48,7 +40,6 @@ def random_features(n_in):
 
 
 def compare_one(X_train, X_test, y_train, y_test):
-    n_out = 1 if y_train.ndim == 1 else y_train.shape[1]
     rows = {}
     model = gnvpro()
     seconds = timed_fit(model, X_train, y_train)
@@ -66,21 +57,10 @@ def compare_one(X_train, X_test, y_train, y_test):
         epochs_of(lbfgs),
         2 * epochs_of(lbfgs),
     )
-    peers = {
-        "MLPRegressor adam": mlp,
-        "skorch Adam + EarlyStopping": lambda lr: skorch_net(
-            X_train.shape[1], n_out, lr
-        ),
-    }
-    for label, make in peers.items():
-        best = None
-        for lr in PEER_LRS:
-            peer = make(lr)
-            seconds = timed_fit(peer, X_train, y_train)
-            epochs = epochs_of(peer)
-            entry = (r2(peer, X_test, y_test), seconds, epochs, 2 * epochs, lr)
-            best = entry if best is None or entry[0] > best[0] else best
-        rows[f"{label} (lr {best[4]:g})"] = best[:4]
+    for label, (score, seconds, epochs) in tuned_peers(
+        X_train, X_test, y_train, y_test
+    ).items():
+        rows[label] = (score, seconds, epochs, 2 * epochs)
     features = random_features(X_train.shape[1])
     seconds = timed_fit(features, X_train, y_train)
     rows["random Fourier features + RidgeCV"] = (
