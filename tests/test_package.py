@@ -37,6 +37,26 @@ def test_linalg_is_pure_torch(path):
     assert not forbidden
 
 
+NUMERICS = sorted((PACKAGE / "training").glob("*.py")) + [PACKAGE / "networks.py"]
+
+
+@pytest.mark.parametrize("path", NUMERICS, ids=lambda p: p.name)
+def test_training_and_networks_import_no_sklearn_or_numpy(path):
+    imported = _imports(path)
+    assert not {m for m in imported if m.split(".")[0] in {"sklearn", "numpy"}}
+
+
+def test_numpy_torch_conversion_happens_in_base_only():
+    # DESIGN.md §2: numpy <-> torch conversion lives in _base.py.
+    conversions = ("torch.as_tensor(np", "from_numpy", ".numpy()")
+    offenders = [
+        path.name
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "_base.py" and any(c in path.read_text() for c in conversions)
+    ]
+    assert offenders == []
+
+
 def test_public_names_are_strings_that_resolve():
     import sk_slim.linalg as linalg
     import sk_slim.networks as networks
