@@ -57,10 +57,10 @@ def slim(lr=1e-2, **params):
     return SlimTrainRegressor(HIDDEN, learning_rate_init=lr, random_state=0, **params)
 
 
-def mlp(lr=1e-3, **params):
+def mlp(lr=1e-3, hidden=HIDDEN, **params):
     params = {"max_iter": 200, **params}
     model = MLPRegressor(
-        hidden_layer_sizes=HIDDEN,
+        hidden_layer_sizes=hidden,
         activation="tanh",
         learning_rate_init=lr,
         random_state=0,

@@ -24,8 +24,13 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers,), default=(64, 64)
-        Widths of the default MLP feature extractor.
+    hidden_layer_sizes : array-like of shape (n_layers,), default=(16, 16)
+        Widths of the default MLP feature extractor. Narrower than the other
+        estimators' (64, 64): each Gauss-Newton iteration costs passes in
+        proportion to the Krylov budget, which must grow with the parameter
+        count, and the GNvpro paper used width-8/16 networks. Measured on the CDR
+        surrogate: test R^2 0.981 in 1.9 s with (16, 16), 0.934 in 15 s with
+        (64, 64).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     feature_extractor : callable, default=None
@@ -150,7 +155,7 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
 
     def __init__(
         self,
-        hidden_layer_sizes=(64, 64),
+        hidden_layer_sizes=(16, 16),
         activation="tanh",
         *,
         feature_extractor=None,
