@@ -403,6 +403,7 @@ class _BaseSeparable(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Inputs, with the features seen in fit.
 
         Returns
         -------
@@ -420,6 +421,7 @@ class _BaseSeparable(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Inputs, with the features seen in fit.
 
         Returns
         -------
@@ -428,13 +430,15 @@ class _BaseSeparable(
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        with torch.no_grad(), _torch_threads(self._n_threads(X)):
+        with torch.no_grad():
             Z = self._net_on_device().features(self._to_tensor(X))
         return Z.cpu().numpy().astype(X.dtype, copy=False)
 
     def _predict_scaled(self, net, X):
         """Network output in the original target units, float64, shape (n, c)."""
-        with torch.no_grad(), _torch_threads(self._n_threads(X)):
+        # No thread changes here: the count is process-global, and predict may run
+        # in threads; fit sets it (and restores it) around training only.
+        with torch.no_grad():
             out = self._net_on_device(net)(self._to_tensor(X))
         return out.cpu().double().numpy() * self._y_scale + self._y_mean
 

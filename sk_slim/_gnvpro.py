@@ -205,7 +205,9 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs (standardize them, e.g. in a Pipeline).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (standardized internally).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the objective and of the head solves (as repetitions).
 

@@ -96,13 +96,15 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
     ----------
     coef_ : ndarray of shape (n_features_out, n_outputs) or (n_features_out,)
         Head weights in the original target units: ``predict(X) ==
-        transform(X) @ coef_ + intercept_``.
+        transform(X) @ coef_ + intercept_`` (features in rows, the transpose of
+        scikit-learn's linear models).
     intercept_ : ndarray of shape (n_outputs,) or float
         Head bias in the original target units.
     module_ : SeparableNet
         The fitted network (on standardized targets).
     head_alpha_ : float
-        The head's ridge weight of the final solve (mean-loss scale).
+        The head's ridge weight of the final solve (mean-loss scale); after
+        ``partial_fit``, slimTik's effective weight ``Lambda_k / (k + 1)``.
     head_alpha_curve_ : list of float
         slimTik's effective ridge weight ``Lambda_k / (k + 1)`` after each epoch.
     n_iter_ : int
@@ -110,7 +112,9 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
     t_ : int
         Training samples seen.
     loss_curve_ : list of float
-        Training loss (half mean squared error on standardized targets) per epoch.
+        Training loss per epoch: half the mean squared error on standardized
+        targets, averaged over the batches, each with the head just fitted to it
+        (so slightly optimistic); the L2 term on ``theta`` is not included.
     validation_scores_ : list of float or None
         Validation R^2 per epoch with ``early_stopping``, else None.
     best_validation_score_ : float or None
@@ -212,7 +216,9 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs (standardize them, e.g. in a Pipeline).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (standardized internally).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the loss and of the head solves (as repetitions).
 
@@ -232,8 +238,11 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            A chunk of training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Its targets (standardized with the first chunk's mean and scale).
         sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the chunk's rows.
 
         Returns
         -------
@@ -265,7 +274,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
             for group, decay in zip(optimizer.param_groups, decays, strict=True):
                 group["weight_decay"] = decay
             slimtik = self._solver_state["slimtik"]
-            slimtik.state = _state_to(slimtik.state, run.X.device)
+            slimtik.state = slimtik.state.to(run.X.device)
         run.solver = {"optimizer": optimizer, "slimtik": slimtik}
 
     def _make_optimizer(self, run):
@@ -341,13 +350,3 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
             "optimizer": solver["optimizer"].state_dict(),
             "slimtik": solver["slimtik"],
         }
-
-
-def _state_to(state, device):
-    """A SlimTik state with its tensors on ``device``."""
-    state = state.clone()
-    state.W = state.W.to(device)
-    state.grams = type(state.grams)(
-        (g.to(device) for g in state.grams), maxlen=state.grams.maxlen
-    )
-    return state

@@ -68,15 +68,45 @@ class SeparableNet(nn.Module):
         self.register_buffer("b", torch.zeros(n_outputs, **factory))
 
     def features(self, x):
-        """Learned features ``Z = phi(x; theta)``, shape (n, n_features)."""
+        """Learned features ``Z = phi(x; theta)``.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, ...)
+            Inputs.
+
+        Returns
+        -------
+        Z : Tensor of shape (n, n_features)
+        """
         return self.feature_extractor(x)
 
     def head(self, Z):
-        """Apply the affine head: ``Z W + b``, shape (n, n_outputs)."""
+        """Apply the affine head ``Z W + b``.
+
+        Parameters
+        ----------
+        Z : Tensor of shape (n, n_features)
+            Features.
+
+        Returns
+        -------
+        Tensor of shape (n, n_outputs)
+        """
         return torch.addmm(self.b, Z, self.W)
 
     def forward(self, x):
-        """Network output ``phi(x) W + b``, shape (n, n_outputs)."""
+        """Network output ``phi(x) W + b``.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, ...)
+            Inputs.
+
+        Returns
+        -------
+        Tensor of shape (n, n_outputs)
+        """
         return self.head(self.features(x))
 
     @staticmethod

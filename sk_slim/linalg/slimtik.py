@@ -57,8 +57,14 @@ class SlimTikState:
 
     def clone(self):
         """A copy that later updates cannot change (to undo a diverged step)."""
-        grams = deque((g.clone() for g in self.grams), maxlen=self.grams.maxlen)
-        return replace(self, W=self.W.clone(), grams=grams)
+        return self.to(self.W.device)
+
+    def to(self, device):
+        """A copy with its tensors on ``device`` (always a new copy)."""
+        grams = deque(
+            (g.to(device, copy=True) for g in self.grams), maxlen=self.grams.maxlen
+        )
+        return replace(self, W=self.W.to(device, copy=True), grams=grams)
 
 
 class SlimTik:
@@ -229,10 +235,15 @@ class SlimTik:
         return self._sgcv_values(batch, lams.reshape(-1))
 
     def trial_increments(self):
-        """The trial ``lambda`` grid for the next update, shape (<= 2 n_trials + 1,).
+        """The trial ``lambda`` grid for the next update.
 
         Increments that would take ``Lambda`` below ``lower_bound`` are clipped
         to ``lower_bound - Lambda``.
+
+        Returns
+        -------
+        lams : Tensor of shape (T,), T <= 2 n_trials + 1
+            Sorted, unique trial increments (float64).
         """
         Lambda, lb = self.state.Lambda, self.lower_bound
         positive = torch.logspace(

@@ -17,7 +17,9 @@ def features_of(net, X, chunk_size=16384):
     Parameters
     ----------
     net : SeparableNet
+        The network whose feature extractor is applied.
     X : Tensor of shape (n, ...)
+        Inputs.
     chunk_size : int, default=16384
         Rows per forward pass (bounds the memory of activations).
 
@@ -43,9 +45,13 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
     Parameters
     ----------
     net : SeparableNet
+        The network; its head buffers receive the solution.
     X : Tensor of shape (n, ...)
+        Inputs.
     C : Tensor of shape (n, c)
+        Targets.
     sample_weight : Tensor of shape (n,), default=None
+        Positive weights, read as repetitions.
     alpha : 'gcv' or float, default='gcv'
         The ridge weight, or ``'gcv'`` to choose it by generalized
         cross-validation.

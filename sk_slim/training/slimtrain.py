@@ -16,7 +16,9 @@ def half_mse(residual, sample_weight=None):
     Parameters
     ----------
     residual : Tensor of shape (n, c)
+        Predictions minus targets.
     sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows.
 
     Returns
     -------
