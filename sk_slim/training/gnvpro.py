@@ -205,22 +205,28 @@ class ReducedProblem:
         ``J`` is the Jacobian of the residual
         ``r(theta) = [Z W(theta) - C; sqrt(alpha_W) W(theta)]`` including the head's
         sensitivity ``dW`` (Golub-Pereyra, not Kaufman's simplification).
+
+        Notes
+        -----
+        With ``G = Z^T Z + alpha_W I``, ``H = Z G^{-1} Z^T`` and ``dZ = J_Z v``,
+        eliminating ``dW`` from ``J_Z^T L^T L J_Z`` (``L``: the map from ``dZ`` to
+        the residual's change) leaves
+
+            J^T J v = J_Z^T [(I - H) dZ W W^T + R (G^{-1} dZ^T R)^T],
+
+        two (n, p, c) products per call instead of eight; the dense-Jacobian test
+        checks it.
         """
         theta, pullback = lin.theta, lin.pullback
-        root_alpha = math.sqrt(lin.head_alpha)
-
-        def residual_jvp(dZ):  # (n, p) -> ((n, c), (p, c))
-            dW = self.delta_head(lin, dZ)
-            return dZ @ lin.W + lin.Z @ dW, root_alpha * dW
-
-        def residual_vjp(u1, u2):  # adjoint of residual_jvp, -> (n, p)
-            Q = self._solve_gram(lin, lin.Z.T @ u1 + root_alpha * u2)
-            return u1 @ lin.W.T - lin.R @ Q.T - lin.Z @ Q @ lin.W.T
+        WWt = lin.W @ lin.W.T  # (p, p)
 
         def matvec(v):  # (P,) -> (P,)
             _, dZ = jvp(self.features, (theta,), (v,))
-            u1, u2 = residual_jvp(dZ.to(_DTYPE))
-            (Hv,) = pullback(residual_vjp(u1, u2).to(theta.dtype))
+            dZ = dZ.to(_DTYPE)  # (n, p)
+            B = dZ @ WWt  # (n, p)
+            B = B - lin.Z @ self._solve_gram(lin, lin.Z.T @ B)  # (I - H) dZ W W^T
+            M = B + lin.R @ self._solve_gram(lin, dZ.T @ lin.R).T  # (n, p)
+            (Hv,) = pullback(M.to(theta.dtype))
             self.work_units += 2
             return Hv + self.alpha * self.penalized * v
 
