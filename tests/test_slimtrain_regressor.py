@@ -49,6 +49,41 @@ def test_sklearn_compatible(estimator, check):
         check(estimator)
 
 
+class _Faulty(nn.Module):
+    """A tanh layer that misbehaves on chosen training forward passes.
+
+    ``fault``: ``'nan'`` (NaN features), ``'nan_gradient'`` (features fine, their
+    gradient NaN: theta is poisoned after the loss was taken) or ``'interrupt'``
+    (KeyboardInterrupt). ``at``: predicate on the 1-based count of training passes.
+    """
+
+    def __init__(self, n_in, fault="nan", at=None):
+        super().__init__()
+        self.linear = nn.Linear(n_in, 8)
+        self.fault, self.at, self.calls = fault, at or (lambda call: False), 0
+
+    def forward(self, x):
+        z = torch.tanh(self.linear(x))
+        if not self.training:
+            return z
+        self.calls += 1
+        if not self.at(self.calls):
+            return z
+        if self.fault == "interrupt":
+            raise KeyboardInterrupt
+        if self.fault == "nan_gradient":
+            z.register_hook(lambda grad: grad * torch.nan)
+            return z
+        return z * torch.nan
+
+
+def _faulty(fault, at):
+    return {
+        "feature_extractor": _Faulty,
+        "feature_extractor_kwargs": {"fault": fault, "at": at},
+    }
+
+
 @pytest.fixture(scope="module")
 def friedman():
     X, y = make_friedman1(n_samples=400, noise=0.3, random_state=0)
@@ -292,21 +327,10 @@ def test_failed_fit_leaves_the_model_unchanged(friedman):
 
 def test_failed_warm_start_rolls_back_the_network(friedman):
     X_train, X_test, y_train, _ = friedman
-
-    class Poisonable(nn.Module):
-        def __init__(self, n_in):
-            super().__init__()
-            self.linear = nn.Linear(n_in, 8)
-            self.poisoned = False
-
-        def forward(self, x):
-            z = torch.tanh(self.linear(x))
-            return z * torch.nan if self.poisoned and self.training else z
-
-    model = _fit(X_train, y_train, feature_extractor=Poisonable, max_iter=2)
+    model = _fit(X_train, y_train, max_iter=2, **_faulty("nan", None))
     before = model.predict(X_test)
     weights = model.module_.feature_extractor.linear.weight.detach().clone()
-    model.module_.feature_extractor.poisoned = True
+    model.module_.feature_extractor.at = lambda call: True  # every pass from now on
     model.set_params(warm_start=True)
     with pytest.raises(FloatingPointError, match="diverged"):
         model.fit(X_train, y_train)
@@ -338,24 +362,8 @@ def test_diverging_learning_rate_never_gives_nan(friedman):
 
 def test_nan_epoch_is_undone_and_learning_rate_halved(friedman):
     X_train, _, y_train, _ = friedman
-
-    class Flaky(nn.Module):
-        """Returns NaN features on its 3rd training forward pass, once."""
-
-        def __init__(self, n_in):
-            super().__init__()
-            self.linear = nn.Linear(n_in, 8)
-            self.calls = 0
-
-        def forward(self, x):
-            z = torch.tanh(self.linear(x))
-            if self.training:
-                self.calls += 1
-                if self.calls == 3:
-                    return z * torch.nan
-            return z
-
-    model = _fit(X_train, y_train, feature_extractor=Flaky, max_iter=4, batch_size=100)
+    faulty = _faulty("nan", lambda call: call == 3)  # once, in the first epoch
+    model = _fit(X_train, y_train, max_iter=4, batch_size=100, **faulty)
     optimizer_lr = model._solver_state["optimizer"]["param_groups"][0]["lr"]
     assert optimizer_lr == pytest.approx(model.learning_rate_init / 2)
     assert np.isfinite(model.loss_curve_).all() and model.n_iter_ == 4
@@ -364,48 +372,15 @@ def test_nan_epoch_is_undone_and_learning_rate_halved(friedman):
 def test_scattered_nan_epochs_are_each_recovered(friedman):
     # The retry budget is per epoch, not per fit: a NaN every few batches is fine.
     X_train, _, y_train, _ = friedman
-
-    class Sporadic(nn.Module):
-        def __init__(self, n_in):
-            super().__init__()
-            self.linear = nn.Linear(n_in, 8)
-            self.calls = 0
-
-        def forward(self, x):
-            z = torch.tanh(self.linear(x))
-            if self.training:
-                self.calls += 1
-                if self.calls % 5 == 0:
-                    return z * torch.nan
-            return z
-
-    model = _fit(
-        X_train, y_train, feature_extractor=Sporadic, max_iter=10, batch_size=100
-    )
+    faulty = _faulty("nan", lambda call: call % 5 == 0)
+    model = _fit(X_train, y_train, max_iter=10, batch_size=100, **faulty)
     assert model.n_iter_ == 10 and np.isfinite(model.loss_curve_).all()
 
 
 def test_nan_gradient_on_the_last_batch_is_caught(friedman):
-    # theta is poisoned after the loss of the epoch's last batch was computed.
     X_train, _, y_train, _ = friedman
-
-    class PoisonedGradient(nn.Module):
-        def __init__(self, n_in):
-            super().__init__()
-            self.linear = nn.Linear(n_in, 8)
-            self.calls = 0
-
-        def forward(self, x):
-            z = torch.tanh(self.linear(x))
-            if self.training:
-                self.calls += 1
-                if self.calls == 6:  # the last of 3 batches in epoch 2
-                    z.register_hook(lambda grad: grad * torch.nan)
-            return z
-
-    model = _fit(
-        X_train, y_train, feature_extractor=PoisonedGradient, max_iter=3, batch_size=100
-    )
+    faulty = _faulty("nan_gradient", lambda call: call == 6)  # last batch, epoch 2
+    model = _fit(X_train, y_train, max_iter=3, batch_size=100, **faulty)
     lr = model._solver_state["optimizer"]["param_groups"][0]["lr"]
     assert lr == pytest.approx(model.learning_rate_init / 2)
     assert all(torch.isfinite(p).all() for p in model.module_.parameters())
@@ -449,26 +424,10 @@ def test_partial_fit_weight_decay_follows_the_current_chunk(friedman):
 
 def test_keyboard_interrupt_keeps_the_model_and_warns(friedman):
     X_train, X_test, y_train, _ = friedman
-
-    class Interrupting(nn.Module):
-        def __init__(self, n_in):
-            super().__init__()
-            self.linear = nn.Linear(n_in, 8)
-            self.calls = 0
-
-        def forward(self, x):
-            if self.training:
-                self.calls += 1
-                if self.calls == 7:
-                    raise KeyboardInterrupt
-            return torch.tanh(self.linear(x))
-
+    faulty = _faulty("interrupt", lambda call: call == 7)
     with pytest.warns(UserWarning, match="interrupted"):
         model = SlimTrainRegressor(
-            feature_extractor=Interrupting,
-            batch_size=100,
-            random_state=0,
-            early_stopping=False,
+            batch_size=100, random_state=0, early_stopping=False, **faulty
         ).fit(X_train, y_train)
     assert model.n_iter_ == 2  # 3 batches an epoch: stopped during the 3rd epoch
     assert np.isfinite(model.predict(X_test)).all()
