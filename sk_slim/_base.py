@@ -390,9 +390,13 @@ class _BaseSeparable(
         """Hook: an algorithm-specific convergence test (default: never)."""
         return False
 
+    def _full_data_head_alpha(self):
+        """``'gcv'`` for ``head_alpha='auto'``, else the fixed ridge weight."""
+        return "gcv" if self.head_alpha == "auto" else self.head_alpha
+
     def _solve_head(self, run):
         """Solve the head on all training rows (GCV or the fixed ``head_alpha``)."""
-        alpha = "gcv" if self.head_alpha == "auto" else self.head_alpha
+        alpha = self._full_data_head_alpha()
         self.head_alpha_ = solve_head(run.net, run.X, run.C, run.weight, alpha)
 
     # ---------------------------------------------------------------- inference
@@ -410,8 +414,7 @@ class _BaseSeparable(
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             In the dtype of ``X`` (float32 or float64).
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = self._validate_inference_input(X)
         y = self._predict_scaled(self.module_, X).astype(X.dtype, copy=False)
         return y.ravel() if self._y_1d else y
 
@@ -428,11 +431,15 @@ class _BaseSeparable(
         Z : ndarray of shape (n_samples, n_features_out)
             ``predict(X) == Z @ coef_ + intercept_``.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = self._validate_inference_input(X)
         with torch.no_grad():
             Z = self._net_on_device().features(self._to_tensor(X))
         return Z.cpu().numpy().astype(X.dtype, copy=False)
+
+    def _validate_inference_input(self, X):
+        """Fitted check and the same validation as fit, without resetting."""
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
 
     def _predict_scaled(self, net, X):
         """Network output in the original target units, float64, shape (n, c)."""

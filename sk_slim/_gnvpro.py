@@ -245,13 +245,12 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
         value = gnvpro_step(
             problem,
             run.solver["state"],
-            head_alpha="gcv" if self.head_alpha == "auto" else self.head_alpha,
+            head_alpha=self._full_data_head_alpha(),
             globalization=self.globalization,
             krylov_max_iter=self.krylov_max_iter,
             krylov_tol=self.krylov_tol,
         )
         run.solver["work_units"] += problem.work_units
-        run.solver["rows"] = len(problem.X)
         return value
 
     def _record_iteration(self, run):

@@ -254,8 +254,8 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
 
     def _start_training(self, run, fresh):
         net = run.net
+        optimizer = self._make_optimizer(run)
         if fresh:
-            optimizer = self._make_optimizer(run)
             slimtik = SlimTik(
                 net.W.shape[0] + 1,
                 net.W.shape[1],
@@ -267,7 +267,6 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
                 device=run.X.device,
             )
         else:
-            optimizer = self._make_optimizer(run)
             decays = [group["weight_decay"] for group in optimizer.param_groups]
             optimizer.load_state_dict(self._solver_state["optimizer"])
             # Keep the moments and learning rate, not a stale alpha / batch size.
