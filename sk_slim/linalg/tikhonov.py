@@ -8,6 +8,7 @@ regularization parameters ``lam`` cheaply (STYLE.md, habit 3).
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -35,8 +36,8 @@ class TikhonovSVD:
         Right singular vectors (rows).
     UtC : Tensor of shape (q, c)
         ``U.T @ (sqrt(w) * C)``: the targets in the singular basis.
-    residual_perp : Tensor of shape ()
-        ``||(I - U U^T) sqrt(w) C||_F^2``, the part of the targets no ``W`` fits.
+    C : Tensor of shape (n, c)
+        The row-weighted targets ``sqrt(w) * C``.
     n_samples : float
         Effective number of samples: ``n``, or ``sum(sample_weight)``.
     """
@@ -45,8 +46,17 @@ class TikhonovSVD:
     s: Tensor
     Vh: Tensor
     UtC: Tensor
-    residual_perp: Tensor
+    C: Tensor
     n_samples: float
+
+    @cached_property
+    def residual_perp(self):
+        """``||(I - U U^T) sqrt(w) C||_F^2``, the part of the targets no W fits.
+
+        Computed on first use (only GCV needs it); formed directly rather than
+        as ``||C||^2 - ||U^T C||^2``, which cancels when the fit is good.
+        """
+        return ((self.C - self.U @ self.UtC) ** 2).sum()
 
     @property
     def n_targets(self):
@@ -105,6 +115,53 @@ class TikhonovSVD:
         residual_dof = (self.n_samples - self.s.numel()) + shrink.sum(dim=1)
         score = self._residual(shrink) / (self.n_targets * residual_dof) ** 2
         return torch.where(residual_dof > 0, score, torch.inf)
+
+    def minimize_gcv(self, lam_range=None, *, n_grid=50, n_refine=2):
+        """Minimize :meth:`gcv` on a log-spaced grid, then refine around the best.
+
+        Parameters
+        ----------
+        lam_range : tuple of float, default=None
+            ``(lam_min, lam_max)``; ``(1e-12, 1e2) * s_max^2`` by default.
+        n_grid : int, default=50
+            Points of the grid and of each refinement.
+        n_refine : int, default=2
+            Rounds of refinement between the grid neighbours of the best point.
+
+        Returns
+        -------
+        lam : float
+            The minimiser.
+        score : float
+            The GCV value at ``lam``.
+        grid, grid_scores : Tensor of shape (n_grid,)
+            The coarse grid and its GCV values (on the CPU).
+
+        Raises
+        ------
+        ValueError
+            If ``n - tr H(lam) <= 0`` on the whole grid.
+        """
+        s_max2 = float(self.s[0] ** 2) if self.s.numel() else 1.0
+        lo, hi = lam_range if lam_range is not None else (1e-12 * s_max2, 1e2 * s_max2)
+        grid = torch.logspace(math.log10(lo), math.log10(hi), n_grid, dtype=_DTYPE)
+        grid_scores = self.gcv(grid).cpu()
+        if not torch.isfinite(grid_scores).any():
+            raise ValueError(
+                f"GCV is undefined: the {self.n_samples:g} samples (sum of the "
+                f"weights) leave no residual degrees of freedom for {self.s.numel()} "
+                "fitted directions."
+            )
+        lams, scores = grid, grid_scores
+        for _ in range(n_refine):
+            best = int(torch.argmin(scores))
+            left, right = max(best - 1, 0), min(best + 1, n_grid - 1)
+            lams = torch.logspace(
+                math.log10(lams[left]), math.log10(lams[right]), n_grid, dtype=_DTYPE
+            )
+            scores = self.gcv(lams).cpu()
+        best = int(torch.argmin(scores))
+        return float(lams[best]), float(scores[best]), grid, grid_scores
 
     def _shrink(self, lams):
         """``lam / (s^2 + lam)``: the share of each singular direction left unfit."""
@@ -170,10 +227,9 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None):
     if rcond is None:
         rcond = torch.finfo(_DTYPE).eps * max(Z.shape)
     keep = s > rcond * s[0] if s.numel() else s > 0
-    U, s, Vh = U[:, keep], s[keep], Vh[keep]
-    UtC = U.T @ C  # (q, c)
-    residual_perp = ((C - U @ UtC) ** 2).sum()
-    return TikhonovSVD(U, s, Vh, UtC, residual_perp, n_samples)
+    if not keep.all():  # drop negligible directions (copies only when needed)
+        U, s, Vh = U[:, keep], s[keep], Vh[keep]
+    return TikhonovSVD(U, s, Vh, U.T @ C, C, n_samples)
 
 
 def tikhonov_svd(Z, C, lam, sample_weight=None):
@@ -246,28 +302,11 @@ def gcv(Z, C, sample_weight=None, *, lam_range=None, n_grid=50, n_refine=2):
     grid points from one SVD. This is not leave-one-out (``RidgeCV``'s default).
     """
     factors = tikhonov_factor(Z, C, sample_weight)
-    s_max2 = float(factors.s[0] ** 2) if factors.s.numel() else 1.0
-    lo, hi = lam_range if lam_range is not None else (1e-12 * s_max2, 1e2 * s_max2)
-    grid = torch.logspace(math.log10(lo), math.log10(hi), n_grid, dtype=_DTYPE)
-    grid_scores = factors.gcv(grid).cpu()
-    if not torch.isfinite(grid_scores).any():
-        raise ValueError(
-            f"GCV is undefined: the {factors.n_samples:g} samples (sum of the "
-            f"weights) leave no residual degrees of freedom for {factors.s.numel()} "
-            "fitted directions."
-        )
-    lams, scores = grid, grid_scores
-    for _ in range(n_refine):
-        best = int(torch.argmin(scores))
-        left, right = max(best - 1, 0), min(best + 1, n_grid - 1)
-        lams = torch.logspace(
-            math.log10(lams[left]), math.log10(lams[right]), n_grid, dtype=_DTYPE
-        )
-        scores = factors.gcv(lams).cpu()
-    best = int(torch.argmin(scores))
-    lam = float(lams[best])
+    lam, score, grid, grid_scores = factors.minimize_gcv(
+        lam_range, n_grid=n_grid, n_refine=n_refine
+    )
     W = _like_targets(factors.solve(lam), Z, C)
-    return GCVResult(lam, W, float(scores[best]), grid, grid_scores)
+    return GCVResult(lam, W, score, grid, grid_scores)
 
 
 def _like_targets(W, Z, C):

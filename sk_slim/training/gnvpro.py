@@ -13,12 +13,12 @@ formed.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.func import functional_call, jvp, vjp
 
-from ..linalg import cg, gcv, steihaug_cg
+from ..linalg import cg, steihaug_cg, tikhonov_factor
 
 __all__ = ["GNvproState", "ReducedProblem", "gnvpro_step"]
 
@@ -149,18 +149,18 @@ class ReducedProblem:
         Z = Z.detach().to(_DTYPE)  # (n, p)
         if not torch.isfinite(Z).all():
             return None
+        # One SVD serves GCV, the head and the Gram inverse.
         C = self.C * self.scale  # (n, c)
+        factors = tikhonov_factor(Z, C)
         if head_alpha == "gcv":
-            # Weights as repetitions: GCV on the unscaled rows, then mean scale.
-            total = float(self.weight.sum())
-            Z_rows = Z / self.scale
-            # Largest squared singular value of the sqrt(w)-weighted rows.
-            s_max2 = total * float(torch.linalg.matrix_norm(Z, ord=2)) ** 2
+            # The rows stand for sum(w) samples (weights as repetitions); with
+            # that count the GCV of these scaled rows is the weighted problem's,
+            # rescaled, so its minimiser is alpha_W itself.
+            factors = replace(factors, n_samples=float(self.weight.sum()))
+            s_max2 = float(factors.s[0] ** 2)
             lam_range = (_GCV_RANGE[0] * s_max2, _GCV_RANGE[1] * s_max2)
-            head_alpha = gcv(Z_rows, self.C, self.weight, lam_range=lam_range).lam
-            head_alpha /= total
-        U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
-        W = Vh.T @ ((s / (s**2 + head_alpha))[:, None] * (U.T @ C))  # (p, c)
+            head_alpha = factors.minimize_gcv(lam_range)[0]
+        W = factors.solve(head_alpha)  # (p, c)
         R = Z @ W - C  # (n, c)
         value = 0.5 * (R.square().sum() + head_alpha * W.square().sum())
         if self.alpha:
@@ -168,7 +168,7 @@ class ReducedProblem:
                 value + 0.5 * self.alpha * (self.penalized * theta.double() ** 2).sum()
             )
         return _Linearization(
-            theta, head_alpha, Z, W, R, Vh.T, s, float(value), pullback
+            theta, head_alpha, Z, W, R, factors.Vh.T, factors.s, float(value), pullback
         )
 
     def _solve_gram(self, lin, Y):
