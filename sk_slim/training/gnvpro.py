@@ -46,8 +46,8 @@ class _Linearization:
     pullback: object = None  # vjp of features() at theta, when differentiable
 
 
-class ReducedProblem:
-    """The VarPro-reduced least-squares problem of a separable network.
+class _ReducedBase:
+    """What every reduced problem shares: ``theta`` as one flat vector.
 
     Parameters
     ----------
@@ -55,8 +55,6 @@ class ReducedProblem:
         The network; ``theta`` are its feature extractor's parameters, which
         this object reads and writes in place.
     X : Tensor of shape (n, d)
-    C : Tensor of shape (n, c)
-        Targets (standardized by the estimator).
     sample_weight : Tensor of shape (n,), default=None
     alpha : float, default=0.0
         Ridge weight on the extractor's weight matrices (not biases), on the
@@ -69,15 +67,13 @@ class ReducedProblem:
         forward-mode (jvp) pass, as the GNvpro paper counts them.
     """
 
-    def __init__(self, net, X, C, sample_weight=None, alpha=0.0):
+    def __init__(self, net, X, sample_weight=None, alpha=0.0):
         self.net = net
         self.X = X
-        self.C = C.to(_DTYPE)
         weight = torch.ones(len(X), dtype=_DTYPE, device=X.device)
         if sample_weight is not None:
             weight = sample_weight.to(_DTYPE)
         self.weight = weight
-        self.scale = (weight / weight.sum()).sqrt()[:, None]  # (n, 1)
         self.alpha = alpha
         self.names = [name for name, _ in net.feature_extractor.named_parameters()]
         params = [p for _, p in net.feature_extractor.named_parameters()]
@@ -112,12 +108,62 @@ class ReducedProblem:
             for name, chunk, shape in zip(self.names, chunks, self.shapes, strict=True)
         }
 
-    def features(self, theta):
-        """Scaled, augmented features ``sqrt(w/sum w) [phi(X; theta), 1]`` (n, p)."""
+    def augmented_features(self, theta):
+        """``[phi(X; theta), 1]`` of shape (n, p), differentiable in ``theta``."""
         Z = functional_call(
             self.net.feature_extractor, self._unflatten(theta), (self.X,)
         )
-        Z = torch.cat([Z, Z.new_ones(Z.shape[0], 1)], dim=1)
+        return torch.cat([Z, Z.new_ones(Z.shape[0], 1)], dim=1)
+
+    def _theta_penalty(self, theta):
+        """``alpha/2 ||theta_w||^2`` (weight matrices only)."""
+        if not self.alpha:
+            return 0.0
+        return 0.5 * self.alpha * float((self.penalized * theta.double() ** 2).sum())
+
+    def _evaluate(self, theta, features, differentiable):
+        """Features at ``theta`` (float64, detached) and their vjp if asked for."""
+        if differentiable:
+            Z, pullback = vjp(features, theta)
+        else:
+            with torch.no_grad():
+                Z = features(theta)
+            pullback = None
+        self.work_units += 1
+        return Z.detach().to(_DTYPE), pullback
+
+
+class ReducedProblem(_ReducedBase):
+    """The VarPro-reduced least-squares problem of a separable network.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; ``theta`` are its feature extractor's parameters, which
+        this object reads and writes in place.
+    X : Tensor of shape (n, d)
+    C : Tensor of shape (n, c)
+        Targets (standardized by the estimator).
+    sample_weight : Tensor of shape (n,), default=None
+    alpha : float, default=0.0
+        Ridge weight on the extractor's weight matrices (not biases), on the
+        mean-loss scale.
+
+    Attributes
+    ----------
+    work_units : int
+        Passes over the data so far: one per forward, backward, or
+        forward-mode (jvp) pass, as the GNvpro paper counts them.
+    """
+
+    def __init__(self, net, X, C, sample_weight=None, alpha=0.0):
+        super().__init__(net, X, sample_weight, alpha)
+        self.C = C.to(_DTYPE)
+        self.scale = (self.weight / self.weight.sum()).sqrt()[:, None]  # (n, 1)
+
+    def features(self, theta):
+        """Scaled, augmented features ``sqrt(w/sum w) [phi(X; theta), 1]`` (n, p)."""
+        Z = self.augmented_features(theta)
         return self.scale.to(Z.dtype) * Z
 
     # ----------------------------------------------------------------- the head
@@ -139,14 +185,7 @@ class ReducedProblem:
         _Linearization or None
             None if the features are not finite.
         """
-        if differentiable:
-            Z, pullback = vjp(self.features, theta)
-        else:
-            with torch.no_grad():
-                Z = self.features(theta)
-            pullback = None
-        self.work_units += 1
-        Z = Z.detach().to(_DTYPE)  # (n, p)
+        Z, pullback = self._evaluate(theta, self.features, differentiable)  # (n, p)
         if not torch.isfinite(Z).all():
             return None
         # One SVD serves GCV, the head and the Gram inverse.
@@ -162,11 +201,8 @@ class ReducedProblem:
             head_alpha = factors.minimize_gcv(lam_range)[0]
         W = factors.solve(head_alpha)  # (p, c)
         R = Z @ W - C  # (n, c)
-        value = 0.5 * (R.square().sum() + head_alpha * W.square().sum())
-        if self.alpha:
-            value = (
-                value + 0.5 * self.alpha * (self.penalized * theta.double() ** 2).sum()
-            )
+        value = 0.5 * float(R.square().sum() + head_alpha * W.square().sum())
+        value += self._theta_penalty(theta)
         return _Linearization(
             theta, head_alpha, Z, W, R, factors.Vh.T, factors.s, float(value), pullback
         )

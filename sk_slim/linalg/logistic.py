@@ -1,0 +1,310 @@
+"""The cross-entropy head: ridge-regularized multinomial logistic regression.
+
+GNvpro's classification head ``W(theta)`` (ALGORITHMS.md §2.3) solves
+
+    min_W  f(W) = sum_i w_i CE(softmax(z_i W), y_i) + alpha/2 ||W||_F^2
+
+with weights ``w_i`` summing to one (a weighted mean loss), by Newton's method
+with a conjugate-gradient inner solve on the matrix-free Hessian, in float64 and
+warm-started from the previous head. Also here: the calibration of scores by a
+temperature (slimTrain's least-squares head is not a probability model).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .krylov import cg
+
+__all__ = [
+    "LogisticResult",
+    "fit_temperature",
+    "logistic_head",
+    "logistic_hessian",
+    "logistic_hessian_dense",
+    "logistic_loss",
+    "softmax_jacobian_product",
+]
+
+
+@dataclass
+class LogisticResult:
+    """The solution of :func:`logistic_head` and how it was reached."""
+
+    W: Tensor  # (p, c) the head
+    P: Tensor  # (n, c) softmax probabilities at W
+    value: float  # f(W)
+    grad_norm: float  # ||grad f(W)||_F
+    n_iter: int  # Newton iterations
+    converged: bool
+
+
+def _normalized(weight, n, like):
+    """Weights summing to one (uniform when None), shape (n, 1)."""
+    if weight is None:
+        return like.new_full((n, 1), 1.0 / n)
+    weight = weight.to(like)
+    return (weight / weight.sum())[:, None]
+
+
+def logistic_loss(Z, Y, W, alpha, sample_weight=None):
+    """Value and gradient of the ridge-regularized multinomial logistic loss.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+        Features (augment with a column of ones for a bias).
+    Y : Tensor of shape (n, c)
+        Targets: one-hot rows (or any rows on the probability simplex).
+    W : Tensor of shape (p, c)
+        The head.
+    alpha : float
+        Ridge weight on all of ``W``.
+    sample_weight : Tensor of shape (n,), default=None
+        Nonnegative weights, normalized to sum to one.
+
+    Returns
+    -------
+    value : Tensor of shape ()
+        ``sum_i w_i (logsumexp(z_i W) - y_i . z_i W) + alpha/2 ||W||^2``.
+    grad : Tensor of shape (p, c)
+        ``Z^T diag(w) (P - Y) + alpha W``.
+    P : Tensor of shape (n, c)
+        ``softmax(Z W)`` by rows.
+    """
+    omega = _normalized(sample_weight, Z.shape[0], Z)
+    S = Z @ W  # (n, c)
+    log_P = torch.log_softmax(S, dim=1)
+    value = -(omega * Y * log_P).sum() + 0.5 * alpha * W.square().sum()
+    P = log_P.exp()
+    grad = Z.T @ (omega * (P - Y)) + alpha * W
+    return value, grad, P
+
+
+def softmax_jacobian_product(P, A):
+    """Row-wise products with the softmax Jacobian.
+
+    Parameters
+    ----------
+    P : Tensor of shape (n, c)
+        Softmax probabilities by rows.
+    A : Tensor of shape (n, c)
+        Directions.
+
+    Returns
+    -------
+    Tensor of shape (n, c)
+        Row ``i`` is ``(diag(p_i) - p_i p_i^T) a_i``.
+    """
+    return P * (A - (P * A).sum(dim=1, keepdim=True))
+
+
+def logistic_hessian(Z, P, alpha, sample_weight=None):
+    """The loss's Hessian at probabilities ``P`` as a matvec closure.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+    P : Tensor of shape (n, c)
+        ``softmax(Z W)`` at the point of linearization.
+    alpha : float
+    sample_weight : Tensor of shape (n,), default=None
+
+    Returns
+    -------
+    matvec : callable
+        ``V (p, c) -> Z^T diag(w) [(diag(p_i) - p_i p_i^T) (Z V)_i]_i + alpha V``,
+        in ``O(n p c)`` per product (ALGORITHMS.md §2.3).
+    """
+    omega = _normalized(sample_weight, Z.shape[0], Z)
+
+    def matvec(V):
+        return Z.T @ (omega * softmax_jacobian_product(P, Z @ V)) + alpha * V
+
+    return matvec
+
+
+def logistic_hessian_dense(Z, P, alpha, sample_weight=None):
+    """The loss's Hessian at ``P`` as a dense (p c, p c) matrix.
+
+    Row-major ``vec``: entry ``(a c + k, b c + l)`` is the second derivative in
+    ``W[a, k]`` and ``W[b, l]``, so ``H @ V.reshape(-1)`` equals
+    ``logistic_hessian(Z, P, alpha)(V).reshape(-1)``.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+    P : Tensor of shape (n, c)
+    alpha : float
+    sample_weight : Tensor of shape (n,), default=None
+
+    Returns
+    -------
+    H : Tensor of shape (p c, p c)
+        Symmetric positive definite for ``alpha > 0``.
+    """
+    n, p = Z.shape
+    c = P.shape[1]
+    omega = _normalized(sample_weight, n, Z)
+    # sum_i w_i (z_i z_i^T) kron diag(p_i): one (p, p) Gram per class.
+    diagonal = torch.einsum("ia,ik,ib->akb", Z, omega * P, Z)  # (p, c, p)
+    H = torch.zeros(p, c, p, c, dtype=Z.dtype, device=Z.device)
+    k = torch.arange(c, device=Z.device)
+    H[:, k, :, k] = diagonal.permute(1, 0, 2)
+    # - sum_i w_i (z_i kron p_i)(z_i kron p_i)^T
+    M = (omega.sqrt() * Z)[:, :, None] * P[:, None, :]  # (n, p, c)
+    M = M.reshape(n, p * c)
+    H = H.reshape(p * c, p * c) - M.T @ M
+    return H + alpha * torch.eye(p * c, dtype=Z.dtype, device=Z.device)
+
+
+def _flat(matvec, p, c):
+    """A matvec on (p, c) matrices as one on (p c,) vectors, for CG."""
+    return lambda v: matvec(v.view(p, c)).reshape(-1)
+
+
+def logistic_head(
+    Z,
+    Y,
+    alpha,
+    sample_weight=None,
+    W0=None,
+    *,
+    tol=1e-10,
+    max_iter=100,
+    krylov_max_iter=None,
+):
+    """Solve the ridge-regularized multinomial logistic regression on ``Z``.
+
+    Minimizes ``sum_i w_i CE(softmax(z_i W), y_i) + alpha/2 ||W||_F^2`` (weights
+    normalized to sum to one) by Newton's method: each step solves the Newton
+    system by conjugate gradients on the matrix-free Hessian, with a forcing
+    tolerance that tightens as the gradient shrinks, then backtracks (Armijo)
+    from the full step. Computed in float64.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+        Features (augment with a column of ones for a bias).
+    Y : Tensor of shape (n, c)
+        One-hot targets (rows on the probability simplex).
+    alpha : float
+        Ridge weight, > 0 (it makes the minimizer unique: softmax is invariant
+        to adding a vector to every class's weights).
+    sample_weight : Tensor of shape (n,), default=None
+        Nonnegative weights (normalized to sum to one).
+    W0 : Tensor of shape (p, c), default=None
+        Starting point, e.g. the previous head (warm start); zero by default.
+    tol : float, default=1e-10
+        Stop when ``||grad f(W)||_F <= tol``.
+    max_iter : int, default=100
+        Maximum Newton iterations.
+    krylov_max_iter : int, default=None
+        Maximum CG iterations per Newton step; ``p c`` by default.
+
+    Returns
+    -------
+    LogisticResult
+
+    Notes
+    -----
+    For ``alpha > 0`` the loss is strictly convex with a Lipschitz Hessian, so
+    Newton's method with Armijo backtracking converges globally and, with the
+    forcing tolerance ``min(0.5, sqrt(||g||)) ||g||``, superlinearly.
+
+    ``LogisticRegression(C=1 / (n alpha), fit_intercept=False)`` of
+    scikit-learn on the same (augmented) features solves the same problem for
+    three or more classes, up to its stopping tolerance.
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}.")
+    Z, Y = Z.to(torch.float64), Y.to(torch.float64)
+    p, c = Z.shape[1], Y.shape[1]
+    W = Z.new_zeros(p, c) if W0 is None else W0.to(Z).clone()
+    krylov_max_iter = p * c if krylov_max_iter is None else krylov_max_iter
+    value, grad, P = logistic_loss(Z, Y, W, alpha, sample_weight)
+    grad_norm = float(torch.linalg.vector_norm(grad))
+    n_iter = 0
+    while grad_norm > tol and n_iter < max_iter:
+        n_iter += 1
+        forcing = min(0.5, math.sqrt(grad_norm))
+        step = cg(
+            _flat(logistic_hessian(Z, P, alpha, sample_weight), p, c),
+            -grad.reshape(-1),
+            rtol=forcing,
+            max_iter=krylov_max_iter,
+        ).x.view(p, c)
+        slope = float((grad * step).sum())
+        if slope >= 0:  # an inexact solve lost descent: fall back on -grad
+            step, slope = -grad, -(grad_norm**2)
+        t = 1.0
+        for _ in range(50):
+            trial = logistic_loss(Z, Y, W + t * step, alpha, sample_weight)
+            if trial[0] <= value + 1e-4 * t * slope:
+                break
+            t *= 0.5
+        else:  # no decrease at machine precision: W is as good as it gets
+            break
+        W = W + t * step
+        value, grad, P = trial
+        grad_norm = float(torch.linalg.vector_norm(grad))
+    return LogisticResult(
+        W=W,
+        P=P,
+        value=float(value),
+        grad_norm=grad_norm,
+        n_iter=n_iter,
+        converged=grad_norm <= tol,
+    )
+
+
+def fit_temperature(S, labels, sample_weight=None, *, max_beta=1e6):
+    """The inverse temperature that calibrates scores into probabilities.
+
+    Minimizes the weighted mean log-loss of ``softmax(beta S)`` over
+    ``beta >= 0``. The loss is convex in ``beta`` (its second derivative is the
+    weighted variance of the scores under the softmax), so the minimizer is the
+    root of the derivative, found by bisection on ``log beta``.
+
+    Parameters
+    ----------
+    S : Tensor of shape (n, c)
+        Scores, e.g. a least-squares head's outputs on one-hot targets.
+    labels : Tensor of shape (n,)
+        Class indices in ``[0, c)``.
+    sample_weight : Tensor of shape (n,), default=None
+    max_beta : float, default=1e6
+        Upper end of the search, reached when the scores separate the classes
+        perfectly (the loss then decreases all the way).
+
+    Returns
+    -------
+    beta : float
+        The inverse temperature, in ``[0, max_beta]``.
+    """
+    S = S.to(torch.float64)
+    S = S - S.mean(dim=1, keepdim=True)
+    omega = _normalized(sample_weight, S.shape[0], S)[:, 0]
+    true_score = S.gather(1, labels.long()[:, None])[:, 0]
+
+    def slope(beta):  # d/dbeta of the mean log-loss: E_softmax[s] - s_y
+        P = torch.softmax(beta * S, dim=1)
+        return float((omega * ((P * S).sum(dim=1) - true_score)).sum())
+
+    if slope(0.0) >= 0:  # the scores carry no signal: uniform probabilities
+        return 0.0
+    scale = float(S.abs().max())
+    low, high = math.log(1e-6 / scale), math.log(max_beta)
+    if slope(math.exp(high)) <= 0:
+        return max_beta
+    for _ in range(100):
+        mid = 0.5 * (low + high)
+        if slope(math.exp(mid)) < 0:
+            low = mid
+        else:
+            high = mid
+        if high - low < 1e-10:
+            break
+    return math.exp(0.5 * (low + high))

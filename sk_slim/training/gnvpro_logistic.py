@@ -1,0 +1,200 @@
+"""GNvpro for cross-entropy: the reduced problem with a logistic head (ALGORITHMS.md
+§2.3-2.5).
+
+The head is eliminated exactly, ``W(theta)`` = the ridge-regularized multinomial
+logistic regression on the features (Newton-Krylov, float64, warm-started), and
+
+    Phi(theta) = sum_i w_i CE(softmax(z_i W(theta)), y_i) + alpha_W/2 ||W(theta)||^2
+                 + alpha_theta/2 ||theta_w||^2
+
+(weights summing to one) is minimized by the same trust-region Gauss-Newton step
+as the least-squares problem (:func:`~sk_slim.training.gnvpro.gnvpro_step`).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import jvp
+
+from ..linalg import (
+    cg,
+    logistic_head,
+    logistic_hessian,
+    logistic_hessian_dense,
+    softmax_jacobian_product,
+)
+from .gnvpro import _DTYPE, _ReducedBase
+
+__all__ = ["ReducedLogisticProblem"]
+
+# Above this many head entries (p c) the inner Hessian is not formed: its
+# solves run by CG on the matrix-free product instead of a Cholesky factor.
+_DENSE_HESSIAN_MAX = 4096
+
+
+@dataclass
+class _LogisticLinearization:
+    """The reduced problem at one ``theta``: head, probabilities, Hessian solve."""
+
+    theta: torch.Tensor  # (P,) flat parameters
+    head_alpha: float  # alpha_W
+    Z: torch.Tensor  # (n, p) augmented features, float64
+    W: torch.Tensor  # (p, c) the optimal head W(theta)
+    P: torch.Tensor  # (n, c) softmax(Z W)
+    value: float  # Phi(theta)
+    pullback: object = None  # vjp of the features at theta, when differentiable
+    solve_hessian: object = None  # (p, c) -> H_W^{-1} (p, c), when differentiable
+
+
+class ReducedLogisticProblem(_ReducedBase):
+    """The VarPro-reduced cross-entropy problem of a separable network.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; ``theta`` are its feature extractor's parameters, which
+        this object reads and writes in place. Its current head warm-starts the
+        first inner solve.
+    X : Tensor of shape (n, d)
+    Y : Tensor of shape (n, c)
+        One-hot targets.
+    sample_weight : Tensor of shape (n,), default=None
+    alpha : float, default=0.0
+        Ridge weight on the extractor's weight matrices (not biases), on the
+        mean-loss scale.
+    inner_tol : float, default=1e-10
+        Gradient-norm tolerance of the inner logistic solve (the envelope
+        gradient is exact only at the inner optimum).
+
+    Attributes
+    ----------
+    work_units : int
+        Passes over the data so far (forward, backward or jvp passes).
+    """
+
+    def __init__(self, net, X, Y, sample_weight=None, alpha=0.0, inner_tol=1e-10):
+        super().__init__(net, X, sample_weight, alpha)
+        self.Y = Y.to(_DTYPE)
+        self.omega = (self.weight / self.weight.sum())[:, None]  # (n, 1)
+        self.inner_tol = inner_tol
+        self._W_start = net.augmented_head.detach().to(_DTYPE)
+
+    def features(self, theta):
+        """Augmented features ``[phi(X; theta), 1]`` (n, p)."""
+        return self.augmented_features(theta)
+
+    def linearize(self, theta, head_alpha, *, differentiable=False):
+        """Solve the logistic head at ``theta`` and evaluate the reduced objective.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+        head_alpha : float
+            ``alpha_W`` > 0.
+        differentiable : bool, default=False
+            Keep the features' vjp and a solver of the inner Hessian (for the
+            gradient and Gauss-Newton products).
+
+        Returns
+        -------
+        _LogisticLinearization or None
+            None if the features are not finite.
+        """
+        Z, pullback = self._evaluate(theta, self.features, differentiable)  # (n, p)
+        if not torch.isfinite(Z).all():
+            return None
+        # Warm start from the last head solved (the previous theta is close).
+        result = logistic_head(
+            Z, self.Y, head_alpha, self.weight, self._W_start, tol=self.inner_tol
+        )
+        if not torch.isfinite(result.W).all():
+            return None
+        self._W_start = result.W
+        solve = None
+        if differentiable:
+            solve = self._hessian_solver(Z, result.P, head_alpha)
+        value = result.value + self._theta_penalty(theta)
+        return _LogisticLinearization(
+            theta, head_alpha, Z, result.W, result.P, value, pullback, solve
+        )
+
+    def _hessian_solver(self, Z, P, head_alpha):
+        """``V -> H_W^{-1} V`` for the inner Hessian at ``(Z, P)``."""
+        p, c = Z.shape[1], P.shape[1]
+        if p * c <= _DENSE_HESSIAN_MAX:
+            factor = torch.linalg.cholesky(
+                logistic_hessian_dense(Z, P, head_alpha, self.weight)
+            )
+
+            def solve(V):
+                return torch.cholesky_solve(V.reshape(-1, 1), factor).view(p, c)
+
+            return solve
+        hessian = logistic_hessian(Z, P, head_alpha, self.weight)
+
+        def solve(V):
+            return cg(
+                lambda v: hessian(v.view(p, c)).reshape(-1),  # on vec(V)
+                V.reshape(-1),
+                rtol=self.inner_tol,
+            ).x.view(p, c)
+
+        return solve
+
+    def gradient(self, lin):
+        """Reduced gradient by the envelope theorem: one backward pass, W fixed.
+
+        Returns
+        -------
+        g : Tensor of shape (P,)
+        """
+        theta = lin.theta
+        dZ = (self.omega * (lin.P - self.Y)) @ lin.W.T  # dPhi/dZ, (n, p)
+        (g,) = lin.pullback(dZ.to(theta.dtype))
+        self.work_units += 1
+        return g + self.alpha * self.penalized * theta
+
+    def delta_head(self, lin, dZ):
+        """Sensitivity ``dW`` of the optimal head to a feature perturbation ``dZ``.
+
+        Implicit differentiation of ``Z^T diag(w) (P - Y) + alpha_W W = 0``:
+        ``H_W dW = -(dZ^T diag(w) (P - Y) + Z^T diag(w) D_P[dZ W])``, with
+        ``D_P`` the softmax Jacobian per row.
+        """
+        E = self.omega * (lin.P - self.Y)  # (n, c)
+        curvature = self.omega * softmax_jacobian_product(lin.P, dZ @ lin.W)
+        return -lin.solve_hessian(dZ.T @ E + lin.Z.T @ curvature)
+
+    def gauss_newton(self, lin):
+        """The Gauss-Newton matrix of the reduced problem as a matvec closure.
+
+        ``J_S^T (d^2 L / dS^2) J_S + alpha_W J_W^T J_W + alpha_theta D`` for the
+        outputs ``S = Z W(theta)`` and the head ``W(theta)``, with the head's
+        sensitivity ``dW`` included (ALGORITHMS.md §2.5, cross-entropy case).
+
+        Notes
+        -----
+        Forward: ``dZ = J_Z v``, ``dW`` from :meth:`delta_head`,
+        ``dS = dZ W + Z dW``. Backward, with ``U = diag(w) D_P[dS]`` and
+        ``lam = H_W^{-1} (Z^T U + alpha_W dW)`` (the adjoint of the inner
+        solve): the cotangent of ``dZ`` is
+        ``(U - diag(w) D_P[Z lam]) W^T - diag(w) (P - Y) lam^T``, pulled back
+        through the network by one vjp. The dense-Jacobian test checks it.
+        """
+        theta, pullback = lin.theta, lin.pullback
+        E = self.omega * (lin.P - self.Y)  # (n, c)
+
+        def matvec(v):  # (P,) -> (P,)
+            _, dZ = jvp(self.features, (theta,), (v,))
+            dZ = dZ.to(_DTYPE)  # (n, p)
+            dW = self.delta_head(lin, dZ)  # (p, c)
+            dS = dZ @ lin.W + lin.Z @ dW  # (n, c)
+            U = self.omega * softmax_jacobian_product(lin.P, dS)
+            lam = lin.solve_hessian(lin.Z.T @ U + lin.head_alpha * dW)  # (p, c)
+            U = U - self.omega * softmax_jacobian_product(lin.P, lin.Z @ lam)
+            M = U @ lin.W.T - E @ lam.T  # (n, p)
+            (Hv,) = pullback(M.to(theta.dtype))
+            self.work_units += 2
+            return Hv + self.alpha * self.penalized * v
+
+        return matvec
