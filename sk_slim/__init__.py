@@ -8,9 +8,15 @@ algorithms in :mod:`sk_slim.training`, and shared data generators in
 :mod:`sk_slim.datasets`.
 """
 
-from ._gnvpro import GNvproRegressor
-from ._slimtrain import SlimTrainRegressor
+from ._gnvpro import GNvproClassifier, GNvproRegressor
+from ._slimtrain import SlimTrainClassifier, SlimTrainRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["GNvproRegressor", "SlimTrainRegressor", "__version__"]
+__all__ = [
+    "GNvproClassifier",
+    "GNvproRegressor",
+    "SlimTrainClassifier",
+    "SlimTrainRegressor",
+    "__version__",
+]

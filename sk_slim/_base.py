@@ -112,7 +112,7 @@ class _BaseSeparable(
 
     # ------------------------------------------------------------------ fitting
 
-    def _fit(self, X, y, sample_weight, *, incremental):
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
         """Validate, (re)build, train, and commit the fitted state atomically."""
         saved = self.__dict__.copy()
         # Training mutates these in place: keep copies to roll a failure back.
@@ -120,29 +120,31 @@ class _BaseSeparable(
             if name in saved:
                 saved[name] = copy.deepcopy(saved[name])
         try:
-            return self._fit_unsafe(X, y, sample_weight, incremental=incremental)
+            return self._fit_unsafe(
+                X, y, sample_weight, incremental=incremental, classes=classes
+            )
         except BaseException:
             # A failed fit never leaves a half-changed model.
             self.__dict__.clear()
             self.__dict__.update(saved)
             raise
 
-    def _fit_unsafe(self, X, y, sample_weight, *, incremental):
+    def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
         continuing = (incremental or self.warm_start) and hasattr(self, "module_")
         X, y = validate_data(
             self,
             X,
             y,
             reset=not continuing,
-            multi_output=True,
-            y_numeric=True,
             dtype=(np.float64, np.float32),
             ensure_min_samples=2,
+            **self._target_validation,
         )
-        y2d = y.reshape(len(y), -1).astype(np.float64, copy=False)
+        y2d = self._encode_targets(y, reset=not continuing, classes=classes)
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
+        sample_weight = self._weight_targets(y, sample_weight, incremental)
         if continuing and y2d.shape[1] != self.n_outputs_:
             raise ValueError(
                 f"y has {y2d.shape[1]} outputs, but {type(self).__name__} was fitted "
@@ -152,7 +154,7 @@ class _BaseSeparable(
             self._init_fitted_state(X, y, y2d, sample_weight)
         else:  # e.g. a CUDA model unpickled (on the CPU) on a CUDA machine
             self.module_.to(self._device())
-        run = self._make_run(X, y2d, sample_weight, incremental=incremental)
+        run = self._make_run(X, y, y2d, sample_weight, incremental=incremental)
 
         callback_ctx = self._init_callback_context(
             max_subtasks=1 if incremental else self.max_iter
@@ -178,14 +180,12 @@ class _BaseSeparable(
             if self.dtype
             else (torch.float64 if self.device_ == "cpu" else torch.float32)
         )
-        self._y_1d = y.ndim == 1
+        # 1-D targets in, 1-D predictions out (labels are encoded in columns).
+        self._y_1d = y.ndim == 1 and y2d.shape[1] == 1
         self.n_outputs_ = y2d.shape[1]
         self._seed = _draw_seed(self.random_state)
         generator = torch.Generator().manual_seed(self._seed)
-        self._y_mean = np.average(y2d, axis=0, weights=sample_weight)
-        y_var = np.average((y2d - self._y_mean) ** 2, axis=0, weights=sample_weight)
-        # Constant targets keep unit scale: the head then only fits the mean.
-        self._y_scale = np.where(y_var > 0, np.sqrt(y_var), 1.0)
+        self._y_mean, self._y_scale = self._target_scaling(y2d, sample_weight)
         self.module_ = self._build_module(X, generator)
         self._rng_state = generator.get_state()
         self._solver_state = None
@@ -195,6 +195,34 @@ class _BaseSeparable(
         self.validation_scores_ = [] if self._early_stopping else None
         self.best_validation_score_ = -np.inf if self._early_stopping else None
         self.best_loss_ = None if self._early_stopping else np.inf
+
+    # ------------------------------------- targets (classifiers override these)
+
+    # validate_data's options for y.
+    _target_validation = {"multi_output": True, "y_numeric": True}
+
+    def _encode_targets(self, y, *, reset, classes):
+        """Validated ``y`` -> float64 targets of shape (n, c) for the head."""
+        return y.reshape(len(y), -1).astype(np.float64, copy=False)
+
+    def _weight_targets(self, y, sample_weight, incremental):
+        """Hook: fold target-dependent weights (``class_weight``) into the rows'."""
+        return sample_weight
+
+    def _target_scaling(self, y2d, sample_weight):
+        """Mean and scale that standardize the targets the head is solved for."""
+        mean = np.average(y2d, axis=0, weights=sample_weight)
+        var = np.average((y2d - mean) ** 2, axis=0, weights=sample_weight)
+        # Constant targets keep unit scale: the head then only fits the mean.
+        return mean, np.where(var > 0, np.sqrt(var), 1.0)
+
+    def _validation_score(self, y_val, scores, sample_weight):
+        """The early-stopping score of outputs ``scores`` (n, c): R^2 here."""
+        return r2_score(y_val, scores, sample_weight=sample_weight)
+
+    def _stratify(self, y2d):
+        """Hook: labels to stratify the validation split by (None: do not)."""
+        return None
 
     def _build_module(self, X, generator):
         """The separable network: a feature extractor and an empty head."""
@@ -234,9 +262,9 @@ class _BaseSeparable(
             return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
         return self.early_stopping
 
-    def _make_run(self, X, y2d, sample_weight, *, incremental):
+    def _make_run(self, X, y, y2d, sample_weight, *, incremental):
         """Split off validation data, standardize targets, move tensors."""
-        X_fit, y_fit = X, (y2d.ravel() if self._y_1d else y2d)
+        X_fit, y_fit = X, y
         X_val = y_val = weight_val = None
         if self._early_stopping and not incremental:
             n_val = math.ceil(self.validation_fraction * len(X))
@@ -252,6 +280,7 @@ class _BaseSeparable(
                 sample_weight,
                 test_size=n_val,
                 random_state=np.random.RandomState(self._seed),
+                stratify=self._stratify(y2d),
             )
             X, X_val, y2d, y_val, sample_weight, weight_val = split
         # Zero-weight rows carry nothing; dropping them keeps every mini-batch's
@@ -355,10 +384,8 @@ class _BaseSeparable(
             # Score the model fit would return now: these features with the
             # full-data head (the streaming head is a noisy proxy for it).
             self._solve_head(run)
-            score = r2_score(
-                run.y_val,
-                self._predict_scaled(run.net, run.X_val),
-                sample_weight=run.weight_val,
+            score = self._validation_score(
+                run.y_val, self._predict_scaled(run.net, run.X_val), run.weight_val
             )
             self.validation_scores_.append(score)
             message += f", validation score = {score:.6f}"
@@ -390,13 +417,13 @@ class _BaseSeparable(
         """Hook: an algorithm-specific convergence test (default: never)."""
         return False
 
-    def _full_data_head_alpha(self):
+    def _full_data_head_alpha(self, run):
         """``'gcv'`` for ``head_alpha='auto'``, else the fixed ridge weight."""
         return "gcv" if self.head_alpha == "auto" else self.head_alpha
 
     def _solve_head(self, run):
         """Solve the head on all training rows (GCV or the fixed ``head_alpha``)."""
-        alpha = self._full_data_head_alpha()
+        alpha = self._full_data_head_alpha(run)
         self.head_alpha_ = solve_head(run.net, run.X, run.C, run.weight, alpha)
 
     # ---------------------------------------------------------------- inference

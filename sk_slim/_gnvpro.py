@@ -7,12 +7,109 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseSeparable
+from ._classifier import _SeparableClassifierMixin
+from .training import solve_logistic_head
 from .training.gnvpro import GNvproState, ReducedProblem, gnvpro_step
+from .training.gnvpro_logistic import ReducedLogisticProblem
 
-__all__ = ["GNvproRegressor"]
+__all__ = ["GNvproClassifier", "GNvproRegressor"]
 
 
-class GNvproRegressor(RegressorMixin, _BaseSeparable):
+class _BaseGNvpro(_BaseSeparable):
+    """GNvpro's outer loop, shared by the regressor and the classifier."""
+
+    _mutable_fitted_attributes = (
+        *_BaseSeparable._mutable_fitted_attributes,
+        "grad_norm_curve_",
+        "trust_radius_curve_",
+        "work_units_",
+    )
+
+    _parameter_constraints = {
+        **_BaseSeparable._parameter_constraints,
+        "krylov_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "krylov_tol": [Interval(Real, 0, 1, closed="neither")],
+        "batch_size": [None, Interval(Integral, 2, None, closed="left")],
+        "globalization": [StrOptions({"trust_region", "armijo"})],
+    }
+
+    # ------------------------------------------------- hooks of _BaseSeparable
+
+    def _start_training(self, run, fresh):
+        previous = self._solver_state if not fresh or self.warm_start else None
+        radius = previous["radius"] if previous else None
+        run.solver = {"state": GNvproState(radius=radius)}
+        if not hasattr(self, "grad_norm_curve_") or not self.warm_start:
+            self.grad_norm_curve_, self.trust_radius_curve_ = [], []
+            self.work_units_ = []
+        run.solver["work_units"] = self.work_units_[-1] if self.work_units_ else 0
+
+    def _problem_class(self):
+        return ReducedProblem
+
+    def _problem(self, run):
+        """The reduced problem on all rows, or on a fresh sub-sample."""
+        X, C, weight = run.X, run.C, run.weight
+        n = len(X)
+        if self.batch_size is not None and self.batch_size < n:
+            rows = torch.randperm(n, generator=run.generator)[: self.batch_size]
+            rows = rows.to(X.device)
+            X, C = X[rows], C[rows]
+            weight = None if weight is None else weight[rows]
+        n_eff = float(len(X) if weight is None else weight.sum())
+        problem = self._problem_class()
+        return problem(run.net, X, C, weight, alpha=self.alpha / n_eff)
+
+    def _train_epoch(self, run):
+        problem = self._problem(run)
+        value = gnvpro_step(
+            problem,
+            run.solver["state"],
+            head_alpha=self._full_data_head_alpha(run),
+            globalization=self.globalization,
+            krylov_max_iter=self.krylov_max_iter,
+            krylov_tol=self.krylov_tol,
+        )
+        run.solver["work_units"] += problem.work_units
+        return value
+
+    def _record_iteration(self, run):
+        state = run.solver["state"]
+        self.grad_norm_curve_.append(state.grad_norm)
+        radius = state.radius if self.globalization == "trust_region" else None
+        self.trust_radius_curve_.append(float("nan") if radius is None else radius)
+        self.work_units_.append(run.solver["work_units"])
+
+    def _converged(self, run):
+        first = self.grad_norm_curve_[0]
+        return self.grad_norm_curve_[-1] <= self.tol * first
+
+    def _snapshot(self, run):
+        state = run.solver["state"]
+        return {
+            "module": {k: v.clone() for k, v in run.net.state_dict().items()},
+            "radius": state.radius,
+        }
+
+    def _restore(self, run, snapshot):
+        run.net.load_state_dict(snapshot["module"])
+        run.solver["state"].radius = snapshot["radius"]
+
+    def _scale_learning_rate(self, run, factor):
+        # No learning rate: a diverged iteration shrinks the trust radius instead.
+        state = run.solver["state"]
+        if state.radius is not None:
+            state.radius *= factor
+
+    def _current_head_alpha(self, run):
+        return float(run.solver["state"].head_alpha)
+
+    def _finish_training(self, run):
+        self._solve_head(run)
+        self._solver_state = {"radius": run.solver["state"].radius}
+
+
+class GNvproRegressor(RegressorMixin, _BaseGNvpro):
     """Separable neural network regressor trained by GNvpro.
 
     The network is ``f(x) = phi(x; theta) W + b``. The head is eliminated
@@ -138,21 +235,6 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
     (2,)
     """
 
-    _mutable_fitted_attributes = (
-        *_BaseSeparable._mutable_fitted_attributes,
-        "grad_norm_curve_",
-        "trust_radius_curve_",
-        "work_units_",
-    )
-
-    _parameter_constraints = {
-        **_BaseSeparable._parameter_constraints,
-        "krylov_max_iter": [Interval(Integral, 1, None, closed="left")],
-        "krylov_tol": [Interval(Real, 0, 1, closed="neither")],
-        "batch_size": [None, Interval(Integral, 2, None, closed="left")],
-        "globalization": [StrOptions({"trust_region", "armijo"})],
-    }
-
     def __init__(
         self,
         hidden_layer_sizes=(16, 16),
@@ -217,73 +299,220 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    # ------------------------------------------------- hooks of _BaseSeparable
 
-    def _start_training(self, run, fresh):
-        previous = self._solver_state if not fresh or self.warm_start else None
-        radius = previous["radius"] if previous else None
-        run.solver = {"state": GNvproState(radius=radius)}
-        if not hasattr(self, "grad_norm_curve_") or not self.warm_start:
-            self.grad_norm_curve_, self.trust_radius_curve_ = [], []
-            self.work_units_ = []
-        run.solver["work_units"] = self.work_units_[-1] if self.work_units_ else 0
+class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
+    """Separable neural network classifier trained by GNvpro with cross-entropy.
 
-    def _problem(self, run):
-        """The reduced problem on all rows, or on a fresh sub-sample."""
-        X, C, weight = run.X, run.C, run.weight
-        n = len(X)
-        if self.batch_size is not None and self.batch_size < n:
-            rows = torch.randperm(n, generator=run.generator)[: self.batch_size]
-            rows = rows.to(X.device)
-            X, C = X[rows], C[rows]
-            weight = None if weight is None else weight[rows]
-        n_eff = float(len(X) if weight is None else weight.sum())
-        return ReducedProblem(run.net, X, C, weight, alpha=self.alpha / n_eff)
+    The network is ``f(x) = phi(x; theta) W + b`` with one logit per class. The
+    head is eliminated exactly: ``W = W(theta)`` is the ridge-regularized
+    multinomial logistic regression on the features, solved by Newton-Krylov in
+    float64 (warm-started, gradient norm 1e-10). The reduced cross-entropy is
+    minimized over ``theta`` by Gauss-Newton with the head's sensitivity from
+    implicit differentiation and a truncated-CG inner solve in a trust region:
+    no learning rate. ``predict_proba`` is the logistic head's softmax.
 
-    def _train_epoch(self, run):
-        problem = self._problem(run)
-        value = gnvpro_step(
-            problem,
-            run.solver["state"],
-            head_alpha=self._full_data_head_alpha(),
-            globalization=self.globalization,
-            krylov_max_iter=self.krylov_max_iter,
-            krylov_tol=self.krylov_tol,
-        )
-        run.solver["work_units"] += problem.work_units
-        return value
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers,), default=(16, 16)
+        Widths of the default MLP feature extractor; narrow, as for
+        ``GNvproRegressor`` (the Krylov budget must grow with the parameter
+        count).
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
+        Activation of the default MLP feature extractor.
+    feature_extractor : callable, default=None
+        ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
+        ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out).
+    feature_extractor_kwargs : dict, default=None
+        Keyword arguments for ``feature_extractor``.
+    alpha : float, default=1e-4
+        L2 penalty on the extractor's weights (not biases), as in
+        ``MLPClassifier``: ``alpha / (2 n_samples) ||theta||^2``.
+    head_alpha : 'auto' or float, default='auto'
+        The logistic head's ridge weight on the mean cross-entropy, > 0;
+        ``'auto'`` is ``1 / n_samples``, the regularization of
+        ``LogisticRegression(C=1.0)``.
+    max_iter : int, default=100
+        Maximum number of outer Gauss-Newton iterations.
+    tol : float, default=1e-4
+        Stop when the reduced gradient norm falls below ``tol`` times its first
+        value; also the improvement below which an iteration counts as none.
+    n_iter_no_change : int, default=10
+        Stop after this many iterations in a row without improvement.
+    early_stopping : bool or 'auto', default='auto'
+        Hold out ``validation_fraction`` of the data (stratified), stop when the
+        validation accuracy stops improving and restore the best iteration;
+        ``'auto'`` from 200 samples on.
+    validation_fraction : float, default=0.1
+        Share of the training data held out with ``early_stopping``.
+    warm_start : bool, default=False
+        Continue from the previous fit's network (and trust radius).
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialization, sub-sampling and the validation split.
+    device : str, default='auto'
+        ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:k'``.
+    dtype : {'float32', 'float64'}, default=None
+        The network's dtype: float64 on CPU and float32 on CUDA by default; the
+        head algebra always runs in float64.
+    verbose : int, default=0
+        Print one line per iteration.
+    krylov_max_iter : int, default=20
+        Conjugate-gradient iterations per outer iteration (each costs one
+        forward-mode and one backward pass over the data).
+    krylov_tol : float, default=1e-2
+        Relative residual tolerance of the CG solve.
+    batch_size : int, default=None
+        Sub-sample size drawn afresh at every outer iteration (the head is then
+        solved on the sub-sample, warm-started); None uses all the data.
+    globalization : {'trust_region', 'armijo'}, default='trust_region'
+        Steihaug-CG inside a trust region, or CG with Armijo backtracking.
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, multiplying ``sample_weight``: ``{label:
+        weight}``, or ``'balanced'`` for ``n_samples / (n_classes *
+        np.bincount(y))``.
 
-    def _record_iteration(self, run):
-        state = run.solver["state"]
-        self.grad_norm_curve_.append(state.grad_norm)
-        radius = state.radius if self.globalization == "trust_region" else None
-        self.trust_radius_curve_.append(float("nan") if radius is None else radius)
-        self.work_units_.append(run.solver["work_units"])
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    coef_ : ndarray of shape (n_features_out, n_classes)
+        Head weights: the logits are ``transform(X) @ coef_ + intercept_``.
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias.
+    module_ : SeparableNet
+        The fitted network.
+    head_alpha_ : float
+        The logistic head's ridge weight.
+    head_alpha_curve_ : list of float
+        The head's ridge weight per iteration.
+    loss_curve_ : list of float
+        The reduced objective (mean cross-entropy plus penalties) after each
+        iteration.
+    grad_norm_curve_ : list of float
+        Norm of the reduced gradient at the start of each iteration.
+    trust_radius_curve_ : list of float
+        Trust radius after each iteration (nan with Armijo).
+    work_units_ : list of int
+        Cumulative passes over the (sub-sampled) data after each iteration.
+    n_iter_ : int
+        Outer iterations run.
+    t_ : int
+        Training samples processed (per iteration, the rows used).
+    validation_scores_ : list of float or None
+        Validation accuracy per iteration with early stopping, else None.
+    best_validation_score_ : float or None
+        Best validation accuracy with early stopping, else None.
+    best_loss_ : float or None
+        Lowest objective without early stopping, else None.
+    n_features_in_ : int
+        Number of input features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Input feature names, when ``X`` has string column names.
+    n_outputs_ : int
+        Number of head outputs (the number of classes).
+    device_ : str
+        The device the network was trained on.
 
-    def _converged(self, run):
-        first = self.grad_norm_curve_[0]
-        return self.grad_norm_curve_[-1] <= self.tol * first
+    See Also
+    --------
+    SlimTrainClassifier : Mini-batch training with a least-squares head.
+    sklearn.neural_network.MLPClassifier : The same network trained end to end.
 
-    def _snapshot(self, run):
-        state = run.solver["state"]
-        return {
-            "module": {k: v.clone() for k, v in run.net.state_dict().items()},
-            "radius": state.radius,
-        }
+    References
+    ----------
+    Newman, Ruthotto, Hart, van Bloemen Waanders (2021), "Train Like a (Var)Pro:
+    Efficient Training of Neural Networks with Variable Projection", SIAM J.
+    Math. Data Sci. 3(4).
 
-    def _restore(self, run, snapshot):
-        run.net.load_state_dict(snapshot["module"])
-        run.solver["state"].radius = snapshot["radius"]
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sk_slim import GNvproClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = GNvproClassifier(max_iter=5, random_state=0).fit(X, y)
+    >>> model.predict_proba(X[:2]).shape
+    (2, 3)
+    """
 
-    def _scale_learning_rate(self, run, factor):
-        # No learning rate: a diverged iteration shrinks the trust radius instead.
-        state = run.solver["state"]
-        if state.radius is not None:
-            state.radius *= factor
+    _parameter_constraints = {
+        **_BaseGNvpro._parameter_constraints,
+        "head_alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+    }
 
-    def _current_head_alpha(self, run):
-        return float(run.solver["state"].head_alpha)
+    def __init__(
+        self,
+        hidden_layer_sizes=(16, 16),
+        activation="tanh",
+        *,
+        feature_extractor=None,
+        feature_extractor_kwargs=None,
+        alpha=1e-4,
+        head_alpha="auto",
+        max_iter=100,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        warm_start=False,
+        random_state=None,
+        device="auto",
+        dtype=None,
+        verbose=0,
+        krylov_max_iter=20,
+        krylov_tol=1e-2,
+        batch_size=None,
+        globalization="trust_region",
+        class_weight=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.feature_extractor = feature_extractor
+        self.feature_extractor_kwargs = feature_extractor_kwargs
+        self.alpha = alpha
+        self.head_alpha = head_alpha
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+        self.krylov_max_iter = krylov_max_iter
+        self.krylov_tol = krylov_tol
+        self.batch_size = batch_size
+        self.globalization = globalization
+        self.class_weight = class_weight
 
-    def _finish_training(self, run):
-        self._solve_head(run)
-        self._solver_state = {"radius": run.solver["state"].radius}
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train the network by GNvpro with cross-entropy.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (standardize them, e.g. in a Pipeline).
+        y : array-like of shape (n_samples,)
+            Class labels (any type ``np.unique`` sorts).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the objective and of the head solves (as repetitions).
+
+        Returns
+        -------
+        self : GNvproClassifier
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _problem_class(self):
+        return ReducedLogisticProblem
+
+    def _full_data_head_alpha(self, run):
+        if self.head_alpha == "auto":  # LogisticRegression(C=1.0)'s ridge
+            return 1.0 / float(len(run.X) if run.weight is None else run.weight.sum())
+        return self.head_alpha
+
+    def _solve_head(self, run):
+        alpha = self._full_data_head_alpha(run)
+        self.head_alpha_ = solve_logistic_head(run.net, run.X, run.C, run.weight, alpha)

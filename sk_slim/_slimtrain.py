@@ -8,10 +8,11 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseSeparable
-from .linalg import SlimTik
-from .training import slimtrain_epoch
+from ._classifier import _SeparableClassifierMixin
+from .linalg import SlimTik, fit_temperature
+from .training import features_of, slimtrain_epoch
 
-__all__ = ["SlimTrainRegressor"]
+__all__ = ["SlimTrainClassifier", "SlimTrainRegressor"]
 
 # Floor of slimTik's Lambda. The paper's 1e-7 let sGCV drive Lambda to the floor
 # on every batch, and the streamed head then blew up along near-null feature
@@ -20,7 +21,123 @@ __all__ = ["SlimTrainRegressor"]
 _LOWER_BOUND = 1e-3
 
 
-class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
+class _BaseSlimTrain(_BaseSeparable):
+    """slimTrain's training loop, shared by the regressor and the classifier."""
+
+    _parameter_constraints = {
+        **_BaseSeparable._parameter_constraints,
+        "memory_depth": [Interval(Integral, 0, None, closed="left")],
+        "solver": [StrOptions({"adam", "sgd"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "shuffle": ["boolean"],
+    }
+
+    # ------------------------------------------------- hooks of _BaseSeparable
+
+    def _start_training(self, run, fresh):
+        net = run.net
+        optimizer = self._make_optimizer(run)
+        if fresh:
+            slimtik = SlimTik(
+                net.W.shape[0] + 1,
+                net.W.shape[1],
+                memory_depth=self.memory_depth,
+                lam="sgcv" if self.head_alpha == "auto" else self.head_alpha,
+                lam_init=_LOWER_BOUND,
+                lower_bound=_LOWER_BOUND,
+                W0=net.augmented_head.detach(),
+                device=run.X.device,
+            )
+        else:
+            decays = [group["weight_decay"] for group in optimizer.param_groups]
+            optimizer.load_state_dict(self._solver_state["optimizer"])
+            # Keep the moments and learning rate, not a stale alpha / batch size.
+            for group, decay in zip(optimizer.param_groups, decays, strict=True):
+                group["weight_decay"] = decay
+            slimtik = self._solver_state["slimtik"]
+            slimtik.state = slimtik.state.to(run.X.device)
+        run.solver = {"optimizer": optimizer, "slimtik": slimtik}
+
+    def _make_optimizer(self, run):
+        # MLP's penalty alpha / (2 n_batch) ||theta||^2 on weights, not biases, with
+        # n_batch the samples a batch stands for (weights count as repetitions).
+        batch_mass = self._batch_size(len(run.X))
+        if run.weight is not None:
+            batch_mass *= float(run.weight.mean())
+        params = list(run.net.feature_extractor.parameters())
+        groups = [
+            {
+                "params": [p for p in params if p.ndim > 1],
+                "weight_decay": self.alpha / batch_mass,
+            },
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        if self.solver == "adam":
+            return torch.optim.Adam(groups, lr=self.learning_rate_init)
+        return torch.optim.SGD(
+            groups, lr=self.learning_rate_init, momentum=0.9, nesterov=True
+        )
+
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        return min(self.batch_size, n_samples)
+
+    def _train_epoch(self, run):
+        solver = run.solver
+        loss = slimtrain_epoch(
+            run.net,
+            solver["optimizer"],
+            solver["slimtik"],
+            run.X,
+            run.C,
+            run.weight,
+            batch_size=self._batch_size(len(run.X)),
+            generator=run.generator if self.shuffle else None,
+        )
+        # A NaN gradient on the last batch poisons theta after the loss was taken.
+        finite = all(torch.isfinite(p).all() for p in run.net.parameters())
+        if not finite or not torch.isfinite(run.net.W).all():
+            return float("nan")
+        return float(loss)
+
+    def _snapshot(self, run):
+        return {
+            "module": copy.deepcopy(run.net.state_dict()),
+            "optimizer": copy.deepcopy(run.solver["optimizer"].state_dict()),
+            "slimtik": run.solver["slimtik"].state.clone(),
+        }
+
+    def _restore(self, run, snapshot):
+        run.net.load_state_dict(snapshot["module"])
+        run.solver["optimizer"].load_state_dict(snapshot["optimizer"])
+        run.solver["slimtik"].state = snapshot["slimtik"].clone()
+
+    def _scale_learning_rate(self, run, factor):
+        for group in run.solver["optimizer"].param_groups:
+            group["lr"] *= factor
+
+    def _current_head_alpha(self, run):
+        return float(run.solver["slimtik"].state.alpha)
+
+    def _finish_training(self, run):
+        solver = run.solver
+        if run.incremental:
+            self.head_alpha_ = float(solver["slimtik"].state.alpha)
+        else:
+            self._solve_head(run)
+        self._solver_state = {
+            "optimizer": solver["optimizer"].state_dict(),
+            "slimtik": solver["slimtik"],
+        }
+
+
+class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
     """Separable neural network regressor trained by slimTrain.
 
     The network is ``f(x) = phi(x; theta) W + b``. Per mini-batch, the head
@@ -150,18 +267,6 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
     (2,)
     """
 
-    _parameter_constraints = {
-        **_BaseSeparable._parameter_constraints,
-        "memory_depth": [Interval(Integral, 0, None, closed="left")],
-        "solver": [StrOptions({"adam", "sgd"})],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [
-            StrOptions({"auto"}),
-            Interval(Integral, 1, None, closed="left"),
-        ],
-        "shuffle": ["boolean"],
-    }
-
     def __init__(
         self,
         hidden_layer_sizes=(64, 64),
@@ -250,102 +355,267 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    # ------------------------------------------------- hooks of _BaseSeparable
 
-    def _start_training(self, run, fresh):
-        net = run.net
-        optimizer = self._make_optimizer(run)
-        if fresh:
-            slimtik = SlimTik(
-                net.W.shape[0] + 1,
-                net.W.shape[1],
-                memory_depth=self.memory_depth,
-                lam="sgcv" if self.head_alpha == "auto" else self.head_alpha,
-                lam_init=_LOWER_BOUND,
-                lower_bound=_LOWER_BOUND,
-                W0=net.augmented_head.detach(),
-                device=run.X.device,
-            )
-        else:
-            decays = [group["weight_decay"] for group in optimizer.param_groups]
-            optimizer.load_state_dict(self._solver_state["optimizer"])
-            # Keep the moments and learning rate, not a stale alpha / batch size.
-            for group, decay in zip(optimizer.param_groups, decays, strict=True):
-                group["weight_decay"] = decay
-            slimtik = self._solver_state["slimtik"]
-            slimtik.state = slimtik.state.to(run.X.device)
-        run.solver = {"optimizer": optimizer, "slimtik": slimtik}
+class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
+    """Separable neural network classifier trained by slimTrain.
 
-    def _make_optimizer(self, run):
-        # MLP's penalty alpha / (2 n_batch) ||theta||^2 on weights, not biases, with
-        # n_batch the samples a batch stands for (weights count as repetitions).
-        batch_mass = self._batch_size(len(run.X))
-        if run.weight is not None:
-            batch_mass *= float(run.weight.mean())
-        params = list(run.net.feature_extractor.parameters())
-        groups = [
-            {
-                "params": [p for p in params if p.ndim > 1],
-                "weight_decay": self.alpha / batch_mass,
-            },
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-        ]
-        groups = [g for g in groups if g["params"]]
-        if self.solver == "adam":
-            return torch.optim.Adam(groups, lr=self.learning_rate_init)
-        return torch.optim.SGD(
-            groups, lr=self.learning_rate_init, momentum=0.9, nesterov=True
-        )
+    The network is ``f(x) = phi(x; theta) W + b`` with one output per class.
+    As in the slimTrain paper, the head is a least-squares fit to one-hot
+    targets: per mini-batch it is updated by sampled limited-memory Tikhonov
+    regularization (slimTik) with sampled GCV, then ``theta`` takes one Adam (or
+    SGD) step; at the end of ``fit`` the head is solved once more on all training
+    data with GCV. The head's outputs are not probabilities: ``predict_proba``
+    is ``softmax(S / T)`` of the outputs ``S`` with a temperature ``T`` fitted by
+    minimizing the log-loss on the validation split (the training data without
+    one).
 
-    def _batch_size(self, n_samples):
-        if self.batch_size == "auto":
-            return min(200, n_samples)
-        return min(self.batch_size, n_samples)
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers,), default=(64, 64)
+        Widths of the default MLP feature extractor; the last is the number of
+        learned features.
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
+        Activation of the default MLP feature extractor.
+    feature_extractor : callable, default=None
+        ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
+        ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
+        ``nn.Module`` subclass. Overrides ``hidden_layer_sizes``/``activation``.
+        It is seeded from ``random_state`` in a fork of torch's global RNG.
+    feature_extractor_kwargs : dict, default=None
+        Keyword arguments for ``feature_extractor``.
+    alpha : float, default=1e-4
+        L2 penalty on the extractor's weights (not biases), as in
+        ``MLPRegressor``: ``alpha / (2 batch_size) ||theta||^2`` per batch.
+    head_alpha : 'auto' or float, default='auto'
+        The head's ridge weight on the mean loss (least squares on one-hot
+        targets): ``'auto'`` chooses it by sampled GCV per batch and by GCV in the
+        final solve; a float fixes it in both.
+    memory_depth : int, default=5
+        Number ``r`` of previous batches whose features slimTik remembers.
+    solver : {'adam', 'sgd'}, default='adam'
+        Optimizer of the extractor's parameters (SGD with Nesterov momentum 0.9).
+    learning_rate_init : float, default=1e-2
+        Learning rate of the extractor's optimizer. Ten times ``MLPRegressor``'s
+        default: with the head solved per batch, the gradient on ``theta`` only
+        carries what the features cannot yet explain, and 1e-3 left them close to
+        their random initialization (benchmarks/README.md).
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
+    shuffle : bool, default=True
+        Shuffle the rows every epoch.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Improvement of the training loss (or validation accuracy with
+        ``early_stopping``) below which an epoch counts as no improvement.
+    n_iter_no_change : int, default=20
+        Stop after this many epochs in a row without improvement. Twice
+        ``MLPRegressor``'s: epochs are cheap, the best one is restored, and
+        validation scores plateau for about 10 epochs before improving again
+        (peaks: stopped at 0.991 with 10, 0.998 with 20).
+    early_stopping : bool or 'auto', default='auto'
+        Hold out ``validation_fraction`` of the data (stratified), stop when the
+        validation accuracy (of the network with its full-data head) stops
+        improving, and restore the weights of the best epoch. ``'auto'`` does so
+        from 200 samples on. The held-out data also calibrate the probabilities.
+    validation_fraction : float, default=0.1
+        Share of the training data held out with ``early_stopping``.
+    warm_start : bool, default=False
+        Continue from the previous fit's network instead of starting afresh.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialization, shuffling and the validation split through a
+        ``torch.Generator``; torch's and numpy's global RNGs are left untouched.
+    device : str, default='auto'
+        ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:k'``.
+    dtype : {'float32', 'float64'}, default=None
+        The network's dtype: float64 on CPU and float32 on CUDA by default. The
+        head algebra always runs in float64; predictions come in ``X``'s dtype.
+    verbose : int, default=0
+        Print one line per epoch.
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, multiplying ``sample_weight``: ``{label:
+        weight}``, or ``'balanced'`` for ``n_samples / (n_classes *
+        np.bincount(y))`` (not with ``partial_fit``).
 
-    def _train_epoch(self, run):
-        solver = run.solver
-        loss = slimtrain_epoch(
-            run.net,
-            solver["optimizer"],
-            solver["slimtik"],
-            run.X,
-            run.C,
-            run.weight,
-            batch_size=self._batch_size(len(run.X)),
-            generator=run.generator if self.shuffle else None,
-        )
-        # A NaN gradient on the last batch poisons theta after the loss was taken.
-        finite = all(torch.isfinite(p).all() for p in run.net.parameters())
-        if not finite or not torch.isfinite(run.net.W).all():
-            return float("nan")
-        return float(loss)
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    coef_ : ndarray of shape (n_features_out, n_classes)
+        Head weights: ``decision_function`` is built from
+        ``transform(X) @ coef_ + intercept_`` (features in rows).
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias.
+    temperature_ : float
+        The fitted temperature ``T`` of ``predict_proba`` (``inf``: the outputs
+        carried no signal and the probabilities are uniform).
+    module_ : SeparableNet
+        The fitted network.
+    head_alpha_ : float
+        The head's ridge weight of the final solve (mean-loss scale); after
+        ``partial_fit``, slimTik's effective weight ``Lambda_k / (k + 1)``.
+    head_alpha_curve_ : list of float
+        slimTik's effective ridge weight ``Lambda_k / (k + 1)`` after each epoch.
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Training samples seen.
+    loss_curve_ : list of float
+        Training loss per epoch: half the mean squared error to the one-hot
+        targets, averaged over the batches, each with the head just fitted to it.
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch with ``early_stopping``, else None.
+    best_validation_score_ : float or None
+        Best validation accuracy with ``early_stopping``, else None.
+    best_loss_ : float or None
+        Lowest training loss without ``early_stopping``, else None.
+    n_features_in_ : int
+        Number of input features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Input feature names, when ``X`` has string column names.
+    n_outputs_ : int
+        Number of head outputs (the number of classes).
+    device_ : str
+        The device the network was trained on.
 
-    def _snapshot(self, run):
-        return {
-            "module": copy.deepcopy(run.net.state_dict()),
-            "optimizer": copy.deepcopy(run.solver["optimizer"].state_dict()),
-            "slimtik": run.solver["slimtik"].state.clone(),
-        }
+    See Also
+    --------
+    GNvproClassifier : A cross-entropy (logistic) head, solved exactly.
+    sklearn.neural_network.MLPClassifier : The same network trained end to end.
 
-    def _restore(self, run, snapshot):
-        run.net.load_state_dict(snapshot["module"])
-        run.solver["optimizer"].load_state_dict(snapshot["optimizer"])
-        run.solver["slimtik"].state = snapshot["slimtik"].clone()
+    References
+    ----------
+    Newman, Chung, Chung, Ruthotto (2022), "slimTrain - A Stochastic
+    Approximation Method for Training Separable Deep Neural Networks",
+    SIAM J. Sci. Comput. 44(4), A2322-A2348.
 
-    def _scale_learning_rate(self, run, factor):
-        for group in run.solver["optimizer"].param_groups:
-            group["lr"] *= factor
+    Guo, Pleiss, Sun, Weinberger (2017), "On Calibration of Modern Neural
+    Networks", ICML (temperature scaling).
 
-    def _current_head_alpha(self, run):
-        return float(run.solver["slimtik"].state.alpha)
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sk_slim import SlimTrainClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = SlimTrainClassifier(max_iter=20, random_state=0).fit(X, y)
+    >>> model.predict_proba(X[:2]).shape
+    (2, 3)
+    """
+
+    _parameter_constraints = {
+        **_BaseSlimTrain._parameter_constraints,
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64, 64),
+        activation="tanh",
+        *,
+        feature_extractor=None,
+        feature_extractor_kwargs=None,
+        alpha=1e-4,
+        head_alpha="auto",
+        memory_depth=5,
+        solver="adam",
+        learning_rate_init=1e-2,
+        batch_size="auto",
+        shuffle=True,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=20,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        warm_start=False,
+        random_state=None,
+        device="auto",
+        dtype=None,
+        verbose=0,
+        class_weight=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.feature_extractor = feature_extractor
+        self.feature_extractor_kwargs = feature_extractor_kwargs
+        self.alpha = alpha
+        self.head_alpha = head_alpha
+        self.memory_depth = memory_depth
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+        self.class_weight = class_weight
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train the network by slimTrain, solve the head, calibrate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (standardize them, e.g. in a Pipeline).
+        y : array-like of shape (n_samples,)
+            Class labels (any type ``np.unique`` sorts).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the loss and of the head solves (as repetitions).
+
+        Returns
+        -------
+        self : SlimTrainClassifier
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Run one slimTrain epoch over ``(X, y)``, continuing any previous state.
+
+        The head stays the streaming slimTik head (no full-data solve); the
+        temperature is refitted on the chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training inputs.
+        y : array-like of shape (n_samples,)
+            Its class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the chunk's rows.
+        classes : array-like of shape (n_classes,), default=None
+            All the classes; required on the first call (a chunk may miss some).
+
+        Returns
+        -------
+        self : SlimTrainClassifier
+        """
+        if classes is None and not hasattr(self, "module_"):
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _finish_training(self, run):
-        solver = run.solver
-        if run.incremental:
-            self.head_alpha_ = float(solver["slimtik"].state.alpha)
+        super()._finish_training(run)
+        beta = self._fit_inverse_temperature(run)
+        self._inverse_temperature = beta
+        self.temperature_ = 1.0 / beta if beta > 0 else float("inf")
+
+    def _fit_inverse_temperature(self, run):
+        """``beta`` minimizing the log-loss of ``softmax(beta S)``: on the
+        validation split when there is one, else on the training data."""
+        if run.X_val is not None:
+            S = self._to_tensor(self._predict_scaled(run.net, run.X_val))
+            Y = self._to_tensor(run.y_val)
+            weight = self._to_tensor(run.weight_val)
         else:
-            self._solve_head(run)
-        self._solver_state = {
-            "optimizer": solver["optimizer"].state_dict(),
-            "slimtik": solver["slimtik"],
-        }
+            with torch.no_grad():
+                S = run.net.head(features_of(run.net, run.X))
+            Y, weight = run.C, run.weight
+        return fit_temperature(S, Y.argmax(dim=1), weight)

@@ -1,10 +1,11 @@
-"""Full-data head solves for a separable network (the last step of every fit)."""
+"""Full-data head solves for a separable network (the last step of every fit):
+ridge with GCV for least squares, logistic regression for cross-entropy."""
 
 import torch
 
-from ..linalg import gcv, tikhonov_svd
+from ..linalg import gcv, logistic_head, tikhonov_svd
 
-__all__ = ["features_of", "solve_head"]
+__all__ = ["features_of", "solve_head", "solve_logistic_head"]
 
 
 @torch.no_grad()
@@ -77,4 +78,48 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
     else:
         W = tikhonov_svd(Z, C, alpha * n_eff, sample_weight)
     net.set_head(W)
+    return float(alpha)
+
+
+def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):
+    """Solve the cross-entropy head of ``net`` on all of ``(X, Y)`` and store it.
+
+    Solves the ridge-regularized multinomial logistic regression
+    ``min_W sum_i w_i CE(softmax([phi(x_i), 1] W), y_i) / sum_i w_i
+    + alpha/2 ||W||^2`` by Newton-Krylov in float64, warm-started from the
+    network's current head.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; its head buffers receive the solution.
+    X : Tensor of shape (n, ...)
+        Inputs.
+    Y : Tensor of shape (n, c)
+        One-hot targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Nonnegative weights.
+    alpha : float, default=1e-3
+        The ridge weight, > 0.
+    tol : float, default=1e-10
+        Gradient-norm tolerance of the Newton iteration.
+
+    Returns
+    -------
+    alpha : float
+        The ridge weight used.
+
+    Raises
+    ------
+    FloatingPointError
+        If the features or the solution are not finite.
+    """
+    Z = net.augment(features_of(net, X))  # (n, m + 1)
+    if not torch.isfinite(Z).all():
+        raise FloatingPointError("The learned features are not finite.")
+    W0 = net.augmented_head.detach()
+    result = logistic_head(Z, Y, alpha, sample_weight, W0, tol=tol)
+    if not torch.isfinite(result.W).all():
+        raise FloatingPointError("The logistic head is not finite.")
+    net.set_head(result.W)
     return float(alpha)

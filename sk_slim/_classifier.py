@@ -1,0 +1,160 @@
+"""What the classifiers add to ``_BaseSeparable``: labels in, probabilities out.
+
+Labels of any type are encoded as one-hot targets for the head; the head's
+outputs ``S`` (n, n_classes) become probabilities by ``softmax(beta S)``, where
+``beta`` is 1 for a logistic head (GNvpro) and a fitted inverse temperature for
+a least-squares head (slimTrain).
+"""
+
+import numpy as np
+from scipy.special import log_softmax
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+
+__all__ = []
+
+
+class _SeparableClassifierMixin(ClassifierMixin):
+    """Mixin for the classifiers; put it before ``_BaseSeparable`` in the bases."""
+
+    _target_validation = {"multi_output": False, "y_numeric": False}
+
+    # The head's outputs are multiplied by this to give logits.
+    _inverse_temperature = 1.0
+
+    def _encode_targets(self, y, *, reset, classes):
+        """Labels -> one-hot float64 targets; sets ``classes_`` on a fresh fit."""
+        check_classification_targets(y)
+        if reset:
+            self.classes_ = np.unique(y if classes is None else classes)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    "This solver needs samples of at least 2 classes in the data, but "
+                    f"the data contains only one class: {self.classes_[0]!r}."
+                )
+        elif classes is not None and not np.array_equal(
+            np.unique(classes), self.classes_
+        ):
+            raise ValueError(
+                f"`classes={np.unique(classes)!r}` is not the same as on the first "
+                f"call to partial_fit, {self.classes_!r}."
+            )
+        unseen = np.setdiff1d(y, self.classes_)
+        if len(unseen):
+            raise ValueError(f"y contains previously unseen labels: {unseen!r}.")
+        indices = np.searchsorted(self.classes_, y)
+        return np.eye(len(self.classes_))[indices]
+
+    def _weight_targets(self, y, sample_weight, incremental):
+        if self.class_weight is None:
+            return sample_weight
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit: the class "
+                "frequencies of a chunk are not those of the data. Pass a dict of "
+                "weights instead."
+            )
+        class_weight = self.class_weight
+        if isinstance(class_weight, dict):  # classes missing from y keep weight 1
+            class_weight = {k: v for k, v in class_weight.items() if np.isin(k, y)}
+        return sample_weight * compute_sample_weight(class_weight, y)
+
+    def _target_scaling(self, y2d, sample_weight):
+        # One-hot targets are on a fixed scale: no standardization.
+        n_classes = y2d.shape[1]
+        return np.zeros(n_classes), np.ones(n_classes)
+
+    def _validation_score(self, y_val, scores, sample_weight):
+        """Accuracy, as ``MLPClassifier``'s early stopping."""
+        return accuracy_score(
+            y_val.argmax(axis=1), scores.argmax(axis=1), sample_weight=sample_weight
+        )
+
+    def _stratify(self, y2d):
+        # Stratify as MLPClassifier does, when every class can be in both parts.
+        counts = y2d.sum(axis=0)
+        n_val = int(np.ceil(self.validation_fraction * len(y2d)))
+        n_classes = y2d.shape[1]
+        if counts.min() < 2 or min(n_val, len(y2d) - n_val) < n_classes:
+            return None
+        return y2d.argmax(axis=1)
+
+    # ---------------------------------------------------------------- inference
+
+    def _logits(self, X):
+        X = self._validate_inference_input(X)
+        return self._inverse_temperature * self._predict_scaled(self.module_, X)
+
+    def decision_function(self, X):
+        """Logits of the classes (for two classes, of the second class).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs, with the features seen in fit.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            ``log predict_proba(X)`` up to a per-row constant; for two classes,
+            the log-odds of ``classes_[1]``, of shape (n_samples,).
+        """
+        logits = self._logits(X)
+        logits = logits - logits.mean(axis=1, keepdims=True)
+        if len(self.classes_) == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs, with the features seen in fit.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            The class of highest probability, from ``classes_``.
+        """
+        return self.classes_[self._logits(X).argmax(axis=1)]
+
+    def predict_log_proba(self, X):
+        """Log of the class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs, with the features seen in fit.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; finite for any logits.
+        """
+        return log_softmax(self._logits(X), axis=1)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs, with the features seen in fit.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to one; columns in the order of ``classes_``.
+        """
+        return np.exp(self.predict_log_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = False
+        tags.target_tags.single_output = True
+        tags.classifier_tags.multi_class = True
+        return tags
