@@ -102,7 +102,6 @@ class _SeparableClassifierMixin(ClassifierMixin):
             the log-odds of ``classes_[1]``, of shape (n_samples,).
         """
         logits = self._logits(X)
-        logits = logits - logits.mean(axis=1, keepdims=True)
         if len(self.classes_) == 2:
             return logits[:, 1] - logits[:, 0]
         return logits
@@ -120,7 +119,8 @@ class _SeparableClassifierMixin(ClassifierMixin):
         y : ndarray of shape (n_samples,)
             The class of highest probability, from ``classes_``.
         """
-        return self.classes_[self._logits(X).argmax(axis=1)]
+        logits = self._logits(X)  # checks that the model is fitted
+        return self.classes_[logits.argmax(axis=1)]
 
     def predict_log_proba(self, X):
         """Log of the class probabilities.

@@ -143,6 +143,7 @@ def test_temperature_minimizes_the_log_loss():
 def test_temperature_edge_cases():
     labels = torch.tensor([0, 1, 0, 1])
     separable = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-    assert fit_temperature(separable, labels, max_beta=1e4) == 1e4
+    # Perfect separation: the cap, logits spanning max_logit_range per row.
+    assert fit_temperature(separable, labels, max_logit_range=20.0) == 20.0
     uninformative = torch.zeros(4, 2)
     assert fit_temperature(uninformative, labels) == 0.0

@@ -260,7 +260,7 @@ def logistic_head(
     )
 
 
-def fit_temperature(S, labels, sample_weight=None, *, max_beta=1e6):
+def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
     """The inverse temperature that calibrates scores into probabilities.
 
     Minimizes the weighted mean log-loss of ``softmax(beta S)`` over
@@ -275,14 +275,16 @@ def fit_temperature(S, labels, sample_weight=None, *, max_beta=1e6):
     labels : Tensor of shape (n,)
         Class indices in ``[0, c)``.
     sample_weight : Tensor of shape (n,), default=None
-    max_beta : float, default=1e6
-        Upper end of the search, reached when the scores separate the classes
-        perfectly (the loss then decreases all the way).
+    max_logit_range : float, default=30.0
+        Caps ``beta`` so that no row's logits span more than this: when the
+        scores separate the classes perfectly the loss decreases all the way to
+        ``beta = inf``, and probabilities below ``exp(-30)`` would claim more than
+        any finite sample can show.
 
     Returns
     -------
     beta : float
-        The inverse temperature, in ``[0, max_beta]``.
+        The inverse temperature, in ``[0, max_logit_range / max_i range(S_i)]``.
     """
     S = S.to(torch.float64)
     S = S - S.mean(dim=1, keepdim=True)
@@ -295,9 +297,9 @@ def fit_temperature(S, labels, sample_weight=None, *, max_beta=1e6):
 
     if slope(0.0) >= 0:  # the scores carry no signal: uniform probabilities
         return 0.0
-    scale = float(S.abs().max())
-    low, high = math.log(1e-6 / scale), math.log(max_beta)
-    if slope(math.exp(high)) <= 0:
+    max_beta = max_logit_range / float((S.amax(dim=1) - S.amin(dim=1)).max())
+    low, high = math.log(1e-9 * max_beta), math.log(max_beta)
+    if slope(max_beta) <= 0:
         return max_beta
     for _ in range(100):
         mid = 0.5 * (low + high)
