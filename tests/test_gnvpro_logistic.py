@@ -128,3 +128,25 @@ def test_trust_region_steps_decrease_the_cross_entropy():
     # The head left in the network is the optimal head of the final theta.
     lin = problem.linearize(problem.get_theta(), HEAD_ALPHA)
     torch.testing.assert_close(problem.net.augmented_head, lin.W, rtol=0, atol=1e-8)
+
+
+def test_integer_weights_equal_repeated_rows():
+    # Weights are repetitions in the value, gradient and Gauss-Newton products.
+    base = _problem(n=10, seed=7)
+    weight = torch.tensor([1, 2, 3, 1, 2, 1, 1, 3, 2, 1], dtype=torch.float64)
+    weighted = ReducedLogisticProblem(base.net, base.X, base.Y, weight, alpha=1e-3)
+    repeats = weight.long()
+    repeated = ReducedLogisticProblem(
+        base.net,
+        base.X.repeat_interleave(repeats, 0),
+        base.Y.repeat_interleave(repeats, 0),
+        alpha=1e-3,
+    )
+    theta = weighted.get_theta()
+    a = weighted.linearize(theta, HEAD_ALPHA, differentiable=True)
+    b = repeated.linearize(theta, HEAD_ALPHA, differentiable=True)
+    assert a.value == pytest.approx(b.value, rel=1e-12)
+    torch.testing.assert_close(a.W, b.W, rtol=0, atol=1e-10)
+    torch.testing.assert_close(weighted.gradient(a), repeated.gradient(b))
+    v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(8)).double()
+    torch.testing.assert_close(weighted.gauss_newton(a)(v), repeated.gauss_newton(b)(v))
