@@ -135,6 +135,10 @@ class SlimTrainNet(NeuralNet):
     (4, 8)
     """
 
+    # skorch maps these to the CPU when a CUDA-trained net is unpickled without
+    # CUDA; slimtik_ holds tensors on the training device.
+    cuda_dependent_attributes_ = [*NeuralNet.cuda_dependent_attributes_, "slimtik_"]
+
     def __init__(
         self,
         module,
@@ -149,10 +153,6 @@ class SlimTrainNet(NeuralNet):
         self.head = head
         self.memory_depth = memory_depth
         self.head_alpha = head_alpha
-
-    # skorch maps these to the CPU when a CUDA-trained net is unpickled without
-    # CUDA; slimtik_ holds tensors on the training device.
-    cuda_dependent_attributes_ = [*NeuralNet.cuda_dependent_attributes_, "slimtik_"]
 
     def get_default_callbacks(self):
         """skorch's default callbacks, plus the epoch mean of ``head_alpha``."""
@@ -240,9 +240,9 @@ class SlimTrainNet(NeuralNet):
                 f"head_alpha must be 'auto' or a float >= 0, got {alpha!r}."
             )
         W0 = _augmented_head(head)  # (p, c)
-        # The floor (and start) of Lambda is SlimTrainRegressor's, for the same
-        # reason: sGCV would otherwise drive it to 1e-7 and the head blows up along
-        # near-null feature directions.
+        # SlimTrainRegressor's floor (and start) of Lambda: with the paper's 1e-7,
+        # sGCV drove Lambda to the floor there and the streamed head blew up along
+        # near-null feature directions (see _slimtrain.py).
         return SlimTik(
             W0.shape[0],
             W0.shape[1],
@@ -367,6 +367,8 @@ class _HeadSolve:
 
     def check_output(self, y_pred):
         """Raise unless the module returned the head's output, at most reshaped."""
+        if self.head_output is None:
+            raise ValueError("The head was not applied in the training forward pass.")
         if isinstance(y_pred, tuple | list):
             y_pred = y_pred[0]
         if not torch.equal(y_pred.detach().reshape(-1), self.head_output.reshape(-1)):

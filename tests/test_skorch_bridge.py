@@ -240,6 +240,14 @@ def test_progress_bar(digits):
     assert len(net.history) == 2
 
 
+def test_closure_re_evaluations_keep_the_head(digits):
+    # LBFGS evaluates the loss closure up to 25 times per step: one head update.
+    X, Y = digits
+    net = _fit(_net(optimizer=torch.optim.LBFGS, lr=0.1, max_epochs=1), X, Y)
+    assert net.slimtik_.state.n_updates == N_SAMPLES // BATCH_SIZE
+    assert np.isfinite(net.history[-1, "train_loss"])
+
+
 def test_grid_search_over_lr_and_head_alpha(digits):
     X, Y = digits
     grid = {"lr": [1e-3, 1e-2], "head_alpha": ["auto", 0.01]}
