@@ -3,6 +3,7 @@
 import copy
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -366,8 +367,8 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     SGD) step; at the end of ``fit`` the head is solved once more on all training
     data with GCV. The head's outputs are not probabilities: ``predict_proba``
     is ``softmax(S / T)`` of the outputs ``S`` with a temperature ``T`` fitted by
-    minimizing the log-loss on the validation split (the training data without
-    one).
+    minimizing the log-loss (against Platt's smoothed targets) on the validation
+    split, or on the training data without one.
 
     Parameters
     ----------
@@ -406,7 +407,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     max_iter : int, default=200
         Maximum number of epochs.
     tol : float, default=1e-4
-        Improvement of the training loss (or validation accuracy with
+        Improvement of the training loss (or validation score with
         ``early_stopping``) below which an epoch counts as no improvement.
     n_iter_no_change : int, default=20
         Stop after this many epochs in a row without improvement. Twice
@@ -415,9 +416,10 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         (peaks: stopped at 0.991 with 10, 0.998 with 20).
     early_stopping : bool or 'auto', default='auto'
         Hold out ``validation_fraction`` of the data (stratified), stop when the
-        validation accuracy (of the network with its full-data head) stops
-        improving, and restore the weights of the best epoch. ``'auto'`` does so
-        from 200 samples on. The held-out data also calibrate the probabilities.
+        validation Brier score (of the outputs of the network with its full-data
+        head) stops improving, and restore the weights of the best epoch.
+        ``'auto'`` does so from 200 samples on. The held-out data also calibrate
+        the probabilities.
     validation_fraction : float, default=0.1
         Share of the training data held out with ``early_stopping``.
     warm_start : bool, default=False
@@ -464,9 +466,12 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Training loss per epoch: half the mean squared error to the one-hot
         targets, averaged over the batches, each with the head just fitted to it.
     validation_scores_ : list of float or None
-        Validation accuracy per epoch with ``early_stopping``, else None.
+        Per epoch with ``early_stopping``, else None: the negative Brier score of
+        the outputs on the validation split, ``-mean_i ||S_i - y_i||^2`` with
+        one-hot ``y_i`` (the least-squares loss; it keeps improving while the
+        accuracy stalls).
     best_validation_score_ : float or None
-        Best validation accuracy with ``early_stopping``, else None.
+        Best validation score with ``early_stopping``, else None.
     best_loss_ : float or None
         Lowest training loss without ``early_stopping``, else None.
     n_features_in_ : int
@@ -600,6 +605,18 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         if classes is None and not hasattr(self, "module_"):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _validation_score(self, y_val, scores, sample_weight):
+        """Negative Brier score of the outputs: minus the mean squared distance
+        to the one-hot targets, the loss the head minimizes.
+
+        Measured (benchmarks/classifier_results.md): stopping on validation
+        accuracy, which stalls for 20 epochs while the features still improve,
+        stopped lr=1e-4 at 27 epochs with test accuracy 0.61 on a 4-class
+        problem; on the Brier score it ran on to 0.82.
+        """
+        squared = ((scores - y_val) ** 2).sum(axis=1)
+        return -float(np.average(squared, weights=sample_weight))
 
     def _finish_training(self, run):
         super()._finish_training(run)

@@ -1,5 +1,7 @@
 """The logistic head and temperature calibration against independent oracles."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -120,7 +122,20 @@ def test_alpha_must_be_positive():
         logistic_head(Z, Y, 0.0)
 
 
-def test_temperature_minimizes_the_log_loss():
+def _platt_log_loss(S, labels, weight, beta):
+    """Oracle: the weighted cross-entropy against Platt's targets, in numpy."""
+    S, labels, weight = S.numpy(), labels.numpy(), weight.numpy()
+    c = S.shape[1]
+    counts = np.bincount(labels, weight, minlength=c)[labels]
+    T = np.tile((1 / (counts + 2) / (c - 1))[:, None], (1, c))
+    T[np.arange(len(labels)), labels] = (counts + 1) / (counts + 2)
+    logits = beta * S
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return -np.sum(weight * (T * log_p).sum(axis=1)) / weight.sum()
+
+
+def test_temperature_minimizes_the_smoothed_log_loss():
     g = torch.Generator().manual_seed(9)
     labels = torch.randint(0, 3, (300,), generator=g)
     # Scores like a least-squares head's: the one-hot target plus noise.
@@ -128,22 +143,21 @@ def test_temperature_minimizes_the_log_loss():
     S = S + 0.4 * torch.randn(S.shape, generator=g, dtype=torch.float64)
     weight = torch.rand(300, generator=g, dtype=torch.float64)
     beta = fit_temperature(S, labels, weight)
-
-    def log_loss(b):
-        log_p = torch.log_softmax(b * S, dim=1).gather(1, labels[:, None])[:, 0]
-        return -float((weight * log_p).sum() / weight.sum())
-
     reference = minimize_scalar(
-        log_loss, bounds=(1e-3, 100), method="bounded", options={"xatol": 1e-10}
+        lambda b: _platt_log_loss(S, labels, weight, b),
+        bounds=(1e-3, 100),
+        method="bounded",
+        options={"xatol": 1e-10},
     )
     assert beta == pytest.approx(reference.x, rel=1e-5)
-    assert log_loss(beta) < log_loss(1.0)
 
 
-def test_temperature_edge_cases():
+def test_temperature_stays_finite_on_separated_scores():
+    # Perfect separation: the plain log-loss decreases all the way to beta = inf;
+    # Platt's targets (N_k + 1) / (N_k + 2) = 3/4 here give the finite optimum
+    # softmax(beta [1, 0]) = 3/4, beta = log 3.
     labels = torch.tensor([0, 1, 0, 1])
     separable = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-    # Perfect separation: the cap, logits spanning max_logit_range per row.
-    assert fit_temperature(separable, labels, max_logit_range=20.0) == 20.0
+    assert fit_temperature(separable, labels) == pytest.approx(math.log(3), rel=1e-8)
     uninformative = torch.zeros(4, 2)
     assert fit_temperature(uninformative, labels) == 0.0

@@ -260,13 +260,30 @@ def logistic_head(
     )
 
 
+def _platt_targets(labels, c, sample_weight=None):
+    """Soft targets: the true class ``(N_k + 1) / (N_k + 2)`` for a row of class
+    ``k`` with ``N_k`` rows (weights as repetitions), the rest shared by the other
+    classes (Platt, 1999)."""
+    if sample_weight is not None:
+        sample_weight = sample_weight.to(torch.float64)
+    counts = torch.bincount(labels, sample_weight, minlength=c).to(torch.float64)
+    n_k = counts[labels][:, None]  # (n, 1)
+    T = torch.full((len(labels), c), 1.0 / (c - 1), dtype=torch.float64)
+    T = T.to(labels.device) / (n_k + 2)
+    return T.scatter(1, labels[:, None], (n_k + 1) / (n_k + 2))
+
+
 def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
     """The inverse temperature that calibrates scores into probabilities.
 
-    Minimizes the weighted mean log-loss of ``softmax(beta S)`` over
-    ``beta >= 0``. The loss is convex in ``beta`` (its second derivative is the
-    weighted variance of the scores under the softmax), so the minimizer is the
-    root of the derivative, found by bisection on ``log beta``.
+    Minimizes the weighted mean cross-entropy of ``softmax(beta S)`` against
+    Platt's soft targets over ``beta >= 0``: a row of class ``k`` counts as
+    ``(N_k + 1) / (N_k + 2)`` of class ``k`` (``N_k``: the weight of class
+    ``k``, weights read as repetitions). Without that smoothing, scores that separate a small calibration set
+    perfectly drive ``beta`` to infinity and the probabilities to 0 and 1. The
+    loss is convex in ``beta`` (its second derivative is the weighted variance of
+    the scores under the softmax), so the minimizer is the root of the
+    derivative, found by bisection on ``log beta``.
 
     Parameters
     ----------
@@ -276,24 +293,30 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
         Class indices in ``[0, c)``.
     sample_weight : Tensor of shape (n,), default=None
     max_logit_range : float, default=30.0
-        Caps ``beta`` so that no row's logits span more than this: when the
-        scores separate the classes perfectly the loss decreases all the way to
-        ``beta = inf``, and probabilities below ``exp(-30)`` would claim more than
-        any finite sample can show.
+        A safeguard: ``beta`` stays below ``max_logit_range`` over the widest
+        row's score range.
 
     Returns
     -------
     beta : float
         The inverse temperature, in ``[0, max_logit_range / max_i range(S_i)]``.
+
+    References
+    ----------
+    J. Platt, "Probabilistic outputs for support vector machines and comparisons
+    to regularized likelihood methods", Advances in Large Margin Classifiers,
+    1999 (the smoothed targets).
     """
     S = S.to(torch.float64)
     S = S - S.mean(dim=1, keepdim=True)
     omega = _normalized(sample_weight, S.shape[0], S)[:, 0]
-    true_score = S.gather(1, labels.long()[:, None])[:, 0]
+    labels = labels.long()
+    targets = _platt_targets(labels, S.shape[1], sample_weight)
+    target_score = (targets * S).sum(dim=1)
 
-    def slope(beta):  # d/dbeta of the mean log-loss: E_softmax[s] - s_y
+    def slope(beta):  # d/dbeta of the mean cross-entropy: E_softmax[s] - E_t[s]
         P = torch.softmax(beta * S, dim=1)
-        return float((omega * ((P * S).sum(dim=1) - true_score)).sum())
+        return float((omega * ((P * S).sum(dim=1) - target_score)).sum())
 
     if slope(0.0) >= 0:  # the scores carry no signal: uniform probabilities
         return 0.0
