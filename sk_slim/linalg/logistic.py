@@ -279,11 +279,12 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
     Minimizes the weighted mean cross-entropy of ``softmax(beta S)`` against
     Platt's soft targets over ``beta >= 0``: a row of class ``k`` counts as
     ``(N_k + 1) / (N_k + 2)`` of class ``k`` (``N_k``: the weight of class
-    ``k``, weights read as repetitions). Without that smoothing, scores that separate a small calibration set
-    perfectly drive ``beta`` to infinity and the probabilities to 0 and 1. The
-    loss is convex in ``beta`` (its second derivative is the weighted variance of
-    the scores under the softmax), so the minimizer is the root of the
-    derivative, found by bisection on ``log beta``.
+    ``k``, weights read as repetitions). Without that smoothing, scores that
+    separate a small calibration set perfectly drive ``beta`` to infinity and
+    the probabilities to 0 and 1. The loss is convex in ``beta`` (its second
+    derivative is the weighted variance of the scores under the softmax), so
+    the minimizer is the root of the derivative, found by bisection on
+    ``log beta``.
 
     Parameters
     ----------
