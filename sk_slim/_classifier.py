@@ -57,7 +57,7 @@ class _SeparableClassifierMixin(ClassifierMixin):
                 "weights instead."
             )
         class_weight = self.class_weight
-        if isinstance(class_weight, dict):  # classes missing from y keep weight 1
+        if isinstance(class_weight, dict):  # only the classes in this y's rows
             class_weight = {k: v for k, v in class_weight.items() if np.isin(k, y)}
         return sample_weight * compute_sample_weight(class_weight, y)
 

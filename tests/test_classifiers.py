@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.callback import ScoringMonitor
 from sklearn.datasets import load_breast_cancer, load_iris, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -287,6 +288,17 @@ def test_works_in_model_selection_tools():
         _fast(SlimTrainClassifier, max_iter=10), cv=3
     ).fit(X, y)
     assert calibrated.score(X, y) >= 0.85
+
+
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+def test_scoring_monitor_scores_every_epoch(cls):
+    X, y = _iris()
+    monitor = ScoringMonitor(scoring="accuracy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _fast(cls, max_iter=3, tol=0.0).set_callbacks(monitor).fit(X, y)
+    scores = [row["accuracy"] for row in monitor.get_logs().data if "accuracy" in row]
+    assert len(scores) == 3 and all(0 <= score <= 1 for score in scores)
 
 
 @pytest.mark.parametrize("cls", CLASSIFIERS)
