@@ -214,6 +214,7 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
         Returns
         -------
         self : GNvproRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 

@@ -225,6 +225,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
         Returns
         -------
         self : SlimTrainRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
@@ -247,6 +248,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSeparable):
         Returns
         -------
         self : SlimTrainRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
