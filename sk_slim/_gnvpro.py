@@ -111,7 +111,7 @@ class GNvproRegressor(RegressorMixin, _BaseSeparable):
         Lowest objective without early stopping, else None.
     n_features_in_ : int
         Number of input features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Input feature names, when ``X`` has string column names.
     n_outputs_ : int
         Number of outputs.
