@@ -114,19 +114,20 @@ fig.tight_layout()
 
 errors_mlp = relative_errors["MLPRegressor (lr 1e-2)"]
 typical = int(np.argsort(errors_mlp)[len(errors_mlp) // 2])
-fig, axes = plt.subplots(1, 4, figsize=(12, 3), sharey=True)
+fig, axes = plt.subplots(2, 2, figsize=(8, 6), layout="constrained")
+axes = axes.ravel()
 truth = y_test[typical].reshape(8, 9)
 image = axes[0].imshow(truth, origin="lower", cmap="viridis")
 axes[0].set_title("simulated readings")
-fig.colorbar(image, ax=axes[0], shrink=0.8)
+fig.colorbar(image, ax=axes[0], shrink=0.9)
 limit = max(
     np.abs(pred[typical] - y_test[typical]).max() for pred in predictions.values()
 )
 for ax, (name, pred) in zip(axes[1:], predictions.items(), strict=True):
     error = (pred[typical] - y_test[typical]).reshape(8, 9)
     image = ax.imshow(error, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit)
-    ax.set_title(f"error: {name.split(' ')[0]}", fontsize=9)
-fig.colorbar(image, ax=axes[1:], shrink=0.8)
+    ax.set_title(f"error of {name.split(' ')[0]}")
+    fig.colorbar(image, ax=ax, shrink=0.9)
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
