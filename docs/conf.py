@@ -74,7 +74,6 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("sk_slim",),
     "backreferences_dir": "gen_modules/backreferences",
-    "reference_url": {"sk_slim": None},
     "remove_config_comments": True,
     "download_all_examples": False,
     "min_reported_time": 1,
