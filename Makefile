@@ -1,11 +1,14 @@
-# Two entry points for a fresh machine: `make demo` and `make test` (see README).
+# Entry points for a fresh machine: `make demo`, `make test` and `make docs` (README).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build of torch; an unpinned torch pulls several GB of CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
+# What `make docs` generates besides docs/_build (sphinx-gallery, autosummary).
+DOCS_GENERATED := docs/auto_examples docs/gen_modules docs/generated \
+	docs/sg_execution_times.rst
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-demo: $(VENV)/.installed
+# Extras on top of the test environment, so that `make test` stays light.
+$(VENV)/.installed-demo: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[demo]"
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+demo: $(VENV)/.installed-demo
 	$(BIN)/python examples/demo.py
 
 test: $(VENV)/.installed
@@ -25,5 +37,12 @@ lint: $(VENV)/.installed
 	$(BIN)/python -m ruff check sk_slim tests examples
 	$(BIN)/python -m ruff format --check sk_slim tests examples
 
+# A clean build every time: the gallery re-runs the examples against the current
+# code (sphinx-gallery would otherwise keep the output of unchanged examples).
+docs: $(VENV)/.installed-docs
+	rm -rf docs/_build $(DOCS_GENERATED)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache docs/_build $(DOCS_GENERATED) build/demo

@@ -208,7 +208,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         Lowest objective without early stopping, else None.
     n_features_in_ : int
         Number of input features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Input feature names, when ``X`` has string column names.
     n_outputs_ : int
         Number of outputs.
@@ -296,6 +296,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         Returns
         -------
         self : GNvproRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 

@@ -241,7 +241,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         Lowest training loss without ``early_stopping``, else None.
     n_features_in_ : int
         Number of input features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Input feature names, when ``X`` has string column names.
     n_outputs_ : int
         Number of outputs.
@@ -331,6 +331,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         Returns
         -------
         self : SlimTrainRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
@@ -353,6 +354,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         Returns
         -------
         self : SlimTrainRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=True)
 

@@ -78,6 +78,7 @@ class SeparableNet(nn.Module):
         Returns
         -------
         Z : Tensor of shape (n, n_features)
+            The extractor's output.
         """
         return self.feature_extractor(x)
 
@@ -92,6 +93,7 @@ class SeparableNet(nn.Module):
         Returns
         -------
         Tensor of shape (n, n_outputs)
+            The head's output.
         """
         return torch.addmm(self.b, Z, self.W)
 
@@ -106,6 +108,7 @@ class SeparableNet(nn.Module):
         Returns
         -------
         Tensor of shape (n, n_outputs)
+            The network's output.
         """
         return self.head(self.features(x))
 
@@ -116,10 +119,12 @@ class SeparableNet(nn.Module):
         Parameters
         ----------
         Z : Tensor of shape (n, m)
+            Features.
 
         Returns
         -------
         Tensor of shape (n, m + 1)
+            ``[Z, 1]``.
         """
         return torch.cat([Z, Z.new_ones(Z.shape[0], 1)], dim=1)
 
@@ -134,6 +139,11 @@ class SeparableNet(nn.Module):
 
         The solve may run in another dtype (float64 head algebra); the buffers
         keep theirs.
+
+        Parameters
+        ----------
+        W_augmented : Tensor of shape (n_features + 1, n_outputs)
+            The head ``W`` with the bias ``b`` as its last row.
         """
         W_augmented = W_augmented.reshape(self.W.shape[0] + 1, -1)
         self.W.copy_(W_augmented[:-1])
@@ -164,7 +174,18 @@ class ResidualBlock(nn.Module):
         self.antisymmetric = antisymmetric
 
     def forward(self, x):
-        """Advance ``x`` (n, width) by one step."""
+        """Advance ``x`` by one step.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, width)
+            The state before the step.
+
+        Returns
+        -------
+        Tensor of shape (n, width)
+            The state after the step.
+        """
         K = self.linear.weight
         if self.antisymmetric:
             K = K - K.T
@@ -279,6 +300,7 @@ def make_resnet(
     Returns
     -------
     nn.Sequential
+        The opening ``Linear`` and activation, then ``depth`` residual blocks.
 
     Notes
     -----

@@ -56,11 +56,28 @@ class SlimTikState:
         return self.Lambda / (self.n_updates + 1)
 
     def clone(self):
-        """A copy that later updates cannot change (to undo a diverged step)."""
+        """Return a copy that later updates cannot change (to undo a diverged step).
+
+        Returns
+        -------
+        state : SlimTikState
+            An independent copy on the same device.
+        """
         return self.to(self.W.device)
 
     def to(self, device):
-        """A copy with its tensors on ``device`` (always a new copy)."""
+        """Return a copy with its tensors on ``device`` (always a new copy).
+
+        Parameters
+        ----------
+        device : torch.device or str
+            Where the copy's tensors live.
+
+        Returns
+        -------
+        state : SlimTikState
+            The copy.
+        """
         grams = deque(
             (g.to(device, copy=True) for g in self.grams), maxlen=self.grams.maxlen
         )

@@ -75,6 +75,7 @@ class TikhonovSVD:
         Returns
         -------
         W : Tensor of shape (p, c)
+            The regularized head (float64).
         """
         filt = self.s / (self.s**2 + lam)  # (q,)
         return self.Vh.T @ (filt[:, None] * self.UtC)  # (p, c)
@@ -90,6 +91,7 @@ class TikhonovSVD:
         Returns
         -------
         rho : Tensor of shape (T,)
+            The squared residual at each ``lam``.
         """
         return self._residual(self._shrink(lams))
 
@@ -214,6 +216,7 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None):
     Returns
     -------
     factors : TikhonovSVD
+        The thin SVD and the projected targets; call its ``solve(lam)``.
     """
     Z = Z.to(_DTYPE)
     C = C.to(_DTYPE).reshape(Z.shape[0], -1)
@@ -287,6 +290,7 @@ def gcv(Z, C, sample_weight=None, *, lam_range=None, n_grid=50, n_refine=2):
     Returns
     -------
     result : GCVResult
+        The chosen ``lam``, the head ``W`` at ``lam`` and the GCV curve.
 
     Raises
     ------

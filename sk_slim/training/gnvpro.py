@@ -55,7 +55,9 @@ class _ReducedBase:
         The network; ``theta`` are its feature extractor's parameters, which
         this object reads and writes in place.
     X : Tensor of shape (n, d)
+        Training inputs.
     sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows, read as repetitions.
     alpha : float, default=0.0
         Ridge weight on the extractor's weight matrices (not biases), on the
         mean-loss scale.
@@ -89,14 +91,26 @@ class _ReducedBase:
     # --------------------------------------------------------------- parameters
 
     def get_theta(self):
-        """The extractor's parameters as one flat vector (a detached copy)."""
+        """Return the extractor's parameters as one flat vector (a detached copy).
+
+        Returns
+        -------
+        theta : Tensor of shape (P,)
+            The parameters, concatenated in ``named_parameters`` order.
+        """
         return torch.cat(
             [p.detach().reshape(-1) for p in self.net.feature_extractor.parameters()]
         )
 
     @torch.no_grad()
     def set_theta(self, theta):
-        """Write a flat parameter vector back into the extractor."""
+        """Write a flat parameter vector back into the extractor.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+            The parameters, in the order of :meth:`get_theta`.
+        """
         torch.nn.utils.vector_to_parameters(
             theta, self.net.feature_extractor.parameters()
         )
@@ -109,7 +123,19 @@ class _ReducedBase:
         }
 
     def augmented_features(self, theta):
-        """``[phi(X; theta), 1]`` of shape (n, p), differentiable in ``theta``."""
+        """Compute the augmented features ``[phi(X; theta), 1]``.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+            The extractor's parameters (a pure function of ``theta``, for
+            ``torch.func``).
+
+        Returns
+        -------
+        Z : Tensor of shape (n, p)
+            The features with a column of ones.
+        """
         Z = functional_call(
             self.net.feature_extractor, self._unflatten(theta), (self.X,)
         )
@@ -174,6 +200,7 @@ class ReducedProblem(_ReducedBase):
         Parameters
         ----------
         theta : Tensor of shape (P,)
+            The extractor's parameters.
         head_alpha : 'gcv' or float
             ``alpha_W``, or ``'gcv'`` to choose it by GCV from these features.
         differentiable : bool, default=False
@@ -218,9 +245,16 @@ class ReducedProblem(_ReducedBase):
     def gradient(self, lin):
         """Reduced gradient by the envelope theorem: one backward pass, W fixed.
 
+        Parameters
+        ----------
+        lin : _Linearization
+            The reduced problem at the current ``theta``, from :meth:`linearize`
+            with ``differentiable=True``.
+
         Returns
         -------
         g : Tensor of shape (P,)
+            The gradient of ``Phi`` at ``lin.theta``.
         """
         theta = lin.theta
         (g,) = lin.pullback((lin.R @ lin.W.T).to(theta.dtype))  # dPhi/dZ = R W^T
@@ -232,6 +266,18 @@ class ReducedProblem(_ReducedBase):
 
         From ``(Z^T Z + alpha_W I) W = Z^T C``:
         ``dW = -(Z^T Z + alpha_W I)^{-1} (dZ^T R + Z^T dZ W)``.
+
+        Parameters
+        ----------
+        lin : _Linearization
+            The reduced problem at the current ``theta``, from :meth:`linearize`.
+        dZ : Tensor of shape (n, p)
+            A perturbation of the scaled features (float64).
+
+        Returns
+        -------
+        dW : Tensor of shape (p, c)
+            The first-order change of ``W(theta)``.
         """
         return -self._solve_gram(lin, dZ.T @ lin.R + lin.Z.T @ dZ @ lin.W)
 
@@ -241,6 +287,18 @@ class ReducedProblem(_ReducedBase):
         ``J`` is the Jacobian of the residual
         ``r(theta) = [Z W(theta) - C; sqrt(alpha_W) W(theta)]`` including the head's
         sensitivity ``dW`` (Golub-Pereyra, not Kaufman's simplification).
+
+        Parameters
+        ----------
+        lin : _Linearization
+            The reduced problem at the current ``theta``, from :meth:`linearize`
+            with ``differentiable=True``.
+
+        Returns
+        -------
+        matvec : callable
+            ``matvec(v)`` maps a direction ``v`` of shape (P,) to ``(J^T J + alpha_theta
+            D) v``; each call costs one jvp and one vjp pass over the data.
 
         Notes
         -----
@@ -271,7 +329,19 @@ class ReducedProblem(_ReducedBase):
 
 @dataclass
 class GNvproState:
-    """Where a GNvpro run stands between outer iterations."""
+    """Where a GNvpro run stands between outer iterations.
+
+    Attributes
+    ----------
+    radius : float or None
+        The trust radius; None before the first step.
+    head_alpha : float
+        The head's ridge weight ``alpha_W`` of the last iteration.
+    grad_norm : float
+        Norm of the reduced gradient at the start of the last iteration.
+    accepted : bool
+        Whether the last iteration accepted a step.
+    """
 
     radius: float | None = None  # trust radius; None before the first step
     head_alpha: float = math.nan
@@ -304,6 +374,7 @@ def gnvpro_step(
         Steihaug-CG inside a trust region (radius update as ALGORITHMS.md §2.6),
         or CG followed by Armijo backtracking (c1 = 1e-4, halving).
     krylov_max_iter : int, default=20
+        Maximum number of CG iterations of the inner solve.
     krylov_tol : float, default=1e-2
         Relative residual tolerance of the inner CG solve.
     max_trials : int, default=8

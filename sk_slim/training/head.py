@@ -10,7 +10,7 @@ __all__ = ["features_of", "solve_head", "solve_logistic_head"]
 
 @torch.no_grad()
 def features_of(net, X, chunk_size=16384):
-    """Features ``phi(X)`` of a whole data set, in eval mode, in chunks.
+    """Compute the features ``phi(X)`` of a whole data set, in eval mode, in chunks.
 
     Eval mode: no dropout, and BatchNorm uses (and does not update) its running
     statistics; the network's mode is restored afterwards.
@@ -27,6 +27,7 @@ def features_of(net, X, chunk_size=16384):
     Returns
     -------
     Z : Tensor of shape (n, m)
+        The features, without the column of ones.
     """
     training = net.training
     net.eval()

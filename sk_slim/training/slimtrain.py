@@ -43,8 +43,11 @@ def slimtrain_step(net, optimizer, slimtik, X, C, sample_weight=None):
     slimtik : SlimTik
         The head's sampled limited-memory Tikhonov state.
     X : Tensor of shape (n, ...)
+        The batch's inputs.
     C : Tensor of shape (n, c)
+        The batch's targets.
     sample_weight : Tensor of shape (n,), default=None
+        Weights of the batch's rows.
 
     Returns
     -------
@@ -68,12 +71,20 @@ def slimtrain_epoch(
 
     Parameters
     ----------
-    net, optimizer, slimtik
+    net : SeparableNet
+        As in :func:`slimtrain_step`.
+    optimizer : torch.optim.Optimizer
+        As in :func:`slimtrain_step`.
+    slimtik : SlimTik
         As in :func:`slimtrain_step`.
     X : Tensor of shape (n, ...)
+        Training inputs.
     C : Tensor of shape (n, c)
+        Training targets.
     sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows.
     batch_size : int
+        Rows per mini-batch (the last batch may be smaller).
     generator : torch.Generator, default=None
         Shuffles the rows; ``None`` keeps their order.
 
