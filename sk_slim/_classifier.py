@@ -88,7 +88,7 @@ class _SeparableClassifierMixin(ClassifierMixin):
         return self._inverse_temperature * self._predict_scaled(self.module_, X)
 
     def decision_function(self, X):
-        """Logits of the classes (for two classes, of the second class).
+        """Compute the logits of the classes (for two classes, of the second).
 
         Parameters
         ----------

@@ -503,6 +503,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         Returns
         -------
         self : GNvproClassifier
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 

@@ -579,6 +579,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Returns
         -------
         self : SlimTrainClassifier
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
@@ -603,6 +604,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Returns
         -------
         self : SlimTrainClassifier
+            The estimator, one epoch further.
         """
         if classes is None and not hasattr(self, "module_"):
             raise ValueError("classes must be passed on the first call to partial_fit.")

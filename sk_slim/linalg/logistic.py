@@ -31,7 +31,23 @@ __all__ = [
 
 @dataclass
 class LogisticResult:
-    """The solution of :func:`logistic_head` and how it was reached."""
+    """The solution of :func:`logistic_head` and how it was reached.
+
+    Attributes
+    ----------
+    W : Tensor of shape (p, c)
+        The head.
+    P : Tensor of shape (n, c)
+        Softmax probabilities at ``W``.
+    value : float
+        The objective ``f(W)``.
+    grad_norm : float
+        ``||grad f(W)||_F``.
+    n_iter : int
+        Newton iterations run.
+    converged : bool
+        Whether ``grad_norm <= tol``.
+    """
 
     W: Tensor  # (p, c) the head
     P: Tensor  # (n, c) softmax probabilities at W
@@ -107,10 +123,13 @@ def logistic_hessian(Z, P, alpha, sample_weight=None):
     Parameters
     ----------
     Z : Tensor of shape (n, p)
+        Features.
     P : Tensor of shape (n, c)
         ``softmax(Z W)`` at the point of linearization.
     alpha : float
+        Ridge weight.
     sample_weight : Tensor of shape (n,), default=None
+        Nonnegative weights (normalized to sum to one).
 
     Returns
     -------
@@ -136,9 +155,13 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None):
     Parameters
     ----------
     Z : Tensor of shape (n, p)
+        Features.
     P : Tensor of shape (n, c)
+        ``softmax(Z W)`` at the point of linearization.
     alpha : float
+        Ridge weight.
     sample_weight : Tensor of shape (n,), default=None
+        Nonnegative weights (normalized to sum to one).
 
     Returns
     -------
@@ -207,6 +230,7 @@ def logistic_head(
     Returns
     -------
     LogisticResult
+        The head ``W``, its probabilities, and the convergence record.
 
     Notes
     -----
@@ -293,6 +317,7 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
     labels : Tensor of shape (n,)
         Class indices in ``[0, c)``.
     sample_weight : Tensor of shape (n,), default=None
+        Nonnegative weights of the rows, read as repetitions.
     max_logit_range : float, default=30.0
         A safeguard: ``beta`` stays below ``max_logit_range`` over the widest
         row's score range.

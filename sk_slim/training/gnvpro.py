@@ -168,9 +168,11 @@ class ReducedProblem(_ReducedBase):
         The network; ``theta`` are its feature extractor's parameters, which
         this object reads and writes in place.
     X : Tensor of shape (n, d)
+        Training inputs.
     C : Tensor of shape (n, c)
         Targets (standardized by the estimator).
     sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows, read as repetitions.
     alpha : float, default=0.0
         Ridge weight on the extractor's weight matrices (not biases), on the
         mean-loss scale.
@@ -188,7 +190,19 @@ class ReducedProblem(_ReducedBase):
         self.scale = (self.weight / self.weight.sum()).sqrt()[:, None]  # (n, 1)
 
     def features(self, theta):
-        """Scaled, augmented features ``sqrt(w/sum w) [phi(X; theta), 1]`` (n, p)."""
+        """Compute the scaled, augmented features ``sqrt(w/sum w) [phi(X; theta), 1]``.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+            The extractor's parameters (a pure function of ``theta``, for
+            ``torch.func``).
+
+        Returns
+        -------
+        Z : Tensor of shape (n, p)
+            The features with a column of ones, rows scaled.
+        """
         Z = self.augmented_features(theta)
         return self.scale.to(Z.dtype) * Z
 

@@ -56,9 +56,11 @@ class ReducedLogisticProblem(_ReducedBase):
         this object reads and writes in place. Its current head warm-starts the
         first inner solve.
     X : Tensor of shape (n, d)
+        Training inputs.
     Y : Tensor of shape (n, c)
         One-hot targets.
     sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows, read as repetitions.
     alpha : float, default=0.0
         Ridge weight on the extractor's weight matrices (not biases), on the
         mean-loss scale.
