@@ -406,7 +406,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         Lowest objective without early stopping, else None.
     n_features_in_ : int
         Number of input features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Input feature names, when ``X`` has string column names.
     n_outputs_ : int
         Number of head outputs (the number of classes).

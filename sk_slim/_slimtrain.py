@@ -478,7 +478,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Lowest training loss without ``early_stopping``, else None.
     n_features_in_ : int
         Number of input features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Input feature names, when ``X`` has string column names.
     n_outputs_ : int
         Number of head outputs (the number of classes).
