@@ -325,9 +325,15 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out).
     feature_extractor_kwargs : dict, default=None
         Keyword arguments for ``feature_extractor``.
-    alpha : float, default=1e-4
+    alpha : float, default=1.0
         L2 penalty on the extractor's weights (not biases), as in
-        ``MLPClassifier``: ``alpha / (2 n_samples) ||theta||^2``.
+        ``MLPClassifier``: ``alpha / (2 n_samples) ||theta||^2``. Larger than
+        the regressor's 1e-4: full-batch Gauss-Newton drives the cross-entropy
+        down fast and the network overfits. Measured on the four classifier
+        benchmarks (benchmarks/classifier_results.md): test accuracy with 1.0
+        against 1e-4 on digits 0.964 vs 0.953, breast cancer 0.951 vs 0.951,
+        peaks5 0.837 vs 0.828, classification4 0.823 vs 0.789; log-loss lower on
+        three, equal on one.
     head_alpha : 'auto' or float, default='auto'
         The logistic head's ridge weight on the mean cross-entropy, > 0;
         ``'auto'`` is ``1 / n_samples``, the regularization of
@@ -447,7 +453,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         *,
         feature_extractor=None,
         feature_extractor_kwargs=None,
-        alpha=1e-4,
+        alpha=1.0,
         head_alpha="auto",
         max_iter=100,
         tol=1e-4,
