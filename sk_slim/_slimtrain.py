@@ -369,8 +369,9 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     SGD) step; at the end of ``fit`` the head is solved once more on all training
     data with GCV. The head's outputs are not probabilities: ``predict_proba``
     is ``softmax(S / T)`` of the outputs ``S`` with a temperature ``T`` fitted by
-    minimizing the log-loss (against Platt's smoothed targets) on the validation
-    split, or on the training data without one.
+    minimizing the log-loss (against slightly smoothed targets, so that it stays
+    finite when the scores separate the classes) on the validation split, or on
+    the training data without one.
 
     Parameters
     ----------

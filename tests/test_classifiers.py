@@ -177,9 +177,9 @@ def test_slimtrain_temperature_minimizes_the_smoothed_training_log_loss():
     X, y = _iris()  # 150 rows: no validation split, calibrated on training data
     model = _fast(SlimTrainClassifier).fit(X, y)
     scores = model.transform(X) @ model.coef_ + model.intercept_
-    # Platt's targets: (N_k + 1) / (N_k + 2) on the true class (N_k = 50 here).
-    targets = np.full((len(y), 3), 1 / 52 / 2)
-    targets[np.arange(len(y)), y] = 51 / 52
+    # Smoothed targets: (n + 1) / (n + 2) on the true class (n = 150 here).
+    targets = np.full((len(y), 3), 1 / 152 / 2)
+    targets[np.arange(len(y)), y] = 151 / 152
 
     def loss(temperature):
         logits = scores / temperature

@@ -122,13 +122,12 @@ def test_alpha_must_be_positive():
         logistic_head(Z, Y, 0.0)
 
 
-def _platt_log_loss(S, labels, weight, beta):
-    """Oracle: the weighted cross-entropy against Platt's targets, in numpy."""
+def _smoothed_log_loss(S, labels, weight, beta):
+    """Oracle: the weighted cross-entropy against the smoothed targets, in numpy."""
     S, labels, weight = S.numpy(), labels.numpy(), weight.numpy()
-    c = S.shape[1]
-    counts = np.bincount(labels, weight, minlength=c)[labels]
-    T = np.tile((1 / (counts + 2) / (c - 1))[:, None], (1, c))
-    T[np.arange(len(labels)), labels] = (counts + 1) / (counts + 2)
+    c, n = S.shape[1], weight.sum()
+    T = np.full(S.shape, 1 / (n + 2) / (c - 1))
+    T[np.arange(len(labels)), labels] = (n + 1) / (n + 2)
     logits = beta * S
     logits = logits - logits.max(axis=1, keepdims=True)
     log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
@@ -144,7 +143,7 @@ def test_temperature_minimizes_the_smoothed_log_loss():
     weight = torch.rand(300, generator=g, dtype=torch.float64)
     beta = fit_temperature(S, labels, weight)
     reference = minimize_scalar(
-        lambda b: _platt_log_loss(S, labels, weight, b),
+        lambda b: _smoothed_log_loss(S, labels, weight, b),
         bounds=(1e-3, 100),
         method="bounded",
         options={"xatol": 1e-10},
@@ -154,10 +153,10 @@ def test_temperature_minimizes_the_smoothed_log_loss():
 
 def test_temperature_stays_finite_on_separated_scores():
     # Perfect separation: the plain log-loss decreases all the way to beta = inf;
-    # Platt's targets (N_k + 1) / (N_k + 2) = 3/4 here give the finite optimum
-    # softmax(beta [1, 0]) = 3/4, beta = log 3.
+    # the targets (n + 1) / (n + 2) = 5/6 here give the finite optimum
+    # softmax(beta [1, 0]) = 5/6, beta = log 5.
     labels = torch.tensor([0, 1, 0, 1])
     separable = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-    assert fit_temperature(separable, labels) == pytest.approx(math.log(3), rel=1e-8)
+    assert fit_temperature(separable, labels) == pytest.approx(math.log(5), rel=1e-8)
     uninformative = torch.zeros(4, 2)
     assert fit_temperature(uninformative, labels) == 0.0
