@@ -54,6 +54,8 @@ class SlimTrainNet(NeuralNet):
     ----------
     module : torch module (class or instance)
         As in skorch. It must apply its head exactly once per forward pass.
+    *args
+        Positional arguments of skorch after ``module`` (rarely used).
     criterion : torch criterion (class), default=torch.nn.MSELoss
         The loss of the other parameters; a squared error, as the head's.
     head : str, default=None
@@ -93,7 +95,8 @@ class SlimTrainNet(NeuralNet):
     See Also
     --------
     SlimTrainNetRegressor : The same with skorch's regressor interface.
-    sk_slim.SlimTrainRegressor : slimTrain as a plain scikit-learn estimator.
+    sk_slim.SlimTrainRegressor : The slimTrain estimator as a plain scikit-learn
+        estimator.
 
     Notes
     -----
@@ -155,7 +158,13 @@ class SlimTrainNet(NeuralNet):
         self.head_alpha = head_alpha
 
     def get_default_callbacks(self):
-        """skorch's default callbacks, plus the epoch mean of ``head_alpha``."""
+        """Return skorch's default callbacks, plus the epoch mean of ``head_alpha``.
+
+        Returns
+        -------
+        callbacks : list of (str, Callback)
+            The defaults of skorch and a ``PassthroughScoring`` of ``head_alpha``.
+        """
         head_alpha = PassthroughScoring(
             "head_alpha", lower_is_better=None, on_train=True
         )
@@ -171,6 +180,7 @@ class SlimTrainNet(NeuralNet):
         Returns
         -------
         self : SlimTrainNet
+            The net, with ``optimizer_`` and a fresh ``slimtik_``.
         """
         head = self._head_layer()
         head.requires_grad_(False)  # slimTik owns it: no gradient needed
@@ -265,6 +275,8 @@ class SlimTrainNetRegressor(SlimTrainNet, NeuralNetRegressor):
     ----------
     module : torch module (class or instance)
         As in skorch. Its output must be its head's output, at most reshaped.
+    *args
+        Positional arguments of skorch after ``module`` (rarely used).
     criterion : torch criterion (class), default=torch.nn.MSELoss
         The loss of the other parameters.
     head : str, default=None

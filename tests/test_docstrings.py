@@ -25,6 +25,10 @@ PUBLIC_MODULES = (
     "sk_slim.networks",
     "sk_slim.training",
     "sk_slim.training.gnvpro",
+    "sk_slim.training.gnvpro_logistic",
+    # The optional skorch bridge: only when skorch is installed (it is in the
+    # test extra, so CI checks it).
+    *(("sk_slim.skorch",) if importlib.util.find_spec("skorch") else ()),
 )
 
 # Every numpydoc check is enforced except these.

@@ -82,7 +82,20 @@ class ReducedLogisticProblem(_ReducedBase):
         self._W_start = net.augmented_head.detach().to(_DTYPE)
 
     def features(self, theta):
-        """Augmented features ``[phi(X; theta), 1]`` (n, p)."""
+        """Compute the augmented features ``[phi(X; theta), 1]``.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+            The extractor's parameters (a pure function of ``theta``, for
+            ``torch.func``).
+
+        Returns
+        -------
+        Z : Tensor of shape (n, p)
+            The features with a column of ones (rows unscaled: the weights enter
+            the cross-entropy, not the features).
+        """
         return self.augmented_features(theta)
 
     def linearize(self, theta, head_alpha, *, differentiable=False):
@@ -91,6 +104,7 @@ class ReducedLogisticProblem(_ReducedBase):
         Parameters
         ----------
         theta : Tensor of shape (P,)
+            The extractor's parameters.
         head_alpha : float
             ``alpha_W`` > 0.
         differentiable : bool, default=False
@@ -100,7 +114,8 @@ class ReducedLogisticProblem(_ReducedBase):
         Returns
         -------
         _LogisticLinearization or None
-            None if the features are not finite.
+            The head ``W(theta)``, its probabilities and ``Phi(theta)``; None if
+            the features or the head are not finite.
         """
         Z, pullback = self._evaluate(theta, self.features, differentiable)  # (n, p)
         if not torch.isfinite(Z).all():
@@ -146,9 +161,16 @@ class ReducedLogisticProblem(_ReducedBase):
     def gradient(self, lin):
         """Reduced gradient by the envelope theorem: one backward pass, W fixed.
 
+        Parameters
+        ----------
+        lin : _LogisticLinearization
+            The reduced problem at the current ``theta``, from :meth:`linearize`
+            with ``differentiable=True``.
+
         Returns
         -------
         g : Tensor of shape (P,)
+            The gradient of ``Phi`` at ``lin.theta``.
         """
         theta = lin.theta
         dZ = (self.omega * (lin.P - self.Y)) @ lin.W.T  # dPhi/dZ, (n, p)
@@ -162,6 +184,19 @@ class ReducedLogisticProblem(_ReducedBase):
         Implicit differentiation of ``Z^T diag(w) (P - Y) + alpha_W W = 0``:
         ``H_W dW = -(dZ^T diag(w) (P - Y) + Z^T diag(w) D_P[dZ W])``, with
         ``D_P`` the softmax Jacobian per row.
+
+        Parameters
+        ----------
+        lin : _LogisticLinearization
+            The reduced problem at the current ``theta``, from :meth:`linearize`
+            with ``differentiable=True``.
+        dZ : Tensor of shape (n, p)
+            A perturbation of the augmented features (float64).
+
+        Returns
+        -------
+        dW : Tensor of shape (p, c)
+            The first-order change of ``W(theta)``.
         """
         E = self.omega * (lin.P - self.Y)  # (n, c)
         curvature = self.omega * softmax_jacobian_product(lin.P, dZ @ lin.W)
@@ -173,6 +208,19 @@ class ReducedLogisticProblem(_ReducedBase):
         ``J_S^T (d^2 L / dS^2) J_S + alpha_W J_W^T J_W + alpha_theta D`` for the
         outputs ``S = Z W(theta)`` and the head ``W(theta)``, with the head's
         sensitivity ``dW`` included (ALGORITHMS.md §2.5, cross-entropy case).
+
+        Parameters
+        ----------
+        lin : _LogisticLinearization
+            The reduced problem at the current ``theta``, from :meth:`linearize`
+            with ``differentiable=True``.
+
+        Returns
+        -------
+        matvec : callable
+            ``matvec(v)`` maps a direction ``v`` of shape (P,) to the
+            Gauss-Newton product; each call costs one jvp and one vjp pass over
+            the data and two solves with the inner Hessian.
 
         Notes
         -----
