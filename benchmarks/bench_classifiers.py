@@ -16,12 +16,12 @@ import warnings
 
 import numpy as np
 import torch
+from bench_slimtrain import _MLP, HIDDEN  # the same (64, 64) tanh network
+from problems import split_and_scale
 from sklearn.datasets import load_breast_cancer, load_digits, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, log_loss
-from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
@@ -30,9 +30,7 @@ from torch import nn
 
 from sk_slim import GNvproClassifier, SlimTrainClassifier
 from sk_slim.datasets import make_peaks
-from sk_slim.networks import make_mlp
 
-HIDDEN = (64, 64)
 PEER_LRS = (1e-3, 1e-2, 1e-1)
 SENSITIVITY_LRS = (1e-4, 1e-3, 1e-2, 1e-1)
 LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -52,32 +50,7 @@ def load_problems():
             random_state=0,
         ),
     }
-    problems = {}
-    for name, (X, y) in raw.items():
-        split = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-        X_train, X_test, y_train, y_test = split
-        scaler = StandardScaler().fit(X_train)
-        problems[name] = (
-            scaler.transform(X_train),
-            scaler.transform(X_test),
-            y_train,
-            y_test,
-        )
-    return problems
-
-
-class _MLP(nn.Module):
-    """The (64, 64) tanh MLP plus a linear output layer, for skorch."""
-
-    def __init__(self, n_in, n_out):
-        super().__init__()
-        self.body = make_mlp(
-            n_in, HIDDEN, "tanh", generator=torch.Generator().manual_seed(0)
-        )
-        self.out = nn.Linear(HIDDEN[-1], n_out)
-
-    def forward(self, x):
-        return self.out(self.body(x))
+    return {name: split_and_scale(X, y, stratify=True) for name, (X, y) in raw.items()}
 
 
 class _SkorchAdapter:

@@ -19,16 +19,14 @@ def load_problems():
         "friedman1": make_friedman1(n_samples=3000, noise=1.0, random_state=0),
         "diabetes": load_diabetes(return_X_y=True),
     }
-    problems = {}
-    for name, (X, y) in raw.items():
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=0.25, random_state=0
-        )
-        scaler = StandardScaler().fit(X_train)
-        problems[name] = (
-            scaler.transform(X_train),
-            scaler.transform(X_test),
-            y_train,
-            y_test,
-        )
-    return problems
+    return {name: split_and_scale(X, y) for name, (X, y) in raw.items()}
+
+
+def split_and_scale(X, y, stratify=False):
+    """A 75/25 split (``random_state=0``) with X standardized on the training part."""
+    split = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y if stratify else None
+    )
+    X_train, X_test, y_train, y_test = split
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
