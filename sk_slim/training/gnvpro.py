@@ -423,6 +423,8 @@ def _trust_region(problem, state, lin, g, matvec, max_iter, tol, trials):
     for _ in range(trials):
         sol = steihaug_cg(matvec, -g, state.radius, rtol=tol, max_iter=max_iter)
         step_norm = float(torch.linalg.vector_norm(sol.x))
+        if step_norm == 0:  # a zero gradient (or float32 underflow): nowhere to go
+            break
         trial = problem.linearize(lin.theta + sol.x, lin.head_alpha)
         actual = lin.value - trial.value if trial is not None else -math.inf
         predicted = sol.predicted_reduction
