@@ -183,3 +183,16 @@ def test_integer_weights_equal_repeated_rows():
         theta.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64
     )
     torch.testing.assert_close(weighted.gauss_newton(a)(v), repeated.gauss_newton(b)(v))
+
+
+def test_zero_gradient_leaves_the_trust_region_usable():
+    # Zero targets: W(theta) = 0, the residual and so the gradient vanish. No step
+    # exists; the radius must stay positive for the next iteration (it was halved
+    # to 0 by the rejected null step, and Steihaug-CG then raised).
+    problem = _problem(alpha=0.0)
+    problem.C = torch.zeros_like(problem.C)
+    state = GNvproState()
+    value = problem.linearize(problem.get_theta(), HEAD_ALPHA).value
+    for _ in range(2):
+        assert gnvpro_step(problem, state, head_alpha=HEAD_ALPHA) == value
+        assert not state.accepted and state.radius > 0
