@@ -316,3 +316,24 @@ def test_gnvpro_classifier_objective_never_increases():
     )
     assert np.all(np.diff(model.loss_curve_) <= 1e-12)
     assert model.loss_curve_[-1] < 0.5 * model.loss_curve_[0]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"batch_size": 64}, {"globalization": "armijo"}, {"head_alpha": 1e-2}],
+    ids=["sub-sampled", "armijo", "fixed-head-alpha"],
+)
+def test_gnvpro_classifier_modes_learn(params):
+    X, y = _iris()
+    model = _fast(GNvproClassifier, **params).fit(X, y)
+    assert model.score(X, y) >= 0.9
+    if "head_alpha" in params:
+        assert model.head_alpha_ == params["head_alpha"]
+
+
+def test_gnvpro_classifier_rejects_a_zero_head_alpha():
+    # The logistic head needs a ridge (softmax is shift-invariant): sklearn's
+    # parameter validation says so before any work.
+    X, y = _iris()
+    with pytest.raises(ValueError, match="head_alpha"):
+        GNvproClassifier(head_alpha=0.0).fit(X, y)
