@@ -291,8 +291,11 @@ class _BaseSeparable(
         if sample_weight.sum() < len(sample_weight):
             # Weights are repetitions (integer weights act as repeated rows), but
             # weights summing to fewer than the rows they weight (e.g. normalized
-            # to sum to 1) are read as relative: GCV needs a sample count.
-            sample_weight = sample_weight * (len(sample_weight) / sample_weight.sum())
+            # to sum to 1) are read as relative: GCV needs a sample count. The
+            # validation rows get the same factor (a calibration counts them).
+            factor = len(sample_weight) / sample_weight.sum()
+            sample_weight = sample_weight * factor
+            weight_val = None if weight_val is None else weight_val * factor
         unweighted = bool(np.all(sample_weight == 1.0))
         C = (y2d - self._y_mean) / self._y_scale
         generator = torch.Generator()

@@ -21,9 +21,6 @@ class _SeparableClassifierMixin(ClassifierMixin):
 
     _target_validation = {"multi_output": False, "y_numeric": False}
 
-    # The head's outputs are multiplied by this to give logits.
-    _inverse_temperature = 1.0
-
     def _encode_targets(self, y, *, reset, classes):
         """Labels -> one-hot float64 targets; sets ``classes_`` on a fresh fit."""
         check_classification_targets(y)
@@ -57,8 +54,16 @@ class _SeparableClassifierMixin(ClassifierMixin):
                 "weights instead."
             )
         class_weight = self.class_weight
-        if isinstance(class_weight, dict):  # only the classes in this y's rows
-            class_weight = {k: v for k, v in class_weight.items() if np.isin(k, y)}
+        if isinstance(class_weight, dict):
+            unknown = [k for k in class_weight if k not in set(self.classes_)]
+            if unknown:
+                raise ValueError(
+                    f"class_weight has keys {unknown!r} that are not classes: "
+                    f"{self.classes_!r}."
+                )
+            # compute_sample_weight wants only the classes in this y's rows.
+            present = set(np.unique(y))
+            class_weight = {k: v for k, v in class_weight.items() if k in present}
         return sample_weight * compute_sample_weight(class_weight, y)
 
     def _target_scaling(self, y2d, sample_weight):
@@ -83,9 +88,15 @@ class _SeparableClassifierMixin(ClassifierMixin):
 
     # ---------------------------------------------------------------- inference
 
-    def _logits(self, X):
+    def _scores(self, X):
+        """The head's outputs ``S`` (n, n_classes), after the fitted check."""
         X = self._validate_inference_input(X)
-        return self._inverse_temperature * self._predict_scaled(self.module_, X)
+        return self._predict_scaled(self.module_, X)
+
+    def _logits(self, X):
+        """``S / temperature_`` (slimTrain) or ``S`` itself (a logistic head)."""
+        temperature = getattr(self, "temperature_", 1.0)
+        return self._scores(X) / temperature
 
     def decision_function(self, X):
         """Compute the logits of the classes (for two classes, of the second).
@@ -119,8 +130,10 @@ class _SeparableClassifierMixin(ClassifierMixin):
         y : ndarray of shape (n_samples,)
             The class of highest probability, from ``classes_``.
         """
-        logits = self._logits(X)  # checks that the model is fitted
-        return self.classes_[logits.argmax(axis=1)]
+        # The scores' argmax: a temperature never changes it (and an infinite
+        # one, uniform probabilities, would make every logit 0).
+        scores = self._scores(X)  # first: it checks that the model is fitted
+        return self.classes_[scores.argmax(axis=1)]
 
     def predict_log_proba(self, X):
         """Log of the class probabilities.

@@ -626,7 +626,6 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     def _finish_training(self, run):
         super()._finish_training(run)
         beta = self._fit_inverse_temperature(run)
-        self._inverse_temperature = beta
         self.temperature_ = 1.0 / beta if beta > 0 else float("inf")
 
     def _fit_inverse_temperature(self, run):

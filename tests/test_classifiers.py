@@ -278,7 +278,7 @@ def test_works_in_model_selection_tools():
         scoring="neg_log_loss",
         cv=3,
     ).fit(X, y)
-    assert np.isfinite(search.best_score_) and search.best_score_ < 0
+    assert search.best_score_ > -0.5 * np.log(3)  # far better than uniform
     proba = cross_val_predict(
         _fast(GNvproClassifier, max_iter=5), X, y, cv=3, method="predict_proba"
     )
@@ -337,3 +337,42 @@ def test_gnvpro_classifier_rejects_a_zero_head_alpha():
     X, y = _iris()
     with pytest.raises(ValueError, match="head_alpha"):
         GNvproClassifier(head_alpha=0.0).fit(X, y)
+
+
+def test_calibration_reads_relative_weights_on_the_validation_split_too():
+    # Weights summing below the row count are relative: any such scale gives the
+    # unweighted model, its temperature fitted on the validation split included.
+    X, y = make_classification(
+        n_samples=300, n_features=5, n_informative=3, n_classes=3, random_state=0
+    )
+    params = {"max_iter": 5, "early_stopping": True}
+    plain = _fast(SlimTrainClassifier, **params).fit(X, y)
+    for scale in (0.5, 2.0**-10):  # powers of two: rescaled back to exactly 1
+        weighted = _fast(SlimTrainClassifier, **params).fit(
+            X, y, sample_weight=np.full(len(y), scale)
+        )
+        assert weighted.temperature_ == pytest.approx(plain.temperature_, rel=1e-12)
+        np.testing.assert_allclose(
+            weighted.predict_proba(X), plain.predict_proba(X), rtol=1e-12
+        )
+
+
+def test_infinite_temperature_gives_uniform_probabilities_and_keeps_predict(
+    monkeypatch,
+):
+    import sk_slim._slimtrain as module
+
+    X, y = _iris()
+    calibrated = _fast(SlimTrainClassifier).fit(X, y)
+    monkeypatch.setattr(module, "fit_temperature", lambda *args, **kwargs: 0.0)
+    flat = _fast(SlimTrainClassifier).fit(X, y)
+    assert flat.temperature_ == np.inf
+    np.testing.assert_allclose(flat.predict_proba(X), 1 / 3)
+    np.testing.assert_array_equal(flat.predict(X), calibrated.predict(X))
+
+
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+def test_class_weight_keys_must_be_classes(cls):
+    X, y = _iris()
+    with pytest.raises(ValueError, match="not classes"):
+        _fast(cls, class_weight={0: 2.0, 5: 10.0}).fit(X, y)

@@ -288,8 +288,12 @@ def _smoothed_targets(labels, c, sample_weight=None):
     """Soft targets: ``(n + 1) / (n + 2)`` on the true class of each of ``n``
     rows (weights as repetitions), the rest shared by the other classes."""
     n = float(len(labels) if sample_weight is None else sample_weight.sum())
-    T = torch.full((len(labels), c), 1.0 / ((c - 1) * (n + 2)), dtype=torch.float64)
-    T = T.to(labels.device)
+    T = torch.full(
+        (len(labels), c),
+        1.0 / ((c - 1) * (n + 2)),
+        dtype=torch.float64,
+        device=labels.device,
+    )
     return T.scatter(1, labels[:, None], (n + 1) / (n + 2))
 
 

@@ -27,9 +27,11 @@ from .gnvpro import _DTYPE, _ReducedBase
 
 __all__ = ["ReducedLogisticProblem"]
 
-# Above this many head entries (p c) the inner Hessian is not formed: its
+# Above this many head entries (p c), or n p c entries of its assembly's
+# intermediate (2^24: 128 MiB in float64), the inner Hessian is not formed: its
 # solves run by CG on the matrix-free product instead of a Cholesky factor.
 _DENSE_HESSIAN_MAX = 4096
+_DENSE_ASSEMBLY_MAX = 2**24
 
 
 @dataclass
@@ -138,7 +140,7 @@ class ReducedLogisticProblem(_ReducedBase):
     def _hessian_solver(self, Z, P, head_alpha):
         """``V -> H_W^{-1} V`` for the inner Hessian at ``(Z, P)``."""
         p, c = Z.shape[1], P.shape[1]
-        if p * c <= _DENSE_HESSIAN_MAX:
+        if p * c <= _DENSE_HESSIAN_MAX and len(Z) * p * c <= _DENSE_ASSEMBLY_MAX:
             factor = torch.linalg.cholesky(
                 logistic_hessian_dense(Z, P, head_alpha, self.weight)
             )

@@ -37,6 +37,14 @@ def features_of(net, X, chunk_size=16384):
         net.train(training)
 
 
+def _finite_augmented_features(net, X):
+    """``[phi(X), 1]`` in eval mode; FloatingPointError if not finite."""
+    Z = net.augment(features_of(net, X))
+    if not torch.isfinite(Z).all():
+        raise FloatingPointError("The learned features are not finite.")
+    return Z
+
+
 def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
     """Solve the head of ``net`` on all of ``(X, C)`` and store it in its buffers.
 
@@ -68,9 +76,7 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
     FloatingPointError
         If the features are not finite.
     """
-    Z = net.augment(features_of(net, X))  # (n, m + 1)
-    if not torch.isfinite(Z).all():
-        raise FloatingPointError("The learned features are not finite.")
+    Z = _finite_augmented_features(net, X)  # (n, m + 1)
     n_eff = float(Z.shape[0] if sample_weight is None else sample_weight.sum())
     # Sum-of-squares form: lam = alpha * n_eff (weights read as repetitions).
     if alpha == "gcv":
@@ -115,9 +121,7 @@ def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):
     FloatingPointError
         If the features or the solution are not finite.
     """
-    Z = net.augment(features_of(net, X))  # (n, m + 1)
-    if not torch.isfinite(Z).all():
-        raise FloatingPointError("The learned features are not finite.")
+    Z = _finite_augmented_features(net, X)  # (n, m + 1)
     W0 = net.augmented_head.detach()
     result = logistic_head(Z, Y, alpha, sample_weight, W0, tol=tol)
     if not torch.isfinite(result.W).all():
