@@ -163,7 +163,8 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         with the best validation score along the path; None keeps ``alpha``
         throughout. Measured against a constant ``alpha`` (test R^2): diabetes
         0.376 vs 0.198, friedman1 0.957 vs 0.955, peaks 0.9987 vs 0.9982, CDR
-        surrogate 0.9811 vs 0.9809, in less time.
+        surrogate 0.9811 vs 0.9809, in fewer iterations. The path needs about 40
+        iterations to come down to 1e-2: short runs should pass None.
     head_alpha : 'auto' or float, default='auto'
         The head's ridge weight on the mean loss; ``'auto'`` chooses it by GCV at
         every outer iteration (held fixed within the iteration).
@@ -364,8 +365,8 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         network overfits; the path starts smooth and early stopping picks the
         best iterate. Measured against a constant ``alpha`` (1e-4 / 1.0), test
         accuracy: digits 0.973 vs 0.953 / 0.964, breast cancer 0.951 vs 0.951 /
-        0.951, peaks5 0.836 vs 0.828 / 0.837, classification4 0.851 vs 0.789 /
-        0.823.
+        0.951 (log-loss 0.097 vs 0.217 / 0.147), peaks5 0.836 vs 0.828 / 0.837,
+        classification4 0.851 vs 0.789 / 0.823.
     head_alpha : 'auto' or float, default='auto'
         The logistic head's ridge weight on the mean cross-entropy, > 0;
         ``'auto'`` is ``1 / n_samples``, the regularization of
