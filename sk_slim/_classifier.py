@@ -1,9 +1,9 @@
 """What the classifiers add to ``_BaseSeparable``: labels in, probabilities out.
 
 Labels of any type are encoded as one-hot targets for the head; the head's
-outputs ``S`` (n, n_classes) become probabilities by ``softmax(beta S)``, where
-``beta`` is 1 for a logistic head (GNvpro) and a fitted inverse temperature for
-a least-squares head (slimTrain).
+outputs ``S`` (n, n_classes) become probabilities by ``softmax(S / T)``, where
+``T`` is 1 for a logistic head (GNvpro) and the fitted ``temperature_`` of a
+least-squares head (slimTrain).
 """
 
 import numpy as np
