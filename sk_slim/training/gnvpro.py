@@ -147,6 +147,14 @@ class _ReducedBase:
             return 0.0
         return 0.5 * self.alpha * float((self.penalized * theta.double() ** 2).sum())
 
+    def _envelope_gradient(self, lin, dPhi_dZ):
+        """Pull ``dPhi/dZ`` (n, p) back through the features (one backward pass,
+        the head frozen) and add the ridge term on ``theta``."""
+        theta = lin.theta
+        (g,) = lin.pullback(dPhi_dZ.to(theta.dtype))
+        self.work_units += 1
+        return g + self.alpha * self.penalized * theta
+
     def _evaluate(self, theta, features, differentiable):
         """Features at ``theta`` (float64, detached) and their vjp if asked for."""
         if differentiable:
@@ -270,10 +278,7 @@ class ReducedProblem(_ReducedBase):
         g : Tensor of shape (P,)
             The gradient of ``Phi`` at ``lin.theta``.
         """
-        theta = lin.theta
-        (g,) = lin.pullback((lin.R @ lin.W.T).to(theta.dtype))  # dPhi/dZ = R W^T
-        self.work_units += 1
-        return g + self.alpha * self.penalized * theta
+        return self._envelope_gradient(lin, lin.R @ lin.W.T)  # dPhi/dZ = R W^T
 
     def delta_head(self, lin, dZ):
         """Sensitivity ``dW`` of the optimal head to a feature perturbation ``dZ``.

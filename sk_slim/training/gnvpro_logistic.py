@@ -174,11 +174,8 @@ class ReducedLogisticProblem(_ReducedBase):
         g : Tensor of shape (P,)
             The gradient of ``Phi`` at ``lin.theta``.
         """
-        theta = lin.theta
-        dZ = (self.omega * (lin.P - self.Y)) @ lin.W.T  # dPhi/dZ, (n, p)
-        (g,) = lin.pullback(dZ.to(theta.dtype))
-        self.work_units += 1
-        return g + self.alpha * self.penalized * theta
+        dPhi_dZ = (self.omega * (lin.P - self.Y)) @ lin.W.T  # (n, p)
+        return self._envelope_gradient(lin, dPhi_dZ)
 
     def delta_head(self, lin, dZ):
         """Sensitivity ``dW`` of the optimal head to a feature perturbation ``dZ``.
