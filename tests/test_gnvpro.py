@@ -5,8 +5,15 @@ import math
 import pytest
 import torch
 
+import sk_slim.training.gnvpro as gnvpro_module
+from sk_slim.linalg import cg
 from sk_slim.networks import SeparableNet, make_mlp
-from sk_slim.training.gnvpro import GNvproState, ReducedProblem, gnvpro_step
+from sk_slim.training.gnvpro import (
+    GNvproState,
+    ReducedProblem,
+    _StepSpace,
+    gnvpro_step,
+)
 
 HEAD_ALPHA, THETA_ALPHA = 0.05, 1e-3
 
@@ -196,3 +203,100 @@ def test_zero_gradient_leaves_the_trust_region_usable():
     for _ in range(2):
         assert gnvpro_step(problem, state, head_alpha=HEAD_ALPHA) == value
         assert not state.accepted and state.radius > 0
+
+
+def _dense_kaufman(problem, lin):
+    """Oracle: Kaufman's Gauss-Newton matrix from the dense feature Jacobian, with
+    the head's sensitivity cut to ``dW = -G^{-1} Z^T dZ W`` (no residual term)."""
+    JZ = torch.autograd.functional.jacobian(problem.features, lin.theta)  # (n, p, P)
+    n, p, P = JZ.shape
+    dZW = torch.einsum("npj,pk->nkj", JZ, lin.W)  # (n, c, P)
+    G = lin.Z.T @ lin.Z + lin.head_alpha * torch.eye(p, dtype=torch.float64)
+    ZtdZW = torch.einsum("np,nkj->pkj", lin.Z, dZW).reshape(p, -1)
+    dW = -torch.linalg.solve(G, ZtdZW).reshape(p, -1, P)
+    data = dZW + torch.einsum("np,pkj->nkj", lin.Z, dW)
+    J = torch.cat([data.reshape(-1, P), math.sqrt(lin.head_alpha) * dW.reshape(-1, P)])
+    return J.T @ J + torch.diag(problem.alpha * problem.penalized)
+
+
+def _undamped(factor, K):
+    """``L L^T`` less the damping ``_damped_cholesky`` added (its first try)."""
+    mu = gnvpro_module._DAMPING * float(K.diagonal().mean())
+    return factor @ factor.T - mu * torch.eye(K.shape[0], dtype=K.dtype)
+
+
+@pytest.mark.parametrize("head_alpha", [HEAD_ALPHA, 1e-9])  # 1e-9: the
+# Schur-complement form A^T A - F^T G^{-1} F lost 1e-6 of K here to cancellation
+def test_kaufman_preconditioner_equals_the_dense_oracle(head_alpha):
+    problem = _problem(n=20, c=3, width=5)
+    lin = problem.linearize(problem.get_theta(), head_alpha)
+    K = _dense_kaufman(problem, lin)
+    factor = problem.kaufman_factor(lin)
+    torch.testing.assert_close(_undamped(factor, K), K, rtol=1e-9, atol=1e-11)
+
+
+def test_kaufman_matrix_is_the_gauss_newton_matrix_at_zero_residual():
+    # Targets the features reproduce (C = Z W0) and alpha_W -> 0: R = 0, so the
+    # residual terms Kaufman drops vanish and K equals the exact J^T J.
+    problem = _problem(n=25, c=2, width=4)
+    theta = problem.get_theta()
+    Z = problem.features(theta) / problem.scale
+    W0 = torch.randn(Z.shape[1], 2, generator=torch.Generator().manual_seed(3))
+    problem.C = Z @ W0.double()
+    head_alpha = 1e-12
+    lin = problem.linearize(theta, head_alpha)
+    J = torch.autograd.functional.jacobian(_dense_residual(problem, head_alpha), theta)
+    K = _dense_kaufman(problem, lin)
+    torch.testing.assert_close(K, J.T @ J, rtol=1e-6, atol=1e-9)
+    # Away from zero residual the two differ: the test above is not vacuous.
+    problem.C = problem.C + torch.randn(
+        problem.C.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    lin = problem.linearize(theta, head_alpha)
+    J = torch.autograd.functional.jacobian(_dense_residual(problem, head_alpha), theta)
+    assert not torch.allclose(_dense_kaufman(problem, lin), J.T @ J, rtol=1e-3)
+
+
+def test_preconditioned_cg_needs_fewer_products():
+    # Smooth targets (small residual, where Kaufman's matrix is close): measured
+    # 413 products without the preconditioner and 117 with it (damped 1e-2).
+    problem = _problem(n=300, d=4, width=12, c=1, seed=5, alpha=1e-6)
+    X = problem.X
+    problem.C = torch.sin(X[:, :1] + X[:, 1:2]) * X[:, 2:3]
+    theta = problem.get_theta()
+    lin = problem.linearize(theta, "gcv", differentiable=True)
+    g = problem.gradient(lin)
+    matvec = problem.gauss_newton(lin)
+    counts = {}
+    for name, factor in {"plain": None, "kaufman": problem.kaufman_factor(lin)}.items():
+        space = _StepSpace.of(matvec, g, factor)
+        counts[name] = cg(space.matvec, space.rhs, rtol=1e-6, max_iter=500).n_iter
+    assert counts["kaufman"] < counts["plain"] / 2, counts
+
+
+def test_preconditioner_is_skipped_when_too_costly(monkeypatch):
+    problem = _problem()
+    lin = problem.linearize(problem.get_theta(), HEAD_ALPHA)
+    monkeypatch.setattr(gnvpro_module, "_PRECONDITIONER_FLOPS", 10)
+    assert problem.kaufman_factor(lin) is None
+    before = problem.work_units
+    value = problem.linearize(problem.get_theta(), HEAD_ALPHA).value
+    assert gnvpro_step(problem, GNvproState(), head_alpha=HEAD_ALPHA) <= value
+    assert problem.work_units > before
+
+
+def test_kaufman_preconditioner_reads_weights_as_repetitions():
+    weight = torch.tensor([1, 2, 3, 1, 2, 1, 1, 3, 2, 1], dtype=torch.float64)
+    base = _problem(n=10, seed=7, weighted=False)
+    weighted = ReducedProblem(base.net, base.X, base.C, weight, alpha=1e-3)
+    repeats = weight.long()
+    repeated = ReducedProblem(
+        base.net,
+        base.X.repeat_interleave(repeats, 0),
+        base.C.repeat_interleave(repeats, 0),
+        alpha=1e-3,
+    )
+    theta = base.get_theta()
+    a = weighted.kaufman_factor(weighted.linearize(theta, HEAD_ALPHA))
+    b = repeated.kaufman_factor(repeated.linearize(theta, HEAD_ALPHA))
+    torch.testing.assert_close(a @ a.T, b @ b.T, rtol=1e-10, atol=1e-12)

@@ -19,8 +19,22 @@ from sk_slim import GNvproRegressor
 from sk_slim.datasets import make_peaks
 
 
+def _expected_failed_checks(estimator):
+    if estimator.dtype == "float32":
+        # The preconditioned steps fit the check's 0/1/2 targets to ~1e-3, where
+        # the outputs' float32 rounding shows.
+        return {
+            "check_methods_subset_invariance": (
+                "float32 network: outputs carry float32 rounding (~5e-7 relative), "
+                "above the check's 1e-7; float64 passes"
+            )
+        }
+    return {}
+
+
 @parametrize_with_checks(
     [GNvproRegressor(), GNvproRegressor(dtype="float32")],
+    expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
@@ -164,3 +178,16 @@ def test_theta_penalty_follows_the_continuation_path(peaks):
         )
     expected = [1e-3 + 10.0 * 0.8**k for k in range(4)]
     np.testing.assert_allclose(penalties, expected, rtol=1e-12)
+
+
+def test_preconditioner_reaches_the_same_fit_in_fewer_passes(peaks):
+    X_train, X_test, y_train, y_test = peaks
+    plain = _fit(X_train, y_train, preconditioner=None, max_iter=30)
+    kaufman = _fit(X_train, y_train, max_iter=30)
+    score = plain.score(X_test, y_test)
+    assert kaufman.score(X_test, y_test) > score - 0.01
+    # Passes until the preconditioned run first gets within 10% of the plain
+    # run's final training loss.
+    target = 1.1 * plain.loss_curve_[-1]
+    first = next(i for i, loss in enumerate(kaufman.loss_curve_) if loss <= target)
+    assert kaufman.work_units_[first] < plain.work_units_[-1] / 2
