@@ -35,12 +35,12 @@ _GCV_RANGE = (1e-8, 1e2)
 _PRECONDITIONER_FLOPS = 2**29
 _PRECONDITIONER_MAX_PARAMS = 4096
 _JACOBIAN_CHUNK = 2**20  # entries of one chunk of per-row Jacobians
+_JACOBIAN_MAX = 2**23  # entries of all of them (64 MiB in float64)
 # The preconditioner is K + mu I with mu this fraction of K's mean diagonal. An
 # almost undamped K lets steps run far along its near-null directions, where the
 # model is poor (peaks: R^2 0.57 after 16 iterations at 1e-10); measured on the
 # benchmark problems, 1e-2 to 3e-2 did best, 3e-2 on the noisy diabetes data.
 _DAMPING = 3e-2
-_JACOBIAN_MAX = 2**23  # entries of all of them (64 MiB in float64)
 
 
 @dataclass
@@ -376,7 +376,8 @@ class ReducedProblem(_ReducedBase):
         Returns
         -------
         L : Tensor of shape (P, P) or None
-            Lower Cholesky factor of ``K`` (float64), damped slightly; None
+            Lower Cholesky factor of ``K + mu I`` (float64, ``mu`` =
+            ``_DAMPING`` times the mean diagonal); None
             when forming it would cost more than ``_PRECONDITIONER_FLOPS``
             multiply-adds or ``_JACOBIAN_MAX`` stored entries, or it cannot be
             factored.
@@ -461,8 +462,9 @@ class ReducedProblem(_ReducedBase):
 
 
 def _damped_cholesky(K, tries=4):
-    """Cholesky factor of ``K + mu I``, with ``mu`` from 1e-10 of the mean diagonal
-    upward until the factorization succeeds; None if it never does."""
+    """Cholesky factor of ``K + mu I``, with ``mu`` from ``_DAMPING`` times the mean
+    diagonal, raised 1000-fold until the factorization succeeds; None if it never
+    does."""
     K = 0.5 * (K + K.T)
     scale = float(K.diagonal().mean())
     if not math.isfinite(scale) or scale <= 0:
