@@ -197,6 +197,22 @@ class _ReducedBase:
         self.work_units += 1
         return g + self.alpha * self.penalized * theta
 
+    def kaufman_factor(self, lin):
+        """Cholesky factor of a preconditioner for the Gauss-Newton CG solve.
+
+        Parameters
+        ----------
+        lin : object
+            The reduced problem at the current ``theta``.
+
+        Returns
+        -------
+        None
+            No preconditioner by default; the least-squares problem overrides
+            this.
+        """
+        return None
+
     def _evaluate(self, theta, features, differentiable):
         """Features at ``theta`` (float64, detached) and their vjp if asked for."""
         if differentiable:
@@ -564,8 +580,9 @@ def gnvpro_step(
         Rejected trust-region steps (or halvings) before giving up this iteration.
     preconditioner : {'auto', None}, default='auto'
         'auto' preconditions CG with Kaufman's Gauss-Newton matrix
-        (``problem.kaufman_factor``) when the problem offers one and it is cheap
-        to form; the trust region is then measured in that matrix's norm.
+        (``problem.kaufman_factor``, None where the problem has none or it is
+        too costly to form); the trust region is then measured in that
+        matrix's norm.
 
     Returns
     -------
@@ -579,9 +596,7 @@ def gnvpro_step(
     state.head_alpha = lin.head_alpha
     g = problem.gradient(lin)
     state.grad_norm = float(torch.linalg.vector_norm(g))
-    factor = None
-    if preconditioner == "auto" and hasattr(problem, "kaufman_factor"):
-        factor = problem.kaufman_factor(lin)
+    factor = problem.kaufman_factor(lin) if preconditioner == "auto" else None
     space = _StepSpace.of(problem.gauss_newton(lin), g, factor)
     globalize = _armijo if globalization == "armijo" else _trust_region
     current = globalize(
