@@ -300,3 +300,62 @@ def test_kaufman_preconditioner_reads_weights_as_repetitions():
     a = weighted.kaufman_factor(weighted.linearize(theta, HEAD_ALPHA))
     b = repeated.kaufman_factor(repeated.linearize(theta, HEAD_ALPHA))
     torch.testing.assert_close(a @ a.T, b @ b.T, rtol=1e-10, atol=1e-12)
+
+
+def test_problem_on_rows_is_the_problem_of_those_rows():
+    problem = _problem(n=20, seed=9)
+    rows = torch.tensor([3, 17, 0, 8, 11, 5])
+    theta = problem.get_theta()
+    built = ReducedProblem(
+        problem.net, problem.X[rows], problem.C[rows], problem.weight[rows], THETA_ALPHA
+    )
+    sampled = problem.on_rows(rows)
+    lin = sampled.linearize(theta, HEAD_ALPHA, differentiable=True)
+    expected = built.linearize(theta, HEAD_ALPHA, differentiable=True)
+    assert lin.value == pytest.approx(expected.value, rel=1e-14)
+    torch.testing.assert_close(
+        sampled.gradient(lin), built.gradient(expected), rtol=1e-13, atol=0
+    )
+    # A mean loss over the sample: all rows of equal weight give the full value.
+    assert problem.on_rows(torch.arange(20)).linearize(
+        theta, HEAD_ALPHA
+    ).value == pytest.approx(problem.linearize(theta, HEAD_ALPHA).value, rel=1e-14)
+
+
+def _steps(curvature_rows, n_steps=4, preconditioner="auto"):
+    problem = _problem(n=60, width=5, seed=10)
+    state = GNvproState()
+    for _ in range(n_steps):
+        value = gnvpro_step(
+            problem,
+            state,
+            head_alpha=HEAD_ALPHA,
+            curvature_rows=curvature_rows,
+            preconditioner=preconditioner,
+        )
+    return problem, value
+
+
+@pytest.mark.parametrize("preconditioner", ["auto", None])
+def test_curvature_on_every_row_is_the_full_step(preconditioner):
+    # The sample's rows in another order: the same matrix, so the same step (to
+    # rounding, which 20 unpreconditioned CG steps amplify to ~1e-8 in theta).
+    full, full_value = _steps(None, n_steps=1, preconditioner=preconditioner)
+    every, every_value = _steps(
+        torch.randperm(60), n_steps=1, preconditioner=preconditioner
+    )
+    assert every_value == pytest.approx(full_value, rel=1e-9)
+    torch.testing.assert_close(every.get_theta(), full.get_theta(), rtol=0, atol=1e-7)
+    assert every.work_units == full.work_units + 1  # the sample's own forward pass
+
+
+def test_sampled_curvature_steps_descend_and_count_their_share():
+    rows = torch.randperm(60, generator=torch.Generator().manual_seed(11))[:20]
+    problem, value = _steps(rows, n_steps=1)
+    start = _problem(n=60, width=5, seed=10)
+    assert value < start.linearize(start.get_theta(), HEAD_ALPHA).value
+    # Of one iteration's passes on all rows, only the gradient, the objective and
+    # the trials are whole; the CG products count a third of a pass each.
+    full, _ = _steps(None, n_steps=1)
+    assert problem.work_units != int(problem.work_units)  # a share of a pass
+    assert problem.work_units < full.work_units

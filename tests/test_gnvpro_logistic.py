@@ -150,3 +150,26 @@ def test_integer_weights_equal_repeated_rows():
     torch.testing.assert_close(weighted.gradient(a), repeated.gradient(b))
     v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(8)).double()
     torch.testing.assert_close(weighted.gauss_newton(a)(v), repeated.gauss_newton(b)(v))
+
+
+def test_problem_on_rows_is_the_problem_of_those_rows():
+    problem = _problem(n=20, seed=7)
+    rows = torch.tensor([4, 19, 0, 9, 12, 6, 2])
+    theta = problem.get_theta()
+    built = ReducedLogisticProblem(
+        problem.net, problem.X[rows], problem.Y[rows], problem.weight[rows], THETA_ALPHA
+    )
+    lin = problem.on_rows(rows).linearize(theta, HEAD_ALPHA, differentiable=True)
+    expected = built.linearize(theta, HEAD_ALPHA, differentiable=True)
+    assert lin.value == pytest.approx(expected.value, rel=1e-10)
+    torch.testing.assert_close(lin.W, expected.W, rtol=1e-8, atol=1e-10)
+
+
+def test_sampled_curvature_steps_descend():
+    problem = _problem(n=60, seed=8)
+    start = problem.linearize(problem.get_theta(), HEAD_ALPHA).value
+    rows = torch.randperm(60, generator=torch.Generator().manual_seed(3))[:30]
+    value = gnvpro_step(
+        problem, GNvproState(), head_alpha=HEAD_ALPHA, curvature_rows=rows
+    )
+    assert value < start

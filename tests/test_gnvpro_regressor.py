@@ -191,3 +191,21 @@ def test_preconditioner_reaches_the_same_fit_in_fewer_passes(peaks):
     target = 1.1 * plain.loss_curve_[-1]
     first = next(i for i, loss in enumerate(kaufman.loss_curve_) if loss <= target)
     assert kaufman.work_units_[first] < plain.work_units_[-1] / 2
+
+
+def test_sampled_curvature_reaches_the_same_fit_in_fewer_passes():
+    X, y = make_friedman1(n_samples=2400, noise=0.5, random_state=0)  # 1800 to fit
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    full = _fit(X_train, y_train, curvature_fraction=None)
+    half = _fit(X_train, y_train, curvature_fraction=0.5)
+    assert half.score(X_test, y_test) > full.score(X_test, y_test) - 0.01
+    assert half.work_units_[-1] < 0.8 * full.work_units_[-1]
+
+
+def test_curvature_is_not_sampled_below_twice_the_parameters_in_residuals():
+    # 10 inputs, (16, 16): 448 parameters, so 896 rows at least; 300 are all used.
+    X, y = make_friedman1(n_samples=300, random_state=0)
+    full = _fit(X, y, curvature_fraction=None, max_iter=3)
+    half = _fit(X, y, curvature_fraction=0.5, max_iter=3)
+    assert half.work_units_ == full.work_units_
+    np.testing.assert_array_equal(half.predict(X), full.predict(X))

@@ -77,9 +77,10 @@ class _ReducedBase:
 
     Attributes
     ----------
-    work_units : int
+    work_units : float
         Passes over the data so far: one per forward, backward, or
-        forward-mode (jvp) pass, as the GNvpro paper counts them.
+        forward-mode (jvp) pass, as the GNvpro paper counts them (a pass over
+        a sample of the rows counts as its share of a pass).
     """
 
     def __init__(self, net, X, sample_weight=None, alpha=0.0):
@@ -245,15 +246,33 @@ class ReducedProblem(_ReducedBase):
 
     Attributes
     ----------
-    work_units : int
+    work_units : float
         Passes over the data so far: one per forward, backward, or
-        forward-mode (jvp) pass, as the GNvpro paper counts them.
+        forward-mode (jvp) pass, as the GNvpro paper counts them (a pass over
+        a sample of the rows counts as its share of a pass).
     """
 
     def __init__(self, net, X, C, sample_weight=None, alpha=0.0):
         super().__init__(net, X, sample_weight, alpha)
         self.C = C.to(_DTYPE)
         self.scale = (self.weight / self.weight.sum()).sqrt()[:, None]  # (n, 1)
+
+    def on_rows(self, rows):
+        """The same problem on some of the rows: same network, targets and alpha.
+
+        Parameters
+        ----------
+        rows : Tensor of shape (m,)
+            Row indices.
+
+        Returns
+        -------
+        ReducedProblem
+            The problem on those rows, a mean loss over them.
+        """
+        return ReducedProblem(
+            self.net, self.X[rows], self.C[rows], self.weight[rows], self.alpha
+        )
 
     def features(self, theta):
         """Compute the scaled, augmented features ``sqrt(w/sum w) [phi(X; theta), 1]``.
@@ -557,6 +576,7 @@ def gnvpro_step(
     krylov_tol=1e-2,
     max_trials=8,
     preconditioner="auto",
+    curvature_rows=None,
 ):
     """One outer Gauss-Newton iteration on the reduced objective.
 
@@ -583,12 +603,24 @@ def gnvpro_step(
         (``problem.kaufman_factor``, None where the problem has none or it is
         too costly to form); the trust region is then measured in that
         matrix's norm.
+    curvature_rows : Tensor of shape (m,), default=None
+        Rows whose problem supplies the Gauss-Newton matrix (and the
+        preconditioner) of the inner solve: ``problem.on_rows(curvature_rows)``,
+        its head solved on those rows with this iteration's ``alpha_W``. The
+        gradient, the objective and the step's acceptance stay on all rows
+        (sub-sampled curvature, Byrd et al. 2011). None: all rows.
 
     Returns
     -------
     value : float
         The reduced objective after the iteration (unchanged if no step was
         accepted).
+
+    References
+    ----------
+    Byrd, Chin, Neveitt, Nocedal (2011), "On the use of stochastic Hessian
+    information in optimization methods for machine learning", SIAM J. Optim.
+    21(3).
     """
     lin = problem.linearize(problem.get_theta(), head_alpha, differentiable=True)
     if lin is None:
@@ -596,12 +628,24 @@ def gnvpro_step(
     state.head_alpha = lin.head_alpha
     g = problem.gradient(lin)
     state.grad_norm = float(torch.linalg.vector_norm(g))
-    factor = problem.kaufman_factor(lin) if preconditioner == "auto" else None
-    space = _StepSpace.of(problem.gauss_newton(lin), g, factor)
+    curvature, curvature_lin = problem, lin
+    if curvature_rows is not None:  # Byrd et al.: the curvature of a row sample
+        curvature = problem.on_rows(curvature_rows)
+        curvature_lin = curvature.linearize(
+            lin.theta, lin.head_alpha, differentiable=True
+        )
+        if curvature_lin is None:  # non-finite features on the sample
+            raise FloatingPointError("The learned features are not finite.")
+    factor = None
+    if preconditioner == "auto":
+        factor = curvature.kaufman_factor(curvature_lin)
+    space = _StepSpace.of(curvature.gauss_newton(curvature_lin), g, factor)
     globalize = _armijo if globalization == "armijo" else _trust_region
     current = globalize(
         problem, state, lin, g, space, krylov_max_iter, krylov_tol, max_trials
     )
+    if curvature is not problem:  # its passes, as fractions of a full pass
+        problem.work_units += curvature.work_units * len(curvature.X) / len(problem.X)
     problem.net.set_head(current.W)  # the optimal head of the current theta
     return current.value
 

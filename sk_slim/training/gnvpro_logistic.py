@@ -72,7 +72,7 @@ class ReducedLogisticProblem(_ReducedBase):
 
     Attributes
     ----------
-    work_units : int
+    work_units : float
         Passes over the data so far (forward, backward or jvp passes).
     """
 
@@ -82,6 +82,28 @@ class ReducedLogisticProblem(_ReducedBase):
         self.omega = (self.weight / self.weight.sum())[:, None]  # (n, 1)
         self.inner_tol = inner_tol
         self._W_start = net.augmented_head.detach().to(_DTYPE)
+
+    def on_rows(self, rows):
+        """The same problem on some of the rows: same network, targets and alpha.
+
+        Parameters
+        ----------
+        rows : Tensor of shape (m,)
+            Row indices.
+
+        Returns
+        -------
+        ReducedLogisticProblem
+            The problem on those rows, a mean loss over them.
+        """
+        return ReducedLogisticProblem(
+            self.net,
+            self.X[rows],
+            self.Y[rows],
+            self.weight[rows],
+            self.alpha,
+            self.inner_tol,
+        )
 
     def features(self, theta):
         """Compute the augmented features ``[phi(X; theta), 1]``.
