@@ -120,7 +120,7 @@ def main():
             mark = " **best**" if score == best else ""
             print(
                 f"| {name} | {method}{mark} | {score:.4f} | {seconds:.2f} | "
-                f"{iterations} | {passes} |"
+                f"{iterations} | {passes:.0f} |"
             )
 
     print(
@@ -134,14 +134,14 @@ def main():
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, (_, (target, seconds, passes, reaches)) in results.items():
         for label, reach in reaches.items():
-            head = f"| {name} | {label} | {target:.4f} | {seconds:.2f} | {passes} |"
+            head = f"| {name} | {label} | {target:.4f} | {seconds:.2f} | {passes:.0f} |"
             if reach is None:
                 print(f"{head} not in {LADDER[-1]} | — | — | — | — |")
                 continue
             its, gn_seconds, gn_passes = reach
             print(
                 f"{head} {its} | {gn_seconds:.2f} | {gn_seconds / seconds:.2f} | "
-                f"{gn_passes} | {gn_passes / passes:.2f} |"
+                f"{gn_passes:.0f} | {gn_passes / passes:.2f} |"
             )
 
     print("\n## Default GNvpro against the best peer\n")

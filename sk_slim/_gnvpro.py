@@ -242,9 +242,12 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         objective and the trust region's test stay on all rows (sub-sampled
         curvature, Byrd et al. 2011). Never fewer rows than give twice as many
         residuals as parameters; None uses all rows. Measured against None on
-        the default fits of benchmarks/README.md (3 seeds): passes -38% (CDR
-        surrogate), -25% (peaks), -52% (friedman1), time -20 to -45%, test
-        R^2 within 0.0003; diabetes is too small to sample.
+        the default fits of benchmarks/README.md (3 seeds): passes -37 to -41%
+        (CDR surrogate), -25 to -30% (peaks), -43 to -55% (friedman1); time
+        -39% (peaks), -44% (friedman1), unchanged (CDR surrogate); mean test
+        R^2 within 0.0002; diabetes is too small to sample. On the CDR
+        surrogate, whose steps are limited by ``krylov_max_iter``, it takes
+        about twice the iterations: short fixed-length runs fit less there.
 
     Attributes
     ----------
