@@ -322,17 +322,15 @@ def test_problem_on_rows_is_the_problem_of_those_rows():
     ).value == pytest.approx(problem.linearize(theta, HEAD_ALPHA).value, rel=1e-14)
 
 
-def _steps(curvature_rows, n_steps=4, preconditioner="auto"):
+def _one_step(curvature_rows, preconditioner="auto"):
     problem = _problem(n=60, width=5, seed=10)
-    state = GNvproState()
-    for _ in range(n_steps):
-        value = gnvpro_step(
-            problem,
-            state,
-            head_alpha=HEAD_ALPHA,
-            curvature_rows=curvature_rows,
-            preconditioner=preconditioner,
-        )
+    value = gnvpro_step(
+        problem,
+        GNvproState(),
+        head_alpha=HEAD_ALPHA,
+        curvature_rows=curvature_rows,
+        preconditioner=preconditioner,
+    )
     return problem, value
 
 
@@ -340,10 +338,8 @@ def _steps(curvature_rows, n_steps=4, preconditioner="auto"):
 def test_curvature_on_every_row_is_the_full_step(preconditioner):
     # The sample's rows in another order: the same matrix, so the same step (to
     # rounding, which 20 unpreconditioned CG steps amplify to ~1e-8 in theta).
-    full, full_value = _steps(None, n_steps=1, preconditioner=preconditioner)
-    every, every_value = _steps(
-        torch.randperm(60), n_steps=1, preconditioner=preconditioner
-    )
+    full, full_value = _one_step(None, preconditioner=preconditioner)
+    every, every_value = _one_step(torch.randperm(60), preconditioner=preconditioner)
     assert every_value == pytest.approx(full_value, rel=1e-9)
     torch.testing.assert_close(every.get_theta(), full.get_theta(), rtol=0, atol=1e-7)
     assert every.work_units == full.work_units + 1  # the sample's own forward pass
@@ -351,11 +347,11 @@ def test_curvature_on_every_row_is_the_full_step(preconditioner):
 
 def test_sampled_curvature_steps_descend_and_count_their_share():
     rows = torch.randperm(60, generator=torch.Generator().manual_seed(11))[:20]
-    problem, value = _steps(rows, n_steps=1)
+    problem, value = _one_step(rows)
     start = _problem(n=60, width=5, seed=10)
     assert value < start.linearize(start.get_theta(), HEAD_ALPHA).value
     # Of one iteration's passes on all rows, only the gradient, the objective and
     # the trials are whole; the CG products count a third of a pass each.
-    full, _ = _steps(None, n_steps=1)
+    full, _ = _one_step(None)
     assert problem.work_units != int(problem.work_units)  # a share of a pass
     assert problem.work_units < full.work_units
