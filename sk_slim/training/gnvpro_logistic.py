@@ -14,7 +14,6 @@ as the least-squares problem (:func:`~sk_slim.training.gnvpro.gnvpro_step`).
 from dataclasses import dataclass
 
 import torch
-from torch.func import jvp
 
 from ..linalg import (
     cg,
@@ -105,23 +104,6 @@ class ReducedLogisticProblem(_ReducedBase):
             self.inner_tol,
         )
 
-    def features(self, theta):
-        """Compute the augmented features ``[phi(X; theta), 1]``.
-
-        Parameters
-        ----------
-        theta : Tensor of shape (P,)
-            The extractor's parameters (a pure function of ``theta``, for
-            ``torch.func``).
-
-        Returns
-        -------
-        Z : Tensor of shape (n, p)
-            The features with a column of ones (rows unscaled: the weights enter
-            the cross-entropy, not the features).
-        """
-        return self.augmented_features(theta)
-
     def linearize(self, theta, head_alpha, *, differentiable=False):
         """Solve the logistic head at ``theta`` and evaluate the reduced objective.
 
@@ -141,7 +123,7 @@ class ReducedLogisticProblem(_ReducedBase):
             The head ``W(theta)``, its probabilities and ``Phi(theta)``; None if
             the features or the head are not finite.
         """
-        Z, pullback = self._evaluate(theta, self.features, differentiable)  # (n, p)
+        Z, pullback = self._evaluate(theta, differentiable)  # (n, p)
         if not torch.isfinite(Z).all():
             return None
         # Warm start from the last head solved (the previous theta is close).
@@ -256,8 +238,7 @@ class ReducedLogisticProblem(_ReducedBase):
         E = self.omega * (lin.P - self.Y)  # (n, c)
 
         def matvec(v):  # (P,) -> (P,)
-            _, dZ = jvp(self.features, (theta,), (v,))
-            dZ = dZ.to(_DTYPE)  # (n, p)
+            dZ = self.feature_jvp(theta, v)  # (n, p)
             dW = self.delta_head(lin, dZ)  # (p, c)
             dS = dZ @ lin.W + lin.Z @ dW  # (n, c)
             U = self.omega * softmax_jacobian_product(lin.P, dS)
