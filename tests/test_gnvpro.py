@@ -57,6 +57,22 @@ def test_gauss_newton_matvec_equals_dense_jacobian(n):
         torch.testing.assert_close(matvec(v), J.T @ (J @ v), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("weighted", [True, False])
+def test_feature_products_equal_torch_func_on_the_scaled_features(weighted):
+    # The ones column and row scale are applied outside torch.func (for speed);
+    # the products must equal differentiating the whole of features().
+    problem = _problem(weighted=weighted)
+    theta = problem.get_theta()
+    lin = problem.linearize(theta, HEAD_ALPHA, differentiable=True)
+    g = torch.Generator().manual_seed(3)
+    v = torch.randn(theta.shape, generator=g, dtype=torch.float64)
+    M = torch.randn(lin.Z.shape, generator=g, dtype=torch.float64)
+    _, dZ = torch.func.jvp(problem.features, (theta,), (v,))
+    _, pullback = torch.func.vjp(problem.features, theta)
+    torch.testing.assert_close(problem.feature_jvp(theta, v), dZ, rtol=1e-12, atol=0)
+    torch.testing.assert_close(lin.pullback(M)[0], pullback(M)[0], rtol=1e-12, atol=0)
+
+
 def test_reduced_objective_is_the_dense_residual_norm():
     problem = _problem()
     theta = problem.get_theta()
