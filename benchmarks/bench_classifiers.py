@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import torch
-from bench_slimtrain import _MLP, HIDDEN  # the same (64, 64) tanh network
+from bench_slimtrain import _MLP, HIDDEN, warm_up  # the same (64, 64) tanh network
 from problems import split_and_scale
 from sklearn.datasets import load_breast_cancer, load_digits, make_classification
 from sklearn.exceptions import ConvergenceWarning
@@ -171,6 +171,16 @@ def main():
     torch.set_num_threads(1)
     problems = load_problems()
     with threadpool_limits(1):
+        X, _, y, _ = problems["digits"]
+        warm_up(
+            [
+                GNvproClassifier(max_iter=2, random_state=0),
+                SlimTrainClassifier(max_iter=2, random_state=0),
+                _SkorchAdapter(X.shape[1], len(np.unique(y)), 1e-2),
+            ],
+            X,
+            y,
+        )
         rows = {name: compare_one(*data) for name, data in problems.items()}
         reach = {}
         for name, data in problems.items():

@@ -16,7 +16,16 @@ import warnings
 
 import numpy as np
 import torch
-from bench_slimtrain import epochs_of, mlp, r2, slim, timed_fit, tuned_peers
+from bench_slimtrain import (
+    epochs_of,
+    mlp,
+    r2,
+    skorch_net,
+    slim,
+    timed_fit,
+    tuned_peers,
+    warm_up,
+)
 from problems import load_problems
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_approximation import RBFSampler
@@ -169,6 +178,9 @@ def main():
     torch.set_num_threads(1)
     problems = load_problems()
     with threadpool_limits(1):
+        X, _, y, _ = problems["cdr"]
+        models = [gnvpro(max_iter=2), slim(max_iter=2)]
+        warm_up([*models, skorch_net(X.shape[1], y.shape[1], max_epochs=2)], X, y)
         results = {name: compare_one(*data) for name, data in problems.items()}
 
     print("## Test R², fit seconds, iterations or epochs, passes over the data\n")
