@@ -12,20 +12,22 @@ both.
 """
 
 import time
-import warnings
 
 import numpy as np
 import torch
-from bench_slimtrain import _MLP, HIDDEN, warm_up  # the same (64, 64) tanh network
+from bench_slimtrain import (  # the same (64, 64) tanh network
+    _MLP,
+    HIDDEN,
+    benchmark_conditions,
+    warm_up,
+)
 from problems import split_and_scale
 from sklearn.datasets import load_breast_cancer, load_digits, make_classification
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.neural_network import MLPClassifier
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from sk_slim import GNvproClassifier, SlimTrainClassifier
@@ -166,11 +168,8 @@ def sensitivity(problems):
 
 
 def main():
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    torch.set_num_threads(1)
     problems = load_problems()
-    with threadpool_limits(1):
+    with benchmark_conditions():
         X, _, y, _ = problems["digits"]
         warm_up(
             [

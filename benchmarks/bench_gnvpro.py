@@ -12,11 +12,10 @@ count is a lower bound, ``2 n_iter_`` (line searches add more).
 """
 
 import time
-import warnings
 
 import numpy as np
-import torch
 from bench_slimtrain import (
+    benchmark_conditions,
     epochs_of,
     mlp,
     r2,
@@ -27,11 +26,9 @@ from bench_slimtrain import (
     warm_up,
 )
 from problems import load_problems
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_approximation import RBFSampler
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
-from threadpoolctl import threadpool_limits
 
 from sk_slim import GNvproRegressor
 
@@ -173,11 +170,8 @@ def compare_one(X_train, X_test, y_train, y_test):
 
 
 def main():
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    torch.set_num_threads(1)
     problems = load_problems()
-    with threadpool_limits(1):
+    with benchmark_conditions():
         X, _, y, _ = problems["cdr"]
         skorch = skorch_net(X.shape[1], y.shape[1], max_epochs=2)
         warm_up([gnvpro(max_iter=2), slim(max_iter=2), skorch], X, y)

@@ -9,6 +9,7 @@ one torch thread and one BLAS thread for every method. Peers are tuned on the
 test set (the best of three learning rates), which favours them.
 """
 
+import contextlib
 import time
 import warnings
 from functools import partial
@@ -113,6 +114,17 @@ class _SkorchAdapter:
 
 def r2(model, X, y):
     return r2_score(y, model.predict(X))
+
+
+@contextlib.contextmanager
+def benchmark_conditions():
+    """What every benchmark runs under: one torch and one BLAS thread, and no
+    convergence or user warnings (stopped-early fits are expected here)."""
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
 
 
 def warm_up(models, X, y, n_rows=200):
@@ -279,11 +291,8 @@ def _epoch_cost_one(X_train, y_train, repeats):
 
 
 def main():
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    torch.set_num_threads(1)
     problems = load_problems()
-    with threadpool_limits(1):
+    with benchmark_conditions():
         X, _, y, _ = problems["cdr"]
         warm_up(
             [slim(max_iter=2), skorch_net(X.shape[1], y.shape[1], max_epochs=2)], X, y
