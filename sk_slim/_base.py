@@ -1,11 +1,11 @@
-"""Plumbing shared by every sk_slim estimator (DESIGN.md §2, §4).
+"""Plumbing shared by every sk_slim estimator.
 
 Validation, dtype and device policy, random state, the MLP-style epoch loop
 (early stopping, history, divergence recovery, interrupts, callbacks, verbose),
-pickling with CPU tensors, ``predict``/``transform``. numpy <-> torch conversion
-happens here and nowhere else. Subclasses supply the training algorithm through
-hooks: ``_start_training``, ``_train_epoch``, ``_snapshot``/``_restore``,
-``_scale_learning_rate``, ``_current_head_alpha`` and ``_finish_training``.
+rollback of a failed fit, pickling with CPU tensors, ``predict``/``transform``.
+numpy <-> torch conversion happens here and nowhere else. The training algorithm
+is a trainer (:class:`sk_slim.training.Trainer`) that each estimator builds in
+``_make_trainer``; the loop drives it and stores its state.
 """
 
 import copy
@@ -13,8 +13,7 @@ import io
 import math
 import time
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -28,7 +27,6 @@ from sklearn.callback import CallbackSupportMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -36,36 +34,37 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._runtime import draw_seed, n_threads, resolve_device, torch_threads
 from .networks import ACTIVATIONS, SeparableNet, make_mlp
-from .training import solve_head
+from .training import FitData
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Attributes holding tensors: pickled through torch with CPU mapping.
-_TORCH_ATTRIBUTES = ("module_", "_solver_state")
+_TORCH_ATTRIBUTES = ("module_", "_trainer_state")
 # A divergent epoch is retried this many times with half the learning rate.
 _MAX_RETRIES = 5
 # early_stopping='auto' holds out validation data from this many samples on.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 200
 
 
-@dataclass
-class _Run:
-    """One call to fit/partial_fit: problem data (tensors) and the loop's state."""
+@dataclass(frozen=True)
+class _ValidationSplit:
+    """The rows held out for early stopping, in the original units."""
 
-    net: SeparableNet
-    X: torch.Tensor  # (n, d) training inputs
-    C: torch.Tensor  # (n, c) standardized targets
-    weight: torch.Tensor | None  # (n,)
-    X_val: np.ndarray | None  # validation split, original units
-    y_val: np.ndarray | None
-    weight_val: np.ndarray | None
-    generator: torch.Generator
+    X: np.ndarray  # (n_val, d)
+    y: np.ndarray  # (n_val, c) encoded targets
+    weight: np.ndarray | None  # (n_val,)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One call to fit/partial_fit: what the loop trains on and scores with."""
+
+    data: FitData  # the training rows, as tensors
+    validation: _ValidationSplit | None
+    X: np.ndarray  # the data given to fit, for callbacks that score it
+    y: np.ndarray
     incremental: bool
-    X_fit: np.ndarray  # the data given to fit, for callbacks that score it
-    y_fit: np.ndarray
-    solver: dict = field(default_factory=dict)  # the subclass's optimizer state
-    n_iter_no_change_count: int = 0
-    best_state: dict | None = None
 
 
 class _BaseSeparable(
@@ -102,23 +101,19 @@ class _BaseSeparable(
         "verbose": ["verbose"],
     }
 
-    # Fitted attributes that training changes in place (rolled back on failure).
-    _mutable_fitted_attributes = (
-        *_TORCH_ATTRIBUTES,
-        "loss_curve_",
-        "head_alpha_curve_",
-        "validation_scores_",
-    )
+    # The trainer's per-epoch records (``Trainer.record``) -> fitted list attributes.
+    _history_attributes = {}
 
     # ------------------------------------------------------------------ fitting
 
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
         """Validate, (re)build, train, and commit the fitted state atomically."""
-        saved = self.__dict__.copy()
-        # Training mutates these in place: keep copies to roll a failure back.
-        for name in self._mutable_fitted_attributes:
-            if name in saved:
-                saved[name] = copy.deepcopy(saved[name])
+        # Training changes fitted state in place (the network, the histories, the
+        # trainer's state): keep a deep copy of all of it to roll a failure back.
+        saved = {
+            name: copy.deepcopy(value) if _is_fitted_state(name) else value
+            for name, value in self.__dict__.items()
+        }
         try:
             return self._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
@@ -154,27 +149,32 @@ class _BaseSeparable(
             self._init_fitted_state(X, y, y2d, sample_weight)
         else:  # e.g. a CUDA model unpickled (on the CPU) on a CUDA machine
             self.module_.to(self._device())
-        run = self._make_run(X, y, y2d, sample_weight, incremental=incremental)
+        fit = self._make_fit(X, y, y2d, sample_weight, incremental=incremental)
 
         callback_ctx = self._init_callback_context(
             max_subtasks=1 if incremental else self.max_iter
         )
         metadata = {"sample_weight": sample_weight}
         callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
-        self._start_training(run, fresh=not (continuing and incremental))
-        with _torch_threads(self._n_threads(X)):
-            self._epoch_loop(run, callback_ctx, n_epochs=1 if incremental else None)
-            if run.best_state is not None:
-                self._restore(run, run.best_state)
-            self._finish_training(run)
-        self._rng_state = run.generator.get_state()
+        trainer = self._make_trainer(self.module_, incremental=incremental)
+        trainer.start(fit.data, self._trainer_state if continuing else None)
+        with torch_threads(n_threads(self.hidden_layer_sizes, X.shape)):
+            best = self._epoch_loop(
+                trainer, fit, callback_ctx, n_epochs=1 if incremental else None
+            )
+            if best is not None:
+                trainer.restore(best)
+            self.head_alpha_ = trainer.finish()
+            self._calibrate(trainer.net, fit)
+        self._trainer_state = trainer.state
+        self._rng_state = fit.data.generator.get_state()
         self._set_head_attributes()
         callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
     def _init_fitted_state(self, X, y, y2d, sample_weight):
         """First fit: device, dtype, RNG, target scaling, the network, history."""
-        self.device_ = _resolve_device(self.device)
+        self.device_ = resolve_device(self.device)
         self._dtype = (
             _DTYPES[self.dtype]
             if self.dtype
@@ -183,14 +183,16 @@ class _BaseSeparable(
         # 1-D targets in, 1-D predictions out (labels are encoded in columns).
         self._y_1d = y.ndim == 1 and y2d.shape[1] == 1
         self.n_outputs_ = y2d.shape[1]
-        self._seed = _draw_seed(self.random_state)
+        self._seed = draw_seed(self.random_state)
         generator = torch.Generator().manual_seed(self._seed)
         self._y_mean, self._y_scale = self._target_scaling(y2d, sample_weight)
         self.module_ = self._build_module(X, generator)
         self._rng_state = generator.get_state()
-        self._solver_state = None
+        self._trainer_state = None
         self.n_iter_, self.t_ = 0, 0
         self.loss_curve_, self.head_alpha_curve_ = [], []
+        for name in self._history_attributes.values():
+            setattr(self, name, [])
         self._early_stopping = self._uses_early_stopping(len(X))
         self.validation_scores_ = [] if self._early_stopping else None
         self.best_validation_score_ = -np.inf if self._early_stopping else None
@@ -223,6 +225,13 @@ class _BaseSeparable(
     def _stratify(self, y2d):
         """Hook: labels to stratify the validation split by (None: do not)."""
         return None
+
+    def _calibrate(self, net, fit):
+        """Hook: fit what turns the trained head's outputs into predictions."""
+
+    def _make_trainer(self, net, *, incremental):
+        """The training algorithm for ``net`` (a :class:`~sk_slim.training.Trainer`)."""
+        raise NotImplementedError
 
     def _build_module(self, X, generator):
         """The separable network: a feature extractor and an empty head."""
@@ -262,7 +271,7 @@ class _BaseSeparable(
             return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
         return self.early_stopping
 
-    def _make_run(self, X, y, y2d, sample_weight, *, incremental):
+    def _make_fit(self, X, y, y2d, sample_weight, *, incremental):
         """Split off validation data, standardize targets, move tensors."""
         X_fit, y_fit = X, y
         X_val = y_val = weight_val = None
@@ -300,59 +309,67 @@ class _BaseSeparable(
         C = (y2d - self._y_mean) / self._y_scale
         generator = torch.Generator()
         generator.set_state(self._rng_state)
-        return _Run(
-            net=self.module_,
+        data = FitData(
             X=self._to_tensor(X),
             C=self._to_tensor(C),
             weight=None if unweighted else self._to_tensor(sample_weight),
-            X_val=X_val,
-            y_val=y_val,
-            weight_val=weight_val,
             generator=generator,
-            incremental=incremental,
-            X_fit=X_fit,
-            y_fit=y_fit,
         )
+        validation = None
+        if X_val is not None:
+            validation = _ValidationSplit(X_val, y_val, weight_val)
+        return _Fit(data, validation, X_fit, y_fit, incremental)
 
-    def _epoch_loop(self, run, callback_ctx, n_epochs=None):
-        """MLP-style epochs: record, stop early, recover from divergence."""
+    def _epoch_loop(self, trainer, fit, callback_ctx, n_epochs=None):
+        """MLP-style epochs: record, stop early, recover from divergence.
+
+        Returns the snapshot of the best epoch by validation score, or None.
+        """
         n_epochs = self.max_iter if n_epochs is None else n_epochs
-        retries, epoch, epoch_ctx = 0, 0, None
+        self._no_improvement_count = 0
+        retries, epoch, epoch_ctx, best = 0, 0, None, None
         while epoch < n_epochs:
             if epoch_ctx is None:  # a retried epoch keeps its context
                 epoch_ctx = callback_ctx.subcontext(task_name="epoch")
                 epoch_ctx.call_on_fit_task_begin(estimator=self)
-            snapshot = self._snapshot(run)
+            snapshot = trainer.snapshot()
             start = time.perf_counter()
             try:
-                run.net.train()
-                loss = self._train_epoch(run)
+                trainer.net.train()
+                loss = trainer.epoch()
             except KeyboardInterrupt:
-                self._restore(run, snapshot)
+                trainer.restore(snapshot)
                 warnings.warn(
                     "Training interrupted by the user; keeping the best weights so "
                     "far.",
                     UserWarning,
                     stacklevel=4,
                 )
-                return
+                return best
             except (FloatingPointError, torch.linalg.LinAlgError):
                 loss = math.nan
             if not math.isfinite(loss):
-                retries = self._recover(run, snapshot, retries)
+                retries = self._recover(trainer, snapshot, retries)
                 continue
             epoch, retries = epoch + 1, 0
-            stop = self._record_epoch(run, loss, time.perf_counter() - start)
+            self._record_history(trainer, loss, fit)
+            score = self._score_validation(trainer, fit.validation)
+            if score is not None and score > self.best_validation_score_:
+                best = trainer.snapshot()
+            improved = self._update_best(loss, score)
+            if self.verbose:
+                print(self._progress_line(loss, score, time.perf_counter() - start))
+            stop = trainer.converged() or self._update_no_improvement_count(improved)
             stop |= epoch_ctx.call_on_fit_task_end(
                 estimator=self,
-                X=run.X_fit,
-                y=run.y_fit,
+                X=fit.X,
+                y=fit.y,
                 reconstruction_attributes=self._reconstruction_attributes,
             )
             epoch_ctx = None
             if stop:
-                return
-        if not run.incremental:
+                return best
+        if not fit.incremental:
             warnings.warn(
                 f"{type(self).__name__}: the maximum number of epochs "
                 f"(max_iter={self.max_iter}) was reached and the optimization "
@@ -360,74 +377,72 @@ class _BaseSeparable(
                 ConvergenceWarning,
                 stacklevel=4,
             )
+        return best
 
-    def _recover(self, run, snapshot, retries):
-        """Undo a divergent epoch and halve the learning rate, a bounded number of
-        times."""
-        self._restore(run, snapshot)
+    def _recover(self, trainer, snapshot, retries):
+        """Undo a divergent epoch and halve the step, a bounded number of times."""
+        trainer.restore(snapshot)
         if retries >= _MAX_RETRIES:
             raise FloatingPointError(
                 f"Training diverged (non-finite loss or head) {retries + 1} times in a "
                 f"row, even after halving the learning rate {retries} times. Lower "
                 "learning_rate_init, or scale the inputs (e.g. StandardScaler)."
             )
-        self._scale_learning_rate(run, 0.5)
+        trainer.shrink_step(0.5)
         if self.verbose:
             print("Non-finite loss: epoch undone, learning rate halved.")
         return retries + 1
 
-    def _record_epoch(self, run, loss, seconds):
-        """Append to the history; return True when training should stop."""
+    def _record_history(self, trainer, loss, fit):
+        """Append the epoch to the loss, head-alpha and trainer histories."""
         self.n_iter_ += 1
-        self.t_ += run.X.shape[0]
+        self.t_ += fit.data.X.shape[0]
         self.loss_curve_.append(loss)
-        self.head_alpha_curve_.append(self._current_head_alpha(run))
-        message = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
-        if self.validation_scores_ is not None and run.X_val is not None:
-            # Score the model fit would return now: these features with the
-            # full-data head (the streaming head is a noisy proxy for it).
-            self._solve_head(run)
-            score = self._validation_score(
-                run.y_val, self._predict_scaled(run.net, run.X_val), run.weight_val
-            )
-            self.validation_scores_.append(score)
-            message += f", validation score = {score:.6f}"
+        self.head_alpha_curve_.append(trainer.head_alpha)
+        record = trainer.record()
+        for key, name in self._history_attributes.items():
+            getattr(self, name).append(record[key])
+
+    def _score_validation(self, trainer, validation):
+        """The validation score of the model ``fit`` would return now (these
+        features with the full-data head; the streaming head is a noisy proxy
+        for it), or None without early stopping."""
+        if self.validation_scores_ is None or validation is None:
+            return None
+        trainer.solve_head()
+        scores = self._predict_scaled(trainer.net, validation.X)
+        score = self._validation_score(validation.y, scores, validation.weight)
+        self.validation_scores_.append(score)
+        return score
+
+    def _update_best(self, loss, score):
+        """Track the best validation score (or training loss); return whether
+        this epoch improved on it by more than ``tol``."""
+        if score is not None:
             improved = score > self.best_validation_score_ + self.tol
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                run.best_state = self._snapshot(run)
+            self.best_validation_score_ = max(self.best_validation_score_, score)
         elif self.best_loss_ is not None:
             improved = loss < self.best_loss_ - self.tol
             self.best_loss_ = min(self.best_loss_, loss)
         else:  # partial_fit with early_stopping: no validation split to judge by
             improved = True
-        self._record_iteration(run)
-        if self.verbose:
-            print(f"{message}, {seconds:.3f} s")
-        if self._converged(run):
-            return True
-        run.n_iter_no_change_count = 0 if improved else run.n_iter_no_change_count + 1
-        if run.n_iter_no_change_count > self.n_iter_no_change:
+        return improved
+
+    def _update_no_improvement_count(self, improved):
+        """Count epochs without improvement; return True when patience ran out."""
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        if self._no_improvement_count > self.n_iter_no_change:
             if self.verbose:
                 print(f"No improvement for {self.n_iter_no_change} epochs: stopping.")
             return True
         return False
 
-    def _record_iteration(self, run):
-        """Hook: append algorithm-specific history (default: nothing)."""
-
-    def _converged(self, run):
-        """Hook: an algorithm-specific convergence test (default: never)."""
-        return False
-
-    def _full_data_head_alpha(self, run):
-        """``'gcv'`` for ``head_alpha='auto'``, else the fixed ridge weight."""
-        return "gcv" if self.head_alpha == "auto" else self.head_alpha
-
-    def _solve_head(self, run):
-        """Solve the head on all training rows (GCV or the fixed ``head_alpha``)."""
-        alpha = self._full_data_head_alpha(run)
-        self.head_alpha_ = solve_head(run.net, run.X, run.C, run.weight, alpha)
+    def _progress_line(self, loss, score, seconds):
+        """The verbose line of one epoch, as MLPRegressor prints it."""
+        message = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
+        if score is not None:
+            message += f", validation score = {score:.6f}"
+        return f"{message}, {seconds:.3f} s"
 
     # ---------------------------------------------------------------- inference
 
@@ -517,19 +532,6 @@ class _BaseSeparable(
             net.to(device)
         return net.eval()
 
-    def _n_threads(self, X):
-        """Torch intra-op threads for this problem size.
-
-        Measured on the 2-core dev VM (slimTrain epoch, 2000 rows, batch 200):
-        width 64: 14.4 ms with 1 thread, 12.6 ms with 2; width 256: 144 vs 173
-        ms; width 512: 639 vs 429 ms. Two threads also made tiny ops
-        intermittently 100x slower there, so one thread is used unless the
-        per-batch matrix work reaches that of a width-512 layer.
-        """
-        width = max(np.atleast_1d(self.hidden_layer_sizes).tolist() + [X.shape[1]])
-        work = min(len(X), 200) * width * width
-        return 1 if work < 200 * 512 * 512 else min(4, torch.get_num_threads() or 1)
-
     def __getstate__(self):
         state = self.__dict__.copy()
         if state.get("device_", "cpu") != "cpu":
@@ -556,38 +558,9 @@ class _BaseSeparable(
         return tags
 
 
-def _resolve_device(device):
-    """'auto' -> 'cuda' when available, else 'cpu'; validate explicit devices."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device={device!r} is not a valid torch device.") from error
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
-    if parsed.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:k]', got {device!r}.")
-    return str(parsed)
-
-
-def _draw_seed(random_state):
-    """A torch seed from ``random_state``; ``None`` draws OS entropy so the
-    user's global numpy RNG is left alone."""
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0])
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-
-
-@contextmanager
-def _torch_threads(n_threads):
-    """Run with ``n_threads`` torch intra-op threads, then restore the user's."""
-    previous = torch.get_num_threads()
-    if n_threads == previous:
-        yield
-        return
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _is_fitted_state(name):
+    """Fitted attributes (``name_``) and the trainer's state: what fit changes."""
+    return (name.endswith("_") and not name.startswith("__")) or name in (
+        "_trainer_state",
+        "_rng_state",
+    )

@@ -2,37 +2,24 @@
 
 from numbers import Integral, Real
 
-import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseSeparable
 from ._classifier import _SeparableClassifierMixin
-from .training import solve_logistic_head
-from .training.gnvpro import GNvproState, ReducedProblem, gnvpro_step
-from .training.gnvpro_logistic import ReducedLogisticProblem
+from .training import GNvproConfig, GNvproTrainer
 
 __all__ = ["GNvproClassifier", "GNvproRegressor"]
 
 
-# The continuation on the theta penalty: iteration k uses
-# alpha + alpha_init * _ALPHA_DECAY**k. Measured on the eight benchmark problems
-# (benchmarks/README.md), against a constant alpha: early iterations under a strong
-# penalty fit smooth features, and early stopping then picks the iterate along the
-# decreasing path with the best validation score. Decays 0.7-0.85 gave similar
-# results; 0.8 with alpha_init 100 (regression) and 30 (classification) were best.
-_ALPHA_DECAY = 0.8
-
-
 class _BaseGNvpro(_BaseSeparable):
-    """GNvpro's outer loop, shared by the regressor and the classifier."""
+    """What the GNvpro regressor and classifier share: the trainer they build."""
 
-    _mutable_fitted_attributes = (
-        *_BaseSeparable._mutable_fitted_attributes,
-        "grad_norm_curve_",
-        "trust_radius_curve_",
-        "work_units_",
-    )
+    _history_attributes = {
+        "grad_norm": "grad_norm_curve_",
+        "trust_radius": "trust_radius_curve_",
+        "work_units": "work_units_",
+    }
 
     _parameter_constraints = {
         **_BaseSeparable._parameter_constraints,
@@ -40,115 +27,24 @@ class _BaseGNvpro(_BaseSeparable):
         "krylov_tol": [Interval(Real, 0, 1, closed="neither")],
         "batch_size": [None, Interval(Integral, 2, None, closed="left")],
         "globalization": [StrOptions({"trust_region", "armijo"})],
-        "preconditioner": [None, StrOptions({"auto"})],
-        "curvature_fraction": [None, Interval(Real, 0, 1, closed="right")],
         "alpha_init": [None, Interval(Real, 0, None, closed="left")],
     }
 
-    # ------------------------------------------------- hooks of _BaseSeparable
+    def _make_trainer(self, net, *, incremental):
+        return GNvproTrainer(net, GNvproConfig(**self._trainer_options()))
 
-    def _start_training(self, run, fresh):
-        previous = self._solver_state if not fresh or self.warm_start else None
-        radius = previous["radius"] if previous else None
-        run.solver = {"state": GNvproState(radius=radius)}
-        if not hasattr(self, "grad_norm_curve_") or not self.warm_start:
-            self.grad_norm_curve_, self.trust_radius_curve_ = [], []
-            self.work_units_ = []
-        run.solver["work_units"] = self.work_units_[-1] if self.work_units_ else 0
-
-    def _problem_class(self):
-        return ReducedProblem
-
-    def _problem(self, run):
-        """The reduced problem on all rows, or on a fresh sub-sample."""
-        X, C, weight = run.X, run.C, run.weight
-        n = len(X)
-        if self.batch_size is not None and self.batch_size < n:
-            rows = torch.randperm(n, generator=run.generator)[: self.batch_size]
-            rows = rows.to(X.device)
-            X, C = X[rows], C[rows]
-            weight = None if weight is None else weight[rows]
-        n_eff = float(len(X) if weight is None else weight.sum())
-        problem = self._problem_class()
-        return problem(run.net, X, C, weight, alpha=self._theta_alpha() / n_eff)
-
-    def _theta_alpha(self):
-        """This iteration's theta penalty: ``alpha`` plus the decaying
-        continuation term (counted over warm starts too: the path goes on)."""
-        if self.alpha_init is None:
-            return self.alpha
-        return self.alpha + self.alpha_init * _ALPHA_DECAY**self.n_iter_
-
-    def _train_epoch(self, run):
-        problem = self._problem(run)
-        value = gnvpro_step(
-            problem,
-            run.solver["state"],
-            head_alpha=self._full_data_head_alpha(run),
-            globalization=self.globalization,
-            krylov_max_iter=self.krylov_max_iter,
-            krylov_tol=self.krylov_tol,
-            preconditioner=self._preconditioner(),
-            curvature_rows=self._curvature_rows(run, problem),
-        )
-        run.solver["work_units"] += problem.work_units
-        return value
-
-    def _preconditioner(self):
-        return None  # the cross-entropy problem has no preconditioner yet
-
-    def _curvature_fraction(self):
-        return None  # the classifier: measured, no gain (benchmarks/README.md)
-
-    def _curvature_rows(self, run, problem):
-        """A fresh sample of the rows for the inner solve's curvature, or None."""
-        fraction = self._curvature_fraction()
-        if fraction is None:
-            return None
-        n = len(problem.X)
-        # Twice as many residuals as parameters at least: with fewer the
-        # sample's Gauss-Newton matrix is rank-deficient.
-        n_params = problem.get_theta().numel()
-        floor = -(-2 * n_params // run.C.shape[1])  # ceil
-        m = max(round(fraction * n), floor)
-        if m >= n:
-            return None
-        return torch.randperm(n, generator=run.generator)[:m].to(problem.X.device)
-
-    def _record_iteration(self, run):
-        state = run.solver["state"]
-        self.grad_norm_curve_.append(state.grad_norm)
-        radius = state.radius if self.globalization == "trust_region" else None
-        self.trust_radius_curve_.append(float("nan") if radius is None else radius)
-        self.work_units_.append(run.solver["work_units"])
-
-    def _converged(self, run):
-        first = self.grad_norm_curve_[0]
-        return self.grad_norm_curve_[-1] <= self.tol * first
-
-    def _snapshot(self, run):
-        state = run.solver["state"]
+    def _trainer_options(self):
+        """The :class:`~sk_slim.training.GNvproConfig` of these parameters."""
         return {
-            "module": {k: v.clone() for k, v in run.net.state_dict().items()},
-            "radius": state.radius,
+            "alpha": self.alpha,
+            "alpha_init": self.alpha_init,
+            "head_alpha": self.head_alpha,
+            "batch_size": self.batch_size,
+            "krylov_max_iter": self.krylov_max_iter,
+            "krylov_tol": self.krylov_tol,
+            "globalization": self.globalization,
+            "tol": self.tol,
         }
-
-    def _restore(self, run, snapshot):
-        run.net.load_state_dict(snapshot["module"])
-        run.solver["state"].radius = snapshot["radius"]
-
-    def _scale_learning_rate(self, run, factor):
-        # No learning rate: a diverged iteration shrinks the trust radius instead.
-        state = run.solver["state"]
-        if state.radius is not None:
-            state.radius *= factor
-
-    def _current_head_alpha(self, run):
-        return float(run.solver["state"].head_alpha)
-
-    def _finish_training(self, run):
-        self._solve_head(run)
-        self._solver_state = {"radius": run.solver["state"].radius}
 
 
 class GNvproRegressor(RegressorMixin, _BaseGNvpro):
@@ -359,11 +255,18 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         self.preconditioner = preconditioner
         self.curvature_fraction = curvature_fraction
 
-    def _preconditioner(self):
-        return self.preconditioner
+    _parameter_constraints = {
+        **_BaseGNvpro._parameter_constraints,
+        "preconditioner": [None, StrOptions({"auto"})],
+        "curvature_fraction": [None, Interval(Real, 0, 1, closed="right")],
+    }
 
-    def _curvature_fraction(self):
-        return self.curvature_fraction
+    def _trainer_options(self):
+        return {
+            **super()._trainer_options(),
+            "preconditioner": self.preconditioner,
+            "curvature_fraction": self.curvature_fraction,
+        }
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -604,14 +507,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def _problem_class(self):
-        return ReducedLogisticProblem
-
-    def _full_data_head_alpha(self, run):
-        if self.head_alpha == "auto":  # LogisticRegression(C=1.0)'s ridge
-            return 1.0 / float(len(run.X) if run.weight is None else run.weight.sum())
-        return self.head_alpha
-
-    def _solve_head(self, run):
-        alpha = self._full_data_head_alpha(run)
-        self.head_alpha_ = solve_logistic_head(run.net, run.X, run.C, run.weight, alpha)
+    def _trainer_options(self):
+        # No preconditioner for the cross-entropy problem yet, and sub-sampled
+        # curvature measured no gain here (benchmarks/README.md).
+        return {**super()._trainer_options(), "loss": "cross_entropy"}

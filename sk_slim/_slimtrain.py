@@ -1,6 +1,5 @@
 """slimTrain estimators: mini-batch training with a slimTik-solved head."""
 
-import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,20 +9,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseSeparable
 from ._classifier import _SeparableClassifierMixin
-from .linalg import SlimTik, fit_temperature
-from .training import features_of, slimtrain_epoch
+from .linalg import fit_temperature
+from .training import SlimTrainConfig, SlimTrainTrainer, features_of
 
 __all__ = ["SlimTrainClassifier", "SlimTrainRegressor"]
 
-# Floor of slimTik's Lambda. The paper's 1e-7 let sGCV drive Lambda to the floor
-# on every batch, and the streamed head then blew up along near-null feature
-# directions (partial_fit on peaks: test R^2 -11.9). 1e-3 is the scale of the
-# GCV-optimal full-data ridge times (r + 1) on standardized problems (R^2 0.80).
-_LOWER_BOUND = 1e-3
-
 
 class _BaseSlimTrain(_BaseSeparable):
-    """slimTrain's training loop, shared by the regressor and the classifier."""
+    """What the slimTrain regressor and classifier share: the trainer they build."""
 
     _parameter_constraints = {
         **_BaseSeparable._parameter_constraints,
@@ -37,105 +30,18 @@ class _BaseSlimTrain(_BaseSeparable):
         "shuffle": ["boolean"],
     }
 
-    # ------------------------------------------------- hooks of _BaseSeparable
-
-    def _start_training(self, run, fresh):
-        net = run.net
-        optimizer = self._make_optimizer(run)
-        if fresh:
-            slimtik = SlimTik(
-                net.W.shape[0] + 1,
-                net.W.shape[1],
-                memory_depth=self.memory_depth,
-                lam="sgcv" if self.head_alpha == "auto" else self.head_alpha,
-                lam_init=_LOWER_BOUND,
-                lower_bound=_LOWER_BOUND,
-                W0=net.augmented_head.detach(),
-                device=run.X.device,
-            )
-        else:
-            decays = [group["weight_decay"] for group in optimizer.param_groups]
-            optimizer.load_state_dict(self._solver_state["optimizer"])
-            # Keep the moments and learning rate, not a stale alpha / batch size.
-            for group, decay in zip(optimizer.param_groups, decays, strict=True):
-                group["weight_decay"] = decay
-            slimtik = self._solver_state["slimtik"]
-            slimtik.state = slimtik.state.to(run.X.device)
-        run.solver = {"optimizer": optimizer, "slimtik": slimtik}
-
-    def _make_optimizer(self, run):
-        # MLP's penalty alpha / (2 n_batch) ||theta||^2 on weights, not biases, with
-        # n_batch the samples a batch stands for (weights count as repetitions).
-        batch_mass = self._batch_size(len(run.X))
-        if run.weight is not None:
-            batch_mass *= float(run.weight.mean())
-        params = list(run.net.feature_extractor.parameters())
-        groups = [
-            {
-                "params": [p for p in params if p.ndim > 1],
-                "weight_decay": self.alpha / batch_mass,
-            },
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-        ]
-        groups = [g for g in groups if g["params"]]
-        if self.solver == "adam":
-            return torch.optim.Adam(groups, lr=self.learning_rate_init)
-        return torch.optim.SGD(
-            groups, lr=self.learning_rate_init, momentum=0.9, nesterov=True
+    def _make_trainer(self, net, *, incremental):
+        config = SlimTrainConfig(
+            memory_depth=self.memory_depth,
+            head_alpha=self.head_alpha,
+            solver=self.solver,
+            learning_rate_init=self.learning_rate_init,
+            alpha=self.alpha,
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            streaming=incremental,
         )
-
-    def _batch_size(self, n_samples):
-        if self.batch_size == "auto":
-            return min(200, n_samples)
-        return min(self.batch_size, n_samples)
-
-    def _train_epoch(self, run):
-        solver = run.solver
-        loss = slimtrain_epoch(
-            run.net,
-            solver["optimizer"],
-            solver["slimtik"],
-            run.X,
-            run.C,
-            run.weight,
-            batch_size=self._batch_size(len(run.X)),
-            generator=run.generator if self.shuffle else None,
-        )
-        # A NaN gradient on the last batch poisons theta after the loss was taken.
-        finite = all(torch.isfinite(p).all() for p in run.net.parameters())
-        if not finite or not torch.isfinite(run.net.W).all():
-            return float("nan")
-        return float(loss)
-
-    def _snapshot(self, run):
-        return {
-            "module": copy.deepcopy(run.net.state_dict()),
-            "optimizer": copy.deepcopy(run.solver["optimizer"].state_dict()),
-            "slimtik": run.solver["slimtik"].state.clone(),
-        }
-
-    def _restore(self, run, snapshot):
-        run.net.load_state_dict(snapshot["module"])
-        run.solver["optimizer"].load_state_dict(snapshot["optimizer"])
-        run.solver["slimtik"].state = snapshot["slimtik"].clone()
-
-    def _scale_learning_rate(self, run, factor):
-        for group in run.solver["optimizer"].param_groups:
-            group["lr"] *= factor
-
-    def _current_head_alpha(self, run):
-        return float(run.solver["slimtik"].state.alpha)
-
-    def _finish_training(self, run):
-        solver = run.solver
-        if run.incremental:
-            self.head_alpha_ = float(solver["slimtik"].state.alpha)
-        else:
-            self._solve_head(run)
-        self._solver_state = {
-            "optimizer": solver["optimizer"].state_dict(),
-            "slimtik": solver["slimtik"],
-        }
+        return SlimTrainTrainer(net, config)
 
 
 class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
@@ -623,20 +529,21 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         squared = ((scores - y_val) ** 2).sum(axis=1)
         return -float(np.average(squared, weights=sample_weight))
 
-    def _finish_training(self, run):
-        super()._finish_training(run)
-        beta = self._fit_inverse_temperature(run)
+    def _calibrate(self, net, fit):
+        """Fit the temperature of ``predict_proba`` to the trained head."""
+        beta = self._fit_inverse_temperature(net, fit)
         self.temperature_ = 1.0 / beta if beta > 0 else float("inf")
 
-    def _fit_inverse_temperature(self, run):
+    def _fit_inverse_temperature(self, net, fit):
         """``beta`` minimizing the log-loss of ``softmax(beta S)``: on the
         validation split when there is one, else on the training data."""
-        if run.X_val is not None:
-            S = self._to_tensor(self._predict_scaled(run.net, run.X_val))
-            Y = self._to_tensor(run.y_val)
-            weight = self._to_tensor(run.weight_val)
+        if fit.validation is not None:
+            validation = fit.validation
+            S = self._to_tensor(self._predict_scaled(net, validation.X))
+            Y = self._to_tensor(validation.y)
+            weight = self._to_tensor(validation.weight)
         else:
             with torch.no_grad():
-                S = run.net.head(features_of(run.net, run.X))
-            Y, weight = run.C, run.weight
+                S = net.head(features_of(net, fit.data.X))
+            Y, weight = fit.data.C, fit.data.weight
         return fit_temperature(S, Y.argmax(dim=1), weight)

@@ -304,9 +304,9 @@ def make_resnet(
 
     Notes
     -----
-    The ResNet box rule (ALGORITHMS.md §3.3) is reconstructed, not taken from
-    the paper: with inputs in ``[lo, hi]^d``, a ReLU block adds at most
-    ``h (hi - lo)`` to every channel, so the box grows by ``(1 + h)`` per block
+    The ResNet box rule is reconstructed, not taken from Cyr et al. (2020):
+    with inputs in ``[lo, hi]^d``, a ReLU block adds at most ``h (hi - lo)``
+    to every channel, so the box grows by ``(1 + h)`` per block
     and by at most ``e`` over a final time of 1.
     """
     if init == "box" and antisymmetric:

@@ -1,4 +1,4 @@
-"""A slimTik-solved last layer for any skorch net (ALGORITHMS.md §1.5).
+"""A slimTik-solved last layer for any skorch net (the slimTrain step).
 
 :class:`SlimTrainNet` and :class:`SlimTrainNetRegressor` are skorch nets whose
 training step is the slimTrain step: the module's head (its final ``nn.Linear``)
@@ -28,8 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "sk_slim.skorch needs skorch; install it with: pip install 'sk_slim[skorch]'"
     ) from exc
 
-from ._slimtrain import _LOWER_BOUND
-from .linalg import SlimTik
+from .training import make_slimtik
 
 __all__ = ["SlimTrainNet", "SlimTrainNetRegressor"]
 
@@ -104,10 +103,10 @@ class SlimTrainNet(NeuralNet):
     the duration of each training step only, which also writes the new head
     before the head runs. So the user's module is used as it is (no need to
     split it into an extractor and a head), the forward pass is not repeated,
-    the loss is computed on the same graph with the new head as in
-    ALGORITHMS.md §1.5, and no hook is left on the module to be pickled. With
-    an optimizer that evaluates its closure several times per step (LBFGS),
-    only the first evaluation updates the head.
+    the loss is computed on the same graph with the new head, as in
+    slimTrain's iteration (Newman et al. 2022), and no hook is left on the
+    module to be pickled. With an optimizer that evaluates its closure several
+    times per step (LBFGS), only the first evaluation updates the head.
 
     The head's parameters get ``requires_grad=False``. The module's head is the
     source of truth: if it was changed outside training (``load_params``, a
@@ -250,19 +249,7 @@ class SlimTrainNet(NeuralNet):
                 f"head_alpha must be 'auto' or a float >= 0, got {alpha!r}."
             )
         W0 = _augmented_head(head)  # (p, c)
-        # SlimTrainRegressor's floor (and start) of Lambda: with the paper's 1e-7,
-        # sGCV drove Lambda to the floor there and the streamed head blew up along
-        # near-null feature directions (see _slimtrain.py).
-        return SlimTik(
-            W0.shape[0],
-            W0.shape[1],
-            memory_depth=self.memory_depth,
-            lam="sgcv" if alpha == "auto" else float(alpha),
-            lam_init=_LOWER_BOUND,
-            lower_bound=_LOWER_BOUND,
-            W0=W0,
-            device=W0.device,
-        )
+        return make_slimtik(W0, memory_depth=self.memory_depth, head_alpha=alpha)
 
 
 class SlimTrainNetRegressor(SlimTrainNet, NeuralNetRegressor):

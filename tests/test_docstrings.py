@@ -1,4 +1,4 @@
-"""numpydoc validation of every public docstring (STYLE.md: numpydoc on the public API).
+"""numpydoc validation of every public docstring (numpydoc on the public API).
 
 The public API is what the modules below export in ``__all__``: the estimators, the
 functions and classes of ``sk_slim.linalg``/``networks``/``training``/``datasets``,
@@ -24,8 +24,7 @@ PUBLIC_MODULES = (
     "sk_slim.linalg",
     "sk_slim.networks",
     "sk_slim.training",
-    "sk_slim.training.gnvpro",
-    "sk_slim.training.gnvpro_logistic",
+    "sk_slim.training.gauss_newton",
     # The optional skorch bridge: only when skorch is installed (it is in the
     # test extra, so CI checks it).
     *(("sk_slim.skorch",) if importlib.util.find_spec("skorch") else ()),

@@ -5,15 +5,12 @@ import math
 import pytest
 import torch
 
-import sk_slim.training.gnvpro as gnvpro_module
+import sk_slim.training.gauss_newton as gnvpro_module
 from sk_slim.linalg import cg
 from sk_slim.networks import SeparableNet, make_mlp
-from sk_slim.training.gnvpro import (
-    GNvproState,
-    ReducedProblem,
-    _StepSpace,
-    gnvpro_step,
-)
+from sk_slim.training.gauss_newton import _StepSpace
+from sk_slim.training.gnvpro import GNvproState, gnvpro_step
+from sk_slim.training.reduced import ReducedProblem
 
 HEAD_ALPHA, THETA_ALPHA = 0.05, 1e-3
 

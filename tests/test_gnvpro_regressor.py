@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sk_slim import GNvproRegressor
+from sk_slim.training import GNvproTrainer
 from sk_slim.datasets import make_peaks
 
 
@@ -135,7 +136,7 @@ def test_warm_start_carries_network_and_radius(peaks):
         model.fit(X_train, y_train)
     assert model.n_iter_ == 8 and len(model.grad_norm_curve_) == 8
     assert (
-        model._solver_state["radius"] != radius
+        model._trainer_state.radius != radius
         or model.loss_curve_[4] < model.loss_curve_[3]
     )
     assert model.loss_curve_[-1] <= model.loss_curve_[3]
@@ -161,22 +162,26 @@ def test_pickle_round_trip(peaks):
     np.testing.assert_array_equal(model.predict(X_test), restored.predict(X_test))
 
 
-def test_theta_penalty_follows_the_continuation_path(peaks):
+def test_theta_penalty_follows_the_continuation_path(peaks, monkeypatch):
     X_train, _, y_train, _ = peaks
     penalties = []
+    make_problem = GNvproTrainer._problem
 
-    class Recording(GNvproRegressor):
-        def _problem(self, run):
-            problem = super()._problem(run)
-            penalties.append(problem.alpha * len(run.X))  # back to MLP's scale
-            return problem
+    def recording(trainer):
+        problem = make_problem(trainer)
+        penalties.append(problem.alpha * len(problem.X))  # back to MLP's scale
+        return problem
 
+    monkeypatch.setattr(GNvproTrainer, "_problem", recording)
+    model = GNvproRegressor(
+        alpha=1e-3, alpha_init=10.0, max_iter=4, early_stopping=False
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        Recording(alpha=1e-3, alpha_init=10.0, max_iter=4, early_stopping=False).fit(
-            X_train[:200], y_train[:200]
-        )
-    expected = [1e-3 + 10.0 * 0.8**k for k in range(4)]
+        model.fit(X_train[:200], y_train[:200])
+        # A warm start goes on along the path: iterations 4 and 5.
+        model.set_params(warm_start=True, max_iter=2).fit(X_train[:200], y_train[:200])
+    expected = [1e-3 + 10.0 * 0.8**k for k in range(6)]
     np.testing.assert_allclose(penalties, expected, rtol=1e-12)
 
 

@@ -23,8 +23,11 @@ from skorch.callbacks import (  # noqa: E402
 )
 from skorch.dataset import ValidSplit  # noqa: E402
 
-from sk_slim._slimtrain import _LOWER_BOUND  # noqa: E402  (slimTik's Lambda_0)
+from sk_slim.linalg import SlimTik  # noqa: E402
 from sk_slim.skorch import SlimTrainNet, SlimTrainNetRegressor  # noqa: E402
+
+# slimTik's default floor and start of Lambda, which the bridge keeps.
+_LOWER_BOUND = SlimTik(1, 1).lower_bound
 
 N_SAMPLES, BATCH_SIZE = 256, 32  # 8 full batches per epoch
 

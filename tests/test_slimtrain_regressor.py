@@ -209,7 +209,7 @@ def test_partial_fit_streams_with_bounded_memory():
     ):
         model.partial_fit(X_chunk, y_chunk)
         scores.append(model.score(X_test, y_test))
-    slimtik = model._solver_state["slimtik"]
+    slimtik = model._trainer_state.slimtik
     assert len(slimtik.state.grams) == model.memory_depth + 1
     assert slimtik.state.n_updates == 3000 // 50
     assert model.n_iter_ == 30 and model.t_ == 3000
@@ -364,7 +364,7 @@ def test_nan_epoch_is_undone_and_learning_rate_halved(friedman):
     X_train, _, y_train, _ = friedman
     faulty = _faulty("nan", lambda call: call == 3)  # once, in the first epoch
     model = _fit(X_train, y_train, max_iter=4, batch_size=100, **faulty)
-    optimizer_lr = model._solver_state["optimizer"]["param_groups"][0]["lr"]
+    optimizer_lr = model._trainer_state.optimizer["param_groups"][0]["lr"]
     assert optimizer_lr == pytest.approx(model.learning_rate_init / 2)
     assert np.isfinite(model.loss_curve_).all() and model.n_iter_ == 4
 
@@ -381,7 +381,7 @@ def test_nan_gradient_on_the_last_batch_is_caught(friedman):
     X_train, _, y_train, _ = friedman
     faulty = _faulty("nan_gradient", lambda call: call == 6)  # last batch, epoch 2
     model = _fit(X_train, y_train, max_iter=3, batch_size=100, **faulty)
-    lr = model._solver_state["optimizer"]["param_groups"][0]["lr"]
+    lr = model._trainer_state.optimizer["param_groups"][0]["lr"]
     assert lr == pytest.approx(model.learning_rate_init / 2)
     assert all(torch.isfinite(p).all() for p in model.module_.parameters())
 
@@ -418,7 +418,7 @@ def test_partial_fit_weight_decay_follows_the_current_chunk(friedman):
     model = SlimTrainRegressor(alpha=1e-2, random_state=0)
     model.partial_fit(X_train[:2], y_train[:2])
     model.partial_fit(X_train, y_train)
-    decay = model._solver_state["optimizer"]["param_groups"][0]["weight_decay"]
+    decay = model._trainer_state.optimizer["param_groups"][0]["weight_decay"]
     assert decay == pytest.approx(1e-2 / 200)
 
 

@@ -1,6 +1,7 @@
 """The cross-entropy head: ridge-regularized multinomial logistic regression.
 
-GNvpro's classification head ``W(theta)`` (ALGORITHMS.md §2.3) solves
+GNvpro's classification head ``W(theta)`` (Newman et al. 2021, the
+cross-entropy case) solves
 
     min_W  f(W) = sum_i w_i CE(softmax(z_i W), y_i) + alpha/2 ||W||_F^2
 
@@ -135,7 +136,7 @@ def logistic_hessian(Z, P, alpha, sample_weight=None):
     -------
     matvec : callable
         ``V (p, c) -> Z^T diag(w) [(diag(p_i) - p_i p_i^T) (Z V)_i]_i + alpha V``,
-        in ``O(n p c)`` per product (ALGORITHMS.md §2.3).
+        in ``O(n p c)`` per product.
     """
     omega = _normalized(sample_weight, Z.shape[0], Z)
 

@@ -3,7 +3,8 @@
 Samples are in rows, as everywhere in sk_slim: features ``Z`` (n, p), targets
 ``C`` (n, c), head ``W`` (p, c) with ``C ≈ Z W`` (the papers write the transpose).
 Every function here factors ``Z`` once and then evaluates any number of
-regularization parameters ``lam`` cheaply (STYLE.md, habit 3).
+regularization parameters ``lam`` cheaply (as scikit-learn's ``_RidgeGCV``
+decomposes once per fit).
 """
 
 import math
@@ -15,7 +16,8 @@ from torch import Tensor
 
 __all__ = ["GCVResult", "TikhonovSVD", "gcv", "tikhonov_factor", "tikhonov_svd"]
 
-# Head algebra runs in float64 whatever the network's dtype (ALGORITHMS.md §2.11).
+# Head algebra runs in float64 whatever the network's dtype: the SVD route copes
+# with the tiny ridge weights of near noise-free surrogates, float32 does not.
 _DTYPE = torch.float64
 
 
@@ -100,7 +102,7 @@ class TikhonovSVD:
 
         ``H(lam) = Z (Z^T Z + lam I)^{-1} Z^T`` is the hat matrix; ``c (n - tr H)``
         is the residual count of the vectorized problem, since every target
-        column shares the same hat matrix (ALGORITHMS.md §1.3).
+        column shares the same hat matrix.
 
         Parameters
         ----------

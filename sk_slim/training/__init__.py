@@ -1,11 +1,39 @@
-"""Training algorithms over (network, tensors): no scikit-learn here."""
+"""Training algorithms over (network, tensors): no scikit-learn here.
 
+Each algorithm is a trainer (:class:`Trainer`): slimTrain
+(:class:`SlimTrainTrainer`) and GNvpro (:class:`GNvproTrainer`).
+"""
+
+from .gnvpro import GNvproConfig, GNvproState, GNvproTrainer, gnvpro_step
+from .gnvpro_logistic import ReducedLogisticProblem
 from .head import features_of, solve_head, solve_logistic_head
-from .slimtrain import half_mse, slimtrain_epoch, slimtrain_step
+from .protocol import FitData, Trainer
+from .reduced import ReducedProblem
+from .slimtrain import (
+    SlimTrainConfig,
+    SlimTrainState,
+    SlimTrainTrainer,
+    half_mse,
+    make_slimtik,
+    slimtrain_epoch,
+    slimtrain_step,
+)
 
 __all__ = [
+    "FitData",
+    "GNvproConfig",
+    "GNvproState",
+    "GNvproTrainer",
+    "ReducedLogisticProblem",
+    "ReducedProblem",
+    "SlimTrainConfig",
+    "SlimTrainState",
+    "SlimTrainTrainer",
+    "Trainer",
     "features_of",
+    "gnvpro_step",
     "half_mse",
+    "make_slimtik",
     "slimtrain_epoch",
     "slimtrain_step",
     "solve_head",

@@ -1,5 +1,4 @@
-"""GNvpro for cross-entropy: the reduced problem with a logistic head (ALGORITHMS.md
-§2.3-2.5).
+"""GNvpro for cross-entropy: the reduced problem with a logistic head.
 
 The head is eliminated exactly, ``W(theta)`` = the ridge-regularized multinomial
 logistic regression on the features (Newton-Krylov, float64, warm-started), and
@@ -22,7 +21,7 @@ from ..linalg import (
     logistic_hessian_dense,
     softmax_jacobian_product,
 )
-from .gnvpro import _DTYPE, _ReducedBase
+from .reduced import _DTYPE, _ReducedBase
 
 __all__ = ["ReducedLogisticProblem"]
 
@@ -210,7 +209,7 @@ class ReducedLogisticProblem(_ReducedBase):
 
         ``J_S^T (d^2 L / dS^2) J_S + alpha_W J_W^T J_W + alpha_theta D`` for the
         outputs ``S = Z W(theta)`` and the head ``W(theta)``, with the head's
-        sensitivity ``dW`` included (ALGORITHMS.md §2.5, cross-entropy case).
+        sensitivity ``dW`` included (the cross-entropy case of Newman et al. 2021).
 
         Parameters
         ----------

@@ -1,13 +1,36 @@
-"""slimTrain: one step and one epoch (ALGORITHMS.md §1.5).
+"""slimTrain: one step, one epoch, and the trainer (Newman et al. 2022).
 
 Per mini-batch: forward pass, slimTik update of the head under no-grad, the loss
 with the new head on the same graph, backward, and one optimizer step on the
-feature extractor's parameters only. Batches are tensor slices (no DataLoader).
+feature extractor's parameters only (the alternating iteration of slimTrain).
+Batches are tensor slices (no DataLoader).
+
+References
+----------
+Newman, Chung, Chung, Ruthotto (2022), "slimTrain - A Stochastic Approximation
+Method for Training Separable Deep Neural Networks", SIAM J. Sci. Comput. 44(4),
+A2322-A2348.
 """
+
+import copy
+import math
+from dataclasses import dataclass
 
 import torch
 
-__all__ = ["half_mse", "slimtrain_epoch", "slimtrain_step"]
+from ..linalg import SlimTik
+from .head import solve_head
+from .protocol import Trainer
+
+__all__ = [
+    "SlimTrainConfig",
+    "SlimTrainState",
+    "SlimTrainTrainer",
+    "half_mse",
+    "make_slimtik",
+    "slimtrain_epoch",
+    "slimtrain_step",
+]
 
 
 def half_mse(residual, sample_weight=None):
@@ -107,3 +130,289 @@ def slimtrain_epoch(
         total = total + loss * batch_mass
         mass = mass + batch_mass
     return total / mass
+
+
+def make_slimtik(W0, *, memory_depth=5, head_alpha="auto"):
+    """The slimTik solver of a separable network's head, as sk_slim configures it.
+
+    Parameters
+    ----------
+    W0 : Tensor of shape (p, c)
+        The initial augmented head ``[W; b]`` (its last row is the bias); its
+        device is the solver's.
+    memory_depth : int, default=5
+        Number ``r`` of previous batches remembered.
+    head_alpha : 'auto' or float, default='auto'
+        ``'auto'`` chooses each batch's regularization increment by sampled
+        GCV; a float fixes it.
+
+    Returns
+    -------
+    SlimTik
+        With :class:`~sk_slim.linalg.SlimTik`'s default floor (and start) of
+        ``Lambda``.
+    """
+    return SlimTik(
+        W0.shape[0],
+        W0.shape[1],
+        memory_depth=memory_depth,
+        lam="sgcv" if head_alpha == "auto" else float(head_alpha),
+        W0=W0,
+        device=W0.device,
+    )
+
+
+@dataclass(frozen=True)
+class SlimTrainConfig:
+    """What a slimTrain run is asked to do (the estimator's parameters).
+
+    Attributes
+    ----------
+    memory_depth : int
+        slimTik's memory depth ``r``.
+    head_alpha : 'auto' or float
+        ``'auto'``: sampled GCV per batch and GCV in the full-data solve.
+    solver : {'adam', 'sgd'}
+        The optimizer of ``theta`` (SGD with Nesterov momentum 0.9).
+    learning_rate_init : float
+        Its learning rate.
+    alpha : float
+        L2 penalty on the extractor's weight matrices (not biases), as
+        ``MLPRegressor``'s: ``alpha / (2 n_batch) ||theta_w||^2`` per batch.
+    batch_size : int or 'auto'
+        Rows per mini-batch; ``'auto'`` is ``min(200, n)``.
+    shuffle : bool
+        Shuffle the rows every epoch.
+    streaming : bool
+        ``partial_fit``: continue the optimizer and slimTik from the previous
+        call and keep the streamed head (no full-data solve at the end).
+    """
+
+    memory_depth: int = 5
+    head_alpha: object = "auto"
+    solver: str = "adam"
+    learning_rate_init: float = 1e-2
+    alpha: float = 1e-4
+    batch_size: object = "auto"
+    shuffle: bool = True
+    streaming: bool = False
+
+    def batch_size_for(self, n_samples):
+        """Return the mini-batch size for a data set.
+
+        Parameters
+        ----------
+        n_samples : int
+            Training rows.
+
+        Returns
+        -------
+        int
+            ``batch_size``, or ``min(200, n_samples)`` for ``'auto'``; at most
+            ``n_samples``.
+        """
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        return min(self.batch_size, n_samples)
+
+
+@dataclass
+class SlimTrainState:
+    """Where a slimTrain run stands between calls (what ``partial_fit`` continues).
+
+    Attributes
+    ----------
+    optimizer : dict
+        The state dict of ``theta``'s optimizer (moments, learning rate).
+    slimtik : SlimTik
+        The head's solver and its memory.
+    """
+
+    optimizer: dict
+    slimtik: SlimTik
+
+
+class SlimTrainTrainer(Trainer):
+    """Run slimTrain: mini-batch epochs, a slimTik head, an optimizer on theta.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network, trained in place.
+    config : SlimTrainConfig
+        The run's settings.
+    """
+
+    history_names = ()
+
+    def __init__(self, net, config):
+        self.net = net
+        self.config = config
+
+    def start(self, data, state=None):
+        """Build the optimizer and slimTik, continuing ``state`` when streaming.
+
+        Parameters
+        ----------
+        data : FitData
+            The training data of this call.
+        state : SlimTrainState, default=None
+            The previous call's state; used only when ``config.streaming``.
+        """
+        self.data = data
+        self.optimizer = self._make_optimizer()
+        if state is None or not self.config.streaming:
+            self.slimtik = make_slimtik(
+                self.net.augmented_head.detach(),
+                memory_depth=self.config.memory_depth,
+                head_alpha=self.config.head_alpha,
+            )
+            return
+        decays = [group["weight_decay"] for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state.optimizer)
+        # Keep the moments and learning rate, not a stale alpha / batch size.
+        for group, decay in zip(self.optimizer.param_groups, decays, strict=True):
+            group["weight_decay"] = decay
+        self.slimtik = copy.copy(state.slimtik)
+        self.slimtik.state = state.slimtik.state.to(data.X.device)
+
+    def _make_optimizer(self):
+        # MLP's penalty alpha / (2 n_batch) ||theta||^2 on weights, not biases, with
+        # n_batch the samples a batch stands for (weights count as repetitions).
+        data, config = self.data, self.config
+        batch_mass = config.batch_size_for(len(data.X))
+        if data.weight is not None:
+            batch_mass *= float(data.weight.mean())
+        params = list(self.net.feature_extractor.parameters())
+        groups = [
+            {
+                "params": [p for p in params if p.ndim > 1],
+                "weight_decay": config.alpha / batch_mass,
+            },
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        lr = config.learning_rate_init
+        if config.solver == "adam":
+            return torch.optim.Adam(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+
+    @property
+    def state(self):
+        """The optimizer's state dict and slimTik, a :class:`SlimTrainState`."""
+        return SlimTrainState(self.optimizer.state_dict(), self.slimtik)
+
+    @property
+    def head_alpha(self):
+        """Effective ridge weight of slimTik, ``Lambda_k / (k + 1)``."""
+        return float(self.slimtik.state.alpha)
+
+    def epoch(self):
+        """Run one pass over the data in mini-batches.
+
+        Returns
+        -------
+        loss : float
+            The mean batch loss, each with the head just fitted to it; nan if the
+            network's parameters or head became non-finite.
+        """
+        data = self.data
+        loss = slimtrain_epoch(
+            self.net,
+            self.optimizer,
+            self.slimtik,
+            data.X,
+            data.C,
+            data.weight,
+            batch_size=self.config.batch_size_for(len(data.X)),
+            generator=data.generator if self.config.shuffle else None,
+        )
+        # A NaN gradient on the last batch poisons theta after the loss was taken.
+        net = self.net
+        finite = all(torch.isfinite(p).all() for p in net.parameters())
+        if not finite or not torch.isfinite(net.W).all():
+            return math.nan
+        return float(loss)
+
+    def snapshot(self):
+        """Copy the network and the algorithm's state.
+
+        Returns
+        -------
+        snapshot : dict
+            What :meth:`restore` needs to undo the next epochs.
+        """
+        return {
+            "module": copy.deepcopy(self.net.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "slimtik": self.slimtik.state.clone(),
+        }
+
+    def restore(self, snapshot):
+        """Return to a snapshot.
+
+        Parameters
+        ----------
+        snapshot : dict
+            From :meth:`snapshot`.
+        """
+        self.net.load_state_dict(snapshot["module"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.slimtik.state = snapshot["slimtik"].clone()
+
+    def shrink_step(self, factor):
+        """Scale the optimizer's learning rate after a divergence.
+
+        Parameters
+        ----------
+        factor : float
+            The scale, in (0, 1).
+        """
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+
+    def record(self):
+        """Report this epoch's algorithm-specific history.
+
+        Returns
+        -------
+        record : dict of str to float
+            Empty: slimTrain has no history beyond the loss and the head's ridge weight.
+        """
+        return {}
+
+    def converged(self):
+        """Test the algorithm's own convergence criterion.
+
+        Returns
+        -------
+        bool
+            Always False: slimTrain stops by the loop's patience only.
+        """
+        return False
+
+    def solve_head(self):
+        """Solve the head on all training rows and store it in the network.
+
+        Returns
+        -------
+        head_alpha : float
+            The ridge weight: chosen by GCV for ``head_alpha='auto'``, else
+            the fixed one.
+        """
+        data, alpha = self.data, self.config.head_alpha
+        alpha = "gcv" if alpha == "auto" else alpha
+        return solve_head(self.net, data.X, data.C, data.weight, alpha)
+
+    def finish(self):
+        """Solve the final head at the end of a call.
+
+        Returns
+        -------
+        head_alpha : float
+            The full-data ridge head's weight; when streaming, slimTik's
+            effective weight (the streamed head is kept: bounded memory).
+        """
+        if self.config.streaming:
+            return self.head_alpha
+        return self.solve_head()

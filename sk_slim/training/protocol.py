@@ -1,0 +1,169 @@
+"""The trainer protocol: how an estimator drives a training algorithm.
+
+An estimator owns the epoch loop (validation split, early stopping, history,
+divergence recovery, callbacks); a *trainer* owns one algorithm. The loop calls
+
+1. ``start(data, state)`` once per ``fit``/``partial_fit`` call, with the state
+   a previous call's trainer left (``None``: start afresh);
+2. ``epoch()`` repeatedly, with ``snapshot()``/``restore()`` around it to undo
+   an epoch that diverged and ``shrink_step(factor)`` before the retry;
+   ``record()``, ``head_alpha`` and ``converged()`` after each accepted epoch;
+   ``solve_head()`` when the loop scores the network with its full-data head;
+3. ``finish()`` at the end, which solves the final head and returns its ridge
+   weight; ``state`` is then what the estimator stores (a picklable dataclass)
+   and passes to the next call's ``start``.
+
+A new algorithm is a new trainer (or a new configuration of one), never a new
+hook of the estimators.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["FitData", "Trainer"]
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The training data of one call to ``fit``, as tensors on the device.
+
+    Attributes
+    ----------
+    X : Tensor of shape (n, ...)
+        Training inputs.
+    C : Tensor of shape (n, c)
+        Targets of the head: standardized values, or one-hot labels.
+    weight : Tensor of shape (n,) or None
+        Positive row weights, read as repetitions; None when all are one.
+    generator : torch.Generator
+        The fit's random stream (shuffling, sub-sampling).
+    """
+
+    X: torch.Tensor
+    C: torch.Tensor
+    weight: torch.Tensor | None
+    generator: torch.Generator
+
+    @property
+    def n_effective(self):
+        """The number of samples the rows stand for, ``sum(weight)``."""
+        return float(len(self.X) if self.weight is None else self.weight.sum())
+
+
+class Trainer(ABC):
+    """What every training algorithm implements (see the module docstring).
+
+    Attributes
+    ----------
+    net : SeparableNet
+        The network the trainer updates in place.
+    history_names : tuple of str
+        The keys of :meth:`record`.
+    """
+
+    net: torch.nn.Module
+    history_names: tuple = ()
+
+    @property
+    @abstractmethod
+    def state(self):
+        """The state to store and to pass to the next :meth:`start`."""
+
+    @property
+    @abstractmethod
+    def head_alpha(self):
+        """The head's current ridge weight (mean-loss scale), for the history."""
+
+    @abstractmethod
+    def start(self, data, state=None):
+        """Take the data of this call and continue ``state``.
+
+        Parameters
+        ----------
+        data : FitData
+            The training data of this call.
+        state : object, default=None
+            The :attr:`state` a previous call left; None starts afresh.
+        """
+
+    @abstractmethod
+    def epoch(self):
+        """Run one epoch (or one outer iteration).
+
+        Returns
+        -------
+        loss : float
+            The epoch's training loss; nan if it diverged.
+        """
+
+    @abstractmethod
+    def snapshot(self):
+        """Copy what :meth:`restore` needs to undo the next epochs.
+
+        Returns
+        -------
+        snapshot : object
+            The network's tensors and the algorithm's state, copied.
+        """
+
+    @abstractmethod
+    def restore(self, snapshot):
+        """Return to a snapshot (the network and the algorithm's state).
+
+        Parameters
+        ----------
+        snapshot : object
+            From :meth:`snapshot`.
+        """
+
+    @abstractmethod
+    def shrink_step(self, factor):
+        """Scale the step (learning rate or trust radius) after a divergence.
+
+        Parameters
+        ----------
+        factor : float
+            The scale, in (0, 1).
+        """
+
+    @abstractmethod
+    def record(self):
+        """Report this epoch's algorithm-specific history.
+
+        Returns
+        -------
+        record : dict of str to float
+            One value per name of :attr:`history_names`.
+        """
+
+    @abstractmethod
+    def converged(self):
+        """Test the algorithm's own convergence criterion.
+
+        Returns
+        -------
+        bool
+            True when training should stop.
+        """
+
+    @abstractmethod
+    def solve_head(self):
+        """Solve the head on all the training rows and store it in the network.
+
+        Returns
+        -------
+        head_alpha : float
+            The head's ridge weight (mean-loss scale).
+        """
+
+    @abstractmethod
+    def finish(self):
+        """Solve the final head, if the algorithm does, at the end of a call.
+
+        Returns
+        -------
+        head_alpha : float
+            The final head's ridge weight (mean-loss scale).
+        """
