@@ -60,17 +60,18 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
     Parameters
     ----------
     hidden_layer_sizes : array-like of shape (n_layers,), default=(16, 16)
-        Widths of the default MLP feature extractor. Narrower than the other
-        estimators' (64, 64): each Gauss-Newton iteration costs passes in
-        proportion to the Krylov budget, which must grow with the parameter
-        count, and the GNvpro paper used width-8/16 networks. Measured on the CDR
-        surrogate: test R^2 0.981 in 1.9 s with (16, 16), 0.934 in 15 s with
-        (64, 64).
+        Widths of the default MLP feature extractor; the last is the number of
+        learned features. Narrower than the slimTrain estimators' (64, 64):
+        each Gauss-Newton iteration costs passes in proportion to the Krylov
+        budget, which must grow with the parameter count, and the GNvpro paper
+        used width-8/16 networks (measurements in the user guide).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     feature_extractor : callable, default=None
         ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
-        ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out).
+        ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
+        ``nn.Module`` subclass. Overrides ``hidden_layer_sizes``/``activation``.
+        It is seeded from ``random_state`` in a fork of torch's global RNG.
     feature_extractor_kwargs : dict, default=None
         Keyword arguments for ``feature_extractor``.
     alpha : float, default=1e-4
@@ -82,11 +83,8 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         ``alpha + alpha_init * 0.8**k``, so the first iterations fit smooth
         features under a strong penalty and early stopping picks the iterate
         with the best validation score along the path; None keeps ``alpha``
-        throughout. Measured against a constant ``alpha`` (test R^2, before the
-        preconditioner): diabetes
-        0.376 vs 0.198, friedman1 0.957 vs 0.955, peaks 0.9987 vs 0.9982, CDR
-        surrogate 0.9811 vs 0.9809, in fewer iterations. The path needs about 40
-        iterations to come down to 1e-2: short runs should pass None.
+        throughout. The path needs about 40 iterations to come down to 1e-2:
+        short runs should pass None. Measurements: the user guide.
     head_alpha : 'auto' or float, default='auto'
         The head's ridge weight on the mean loss; ``'auto'`` chooses it by GCV at
         every outer iteration (held fixed within the iteration).
@@ -106,7 +104,8 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
     warm_start : bool, default=False
         Continue from the previous fit's network (and trust radius).
     random_state : int, RandomState instance or None, default=None
-        Seeds initialization, sub-sampling and the validation split.
+        Seeds initialization, sub-sampling and the validation split through a
+        ``torch.Generator``; torch's and numpy's global RNGs are left untouched.
     device : str, default='auto'
         ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:k'``.
     dtype : {'float32', 'float64'}, default=None
@@ -129,21 +128,16 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         exact one less the residual's terms, slightly damped) when forming it
         costs at most ~5e8 multiply-adds (rows x head rank x parameters^2, about
         20 ms on one core): small networks with few outputs. The trust region is
-        then measured in that matrix's norm. Passes over the data to the
-        default fit, measured (benchmarks/README.md): peaks 2879 -> 853,
-        friedman1 1237 -> 695, at the same test R^2. None: plain CG.
+        then measured in that matrix's norm. None: plain CG. Measurements: the
+        user guide.
     curvature_fraction : float in (0, 1] or None, default=0.5
         Share of the rows, drawn afresh at every iteration, whose Gauss-Newton
         matrix (and preconditioner) the inner CG solve uses; the gradient, the
         objective and the trust region's test stay on all rows (sub-sampled
         curvature, Byrd et al. 2011). Never fewer rows than give twice as many
-        residuals as parameters; None uses all rows. Measured against None on
-        the default fits of benchmarks/README.md (3 seeds): passes -37 to -41%
-        (CDR surrogate), -25 to -30% (peaks), -43 to -55% (friedman1); time
-        -39% (peaks), -44% (friedman1), unchanged (CDR surrogate); mean test
-        R^2 within 0.0002; diabetes is too small to sample. On the CDR
-        surrogate, whose steps are limited by ``krylov_max_iter``, it takes
-        about twice the iterations: short fixed-length runs fit less there.
+        residuals as parameters; None uses all rows. Where the steps are limited
+        by ``krylov_max_iter`` it can take about twice the iterations, so short
+        fixed-length runs fit less. Measurements: the user guide.
 
     Attributes
     ----------
@@ -303,14 +297,16 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
     Parameters
     ----------
     hidden_layer_sizes : array-like of shape (n_layers,), default=(16, 16)
-        Widths of the default MLP feature extractor; narrow, as for
-        ``GNvproRegressor`` (the Krylov budget must grow with the parameter
-        count).
+        Widths of the default MLP feature extractor; the last is the number of
+        learned features. Narrow, as for ``GNvproRegressor`` (the Krylov budget
+        must grow with the parameter count).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     feature_extractor : callable, default=None
         ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
-        ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out).
+        ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
+        ``nn.Module`` subclass. Overrides ``hidden_layer_sizes``/``activation``.
+        It is seeded from ``random_state`` in a fork of torch's global RNG.
     feature_extractor_kwargs : dict, default=None
         Keyword arguments for ``feature_extractor``.
     alpha : float, default=1e-4
@@ -322,10 +318,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         ``alpha + alpha_init * 0.8**k``; None keeps ``alpha`` throughout.
         Full-batch Gauss-Newton drives the cross-entropy down fast and the
         network overfits; the path starts smooth and early stopping picks the
-        best iterate. Measured against a constant ``alpha`` (1e-4 / 1.0), test
-        accuracy: digits 0.973 vs 0.953 / 0.964, breast cancer 0.951 vs 0.951 /
-        0.951 (log-loss 0.097 vs 0.217 / 0.147), peaks5 0.836 vs 0.828 / 0.837,
-        classification4 0.851 vs 0.789 / 0.823.
+        best iterate. Measurements: the user guide.
     head_alpha : 'auto' or float, default='auto'
         The logistic head's ridge weight on the mean cross-entropy, > 0;
         ``'auto'`` is ``1 / n_samples``, the regularization of
@@ -346,7 +339,8 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
     warm_start : bool, default=False
         Continue from the previous fit's network (and trust radius).
     random_state : int, RandomState instance or None, default=None
-        Seeds initialization, sub-sampling and the validation split.
+        Seeds initialization, sub-sampling and the validation split through a
+        ``torch.Generator``; torch's and numpy's global RNGs are left untouched.
     device : str, default='auto'
         ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:k'``.
     dtype : {'float32', 'float64'}, default=None

@@ -82,7 +82,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         Learning rate of the extractor's optimizer. Ten times ``MLPRegressor``'s
         default: with the head solved per batch, the gradient on ``theta`` only
         carries what the features cannot yet explain, and 1e-3 left them close to
-        their random initialization (benchmarks/README.md).
+        their random initialization (measurements: the user guide).
     batch_size : int or 'auto', default='auto'
         Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
     shuffle : bool, default=True
@@ -96,7 +96,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         Stop after this many epochs in a row without improvement. Twice
         ``MLPRegressor``'s: epochs are cheap, the best one is restored, and
         validation scores plateau for about 10 epochs before improving again
-        (peaks: stopped at 0.991 with 10, 0.998 with 20).
+        (measurements: the user guide).
     early_stopping : bool or 'auto', default='auto'
         Hold out ``validation_fraction`` of the data, stop when the validation R^2
         (of the network with its full-data head) stops improving, and restore the
@@ -111,8 +111,8 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
     device : str, default='auto'
         ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:k'``.
     dtype : {'float32', 'float64'}, default=None
-        The network's dtype: float64 on CPU and float32 on CUDA by default. The
-        head algebra always runs in float64; predictions come in ``X``'s dtype.
+        The network's dtype: float64 on CPU and float32 on CUDA by default; the
+        head algebra always runs in float64.
     verbose : int, default=0
         Print one line per epoch.
 
@@ -308,7 +308,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Learning rate of the extractor's optimizer. Ten times ``MLPRegressor``'s
         default: with the head solved per batch, the gradient on ``theta`` only
         carries what the features cannot yet explain, and 1e-3 left them close to
-        their random initialization (benchmarks/README.md).
+        their random initialization (measurements: the user guide).
     batch_size : int or 'auto', default='auto'
         Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
     shuffle : bool, default=True
@@ -322,7 +322,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Stop after this many epochs in a row without improvement. Twice
         ``MLPRegressor``'s: epochs are cheap, the best one is restored, and
         validation scores plateau for about 10 epochs before improving again
-        (peaks: stopped at 0.991 with 10, 0.998 with 20).
+        (measurements: the user guide).
     early_stopping : bool or 'auto', default='auto'
         Hold out ``validation_fraction`` of the data (stratified), stop when the
         validation Brier score (of the outputs of the network with its full-data
@@ -339,8 +339,8 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     device : str, default='auto'
         ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:k'``.
     dtype : {'float32', 'float64'}, default=None
-        The network's dtype: float64 on CPU and float32 on CUDA by default. The
-        head algebra always runs in float64; predictions come in ``X``'s dtype.
+        The network's dtype: float64 on CPU and float32 on CUDA by default; the
+        head algebra always runs in float64.
     verbose : int, default=0
         Print one line per epoch.
     class_weight : dict, 'balanced' or None, default=None

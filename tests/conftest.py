@@ -1,4 +1,5 @@
-"""Shared fixtures: explicit seeds, devices and dtypes (STYLE.md habit 10)."""
+"""Shared fixtures: explicit seeds and devices, so that no test touches the global
+RNG and every test runs on each device this machine has."""
 
 import pytest
 import torch

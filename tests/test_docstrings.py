@@ -1,4 +1,5 @@
-"""numpydoc validation of every public docstring (numpydoc on the public API).
+"""numpydoc validation of every public docstring: the public API is documented in the
+numpydoc format.
 
 The public API is what the modules below export in ``__all__``: the estimators, the
 functions and classes of ``sk_slim.linalg``/``networks``/``training``/``datasets``,

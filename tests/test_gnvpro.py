@@ -1,4 +1,6 @@
-"""GNvpro's reduced problem against dense Jacobians and finite differences (§2, §5)."""
+"""GNvpro's reduced least-squares problem against dense Jacobians and finite
+differences: the objective, its envelope-theorem gradient, the head's sensitivity and
+the Gauss-Newton products, the Kaufman preconditioner, and the outer iteration."""
 
 import math
 

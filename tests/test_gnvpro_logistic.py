@@ -1,5 +1,6 @@
 """GNvpro's cross-entropy reduced problem against dense Jacobians and finite
-differences (ALGORITHMS.md §2.3-2.5)."""
+differences: the logistic head's matrix-free Newton solve, its sensitivity
+(implicit differentiation), the reduced gradient and the Gauss-Newton products."""
 
 import pytest
 import torch

@@ -5,19 +5,23 @@ pickling, callbacks, divergence handling) is tested in
 test_slimtrain_regressor.py; here, what is specific to GNvpro.
 """
 
+import copy
+import math
 import pickle
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import make_friedman1
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sk_slim import GNvproRegressor
-from sk_slim.training import GNvproTrainer
 from sk_slim.datasets import make_peaks
+from sk_slim.networks import SeparableNet, make_mlp
+from sk_slim.training import GNvproState, GNvproTrainer, ReducedProblem, gnvpro_step
 
 
 def _expected_failed_checks(estimator):
@@ -73,23 +77,146 @@ def test_learns_a_nonlinear_function(peaks, globalization):
     assert model.score(X_test, y_test) > 0.9
 
 
-def test_history_attributes(peaks):
+class _RecordingMLP(torch.nn.Module):
+    """A ``feature_extractor``: the (16, 16) tanh MLP from a fixed seed, which
+    keeps a copy of itself as built in ``initial`` and appends the input of every
+    forward call to ``inputs``."""
+
+    def __init__(self, n_features_in, *, initial, inputs):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.mlp = make_mlp(
+            n_features_in, (16, 16), "tanh", generator=generator, dtype=torch.float64
+        )
+        initial.append(copy.deepcopy(self.mlp))
+        self.inputs = inputs
+
+    def forward(self, X):
+        self.inputs.append(X)
+        return self.mlp(X)
+
+
+def _fit_recorded(X, y, **params):
+    """``_fit`` with a _RecordingMLP: the model, its initial extractor, and the
+    inputs of its forward calls. On the CPU, in float64, as the replays below."""
+    initial, inputs = [], []
+    model = _fit(
+        X,
+        y,
+        feature_extractor=_RecordingMLP,
+        feature_extractor_kwargs={"initial": initial, "inputs": inputs},
+        device="cpu",
+        **params,
+    )
+    return model, initial[0], inputs
+
+
+def _standardized(y):
+    """The targets as the estimator fits them (standardized), a (n, 1) tensor."""
+    return torch.as_tensor((y - y.mean()) / y.std())[:, None]
+
+
+def _replay(extractor, samples, globalization="trust_region", alpha=1e-4):
+    """GNvpro's iterations redone with sk_slim.training alone.
+
+    From the extractor ``extractor`` (copied), one ``gnvpro_step`` per (X, C) in
+    ``samples``, with the estimator's defaults (GCV head, Kaufman preconditioner,
+    20 CG iterations to 1e-2) and its documented theta penalty ``alpha / (2 n)
+    ||theta_w||^2``, one GNvproState carried through. Returns each iteration's
+    objective, gradient norm, head ridge weight, trust radius and passes.
+    """
+    net = SeparableNet(copy.deepcopy(extractor), 16, 1)
+    state = GNvproState()
+    history = {"loss": [], "grad_norm": [], "head_alpha": [], "radius": [], "work": []}
+    for X, C in samples:
+        problem = ReducedProblem(net, X, C, alpha=alpha / len(X))
+        value = gnvpro_step(
+            problem,
+            state,
+            head_alpha="gcv",
+            globalization=globalization,
+            krylov_max_iter=20,
+            krylov_tol=1e-2,
+            preconditioner="auto",
+        )
+        history["loss"].append(value)
+        history["grad_norm"].append(state.grad_norm)
+        history["head_alpha"].append(state.head_alpha)
+        history["radius"].append(math.nan if state.radius is None else state.radius)
+        history["work"].append(problem.work_units)
+    return history
+
+
+def _dense_objective(extractor, X, C, head_alpha, alpha=1e-4):
+    """Oracle: the reduced objective from a dense ridge solve, differentiable in
+    the extractor's parameters (no ReducedProblem, no envelope theorem):
+    ``1/(2n) ||Z W - C||^2 + head_alpha/2 ||W||^2 + alpha/(2n) ||theta_w||^2``
+    with ``Z = [phi(X), 1]`` and ``W`` the ridge solution on the mean loss."""
+    n = len(X)
+    Z = torch.cat([extractor(X), torch.ones(n, 1, dtype=X.dtype)], dim=1)
+    Z, C = Z / math.sqrt(n), C / math.sqrt(n)  # the mean loss as a sum
+    G = Z.T @ Z + head_alpha * torch.eye(Z.shape[1], dtype=Z.dtype)
+    W = torch.linalg.solve(G, Z.T @ C)
+    weights = sum(p.square().sum() for p in extractor.parameters() if p.ndim > 1)
+    data = (Z @ W - C).square().sum() + head_alpha * W.square().sum()
+    return 0.5 * data + 0.5 * alpha / n * weights
+
+
+@pytest.mark.parametrize("globalization, n_iter", [("trust_region", 5), ("armijo", 3)])
+def test_history_attributes(peaks, globalization, n_iter):
     X_train, _, y_train, _ = peaks
-    model = _fit(X_train, y_train, max_iter=5)
-    n = model.n_iter_
-    assert n == 5
-    for curve in (
-        model.loss_curve_,
-        model.grad_norm_curve_,
-        model.trust_radius_curve_,
-        model.work_units_,
-        model.head_alpha_curve_,
-    ):
-        assert len(curve) == n
-    assert np.all(np.diff(model.work_units_) > 0)
-    assert np.all(np.asarray(model.trust_radius_curve_) > 0)
-    armijo = _fit(X_train, y_train, max_iter=2, globalization="armijo")
-    assert np.isnan(armijo.trust_radius_curve_).all()
+    model, initial, inputs = _fit_recorded(
+        X_train, y_train, max_iter=n_iter, globalization=globalization
+    )
+    assert model.n_iter_ == n_iter
+    X, C = torch.as_tensor(X_train), _standardized(y_train)
+    # Each iteration is one gnvpro_step on all rows, and the curves record its
+    # values: objective after it, reduced gradient norm at its start, GCV's head
+    # ridge weight, trust radius after it (nan with Armijo) and the passes so far.
+    # Recorded one iteration off, or with another theta penalty, they would differ.
+    replayed = _replay(initial, [(X, C)] * n_iter, globalization=globalization)
+    np.testing.assert_allclose(model.loss_curve_, replayed["loss"], rtol=1e-12)
+    np.testing.assert_allclose(
+        model.grad_norm_curve_, replayed["grad_norm"], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        model.head_alpha_curve_, replayed["head_alpha"], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        model.trust_radius_curve_, replayed["radius"], rtol=1e-12
+    )
+    assert model.work_units_ == list(np.cumsum(replayed["work"]))
+    # The passes against the network's own forward calls on all rows (less the
+    # final head solve's one). An iteration with M CG products and T trial steps
+    # calls it 1 + M + T times (the gradient's forward, a jvp per product, a
+    # forward per trial) and counts 1 + 1 + 2 + 2 M + T = 2 (1 + M + T) + 2 - T
+    # passes (the gradient's forward and backward, the preconditioner's 1 + rank
+    # with rank 1, a jvp and a vjp per product, the trials), with 1 <= T <= 8.
+    n_forward = sum(len(x) == len(X_train) for x in inputs) - 1
+    total = model.work_units_[-1]
+    assert 2 * n_forward - 6 * n_iter <= total <= 2 * n_forward + n_iter
+    increments = np.diff([0, *model.work_units_])
+    assert all(float(w).is_integer() and w >= 7 for w in increments)
+    if globalization == "trust_region":
+        assert np.all(np.isfinite(model.trust_radius_curve_))
+        assert np.all(np.asarray(model.trust_radius_curve_) > 0)
+    else:
+        assert np.isnan(model.trust_radius_curve_).all()
+    # Against the dense oracle, independently of ReducedProblem: the first
+    # gradient norm is that of the objective at the initial network (autograd
+    # through the head's solve), and the last loss is the objective at the
+    # fitted network, which is the last iterate.
+    start = copy.deepcopy(initial)
+    _dense_objective(start, X, C, model.head_alpha_curve_[0]).backward()
+    grad_norm = torch.linalg.vector_norm(
+        torch.cat([p.grad.reshape(-1) for p in start.parameters()])
+    )
+    assert model.grad_norm_curve_[0] == pytest.approx(float(grad_norm), rel=1e-9)
+    with torch.no_grad():
+        end = _dense_objective(
+            model.module_.feature_extractor.mlp, X, C, model.head_alpha_curve_[-1]
+        )
+    assert model.loss_curve_[-1] == pytest.approx(float(end), rel=1e-10)
 
 
 def test_stops_on_the_gradient_tolerance(peaks):
@@ -111,9 +238,29 @@ def test_sub_sampled_mode(peaks):
     model = _fit(X_train, y_train, batch_size=100, max_iter=20)
     assert model.t_ == 20 * len(X_train)  # the epoch counter still counts rows seen
     assert model.score(X_test, y_test) > 0.8
-    # Work per iteration is over 100 rows, so the counts match a full-batch run's.
-    full = _fit(X_train, y_train, max_iter=20)
-    assert model.work_units_[-1] == pytest.approx(full.work_units_[-1], rel=0.5)
+    # The rows of each iteration of a shorter run: the extractor's 100-row
+    # inputs, one fresh sample per iteration (the first of its forward calls; the
+    # others reuse it).
+    model, initial, inputs = _fit_recorded(X_train, y_train, batch_size=100, max_iter=8)
+    samples = []
+    for x in inputs:
+        if len(x) == 100 and not (samples and torch.equal(x, samples[-1])):
+            samples.append(x)
+    assert len(samples) == 8
+    row_of = {tuple(x): i for i, x in enumerate(X_train)}
+    rows = [[row_of[tuple(x)] for x in sample.numpy()] for sample in samples]
+    assert all(len(set(r)) == 100 for r in rows)  # drawn without replacement
+    # work_units_ counts passes over the sub-sample (its docstring: "passes over
+    # the (sub-sampled) data"): each iteration adds exactly the passes of one
+    # gnvpro_step on its 100 rows, in whole passes. A pass missed or counted
+    # twice, or the passes scaled by 100/450 as shares of a full pass (which
+    # only the sampled curvature within an iteration is: none here, as 100 rows
+    # are under its floor of twice the 320 parameters), would change the sum.
+    X, C = torch.as_tensor(X_train), _standardized(y_train)
+    replayed = _replay(initial, [(X[r], C[r]) for r in rows])
+    assert model.work_units_ == list(np.cumsum(replayed["work"]))
+    assert all(float(w).is_integer() for w in replayed["work"])
+    np.testing.assert_allclose(model.loss_curve_, replayed["loss"], rtol=1e-12)
 
 
 def test_fixed_head_alpha_is_used(peaks):

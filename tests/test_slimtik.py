@@ -1,4 +1,6 @@
-"""slimTik against batch ridge and brute-force sGCV (ALGORITHMS.md §1.2, §1.3, §5)."""
+"""slimTik against batch ridge and brute-force sGCV: with unlimited memory and a
+constant regularization it reproduces batch ridge regression exactly (the recursive
+least-squares identity), and its closed-form sGCV equals the brute-force one."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""tikhonov_svd and gcv against independent oracles (ALGORITHMS.md §5)."""
+"""tikhonov_svd and gcv against independent oracles: the normal equations,
+scikit-learn's Ridge, and GCV's hat-matrix formula."""
 
 import numpy as np
 import pytest

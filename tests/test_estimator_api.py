@@ -1,0 +1,125 @@
+"""The public estimators against scikit-learn's API checks: parameter validation,
+and one text for each parameter that estimators share."""
+
+import inspect
+
+import pytest
+from sklearn.utils._testing import assert_docstring_consistency
+from sklearn.utils.estimator_checks import check_param_validation
+
+from sk_slim import (
+    GNvproClassifier,
+    GNvproRegressor,
+    SlimTrainClassifier,
+    SlimTrainRegressor,
+)
+
+try:  # numpydoc is in the test extra; without it only the docstring checks skip
+    from numpydoc.docscrape import NumpyDocString
+except ImportError:
+    NumpyDocString = None
+needs_numpydoc = pytest.mark.skipif(NumpyDocString is None, reason="needs numpydoc")
+
+ESTIMATORS = [
+    SlimTrainRegressor,
+    SlimTrainClassifier,
+    GNvproRegressor,
+    GNvproClassifier,
+]
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS, ids=lambda E: E.__name__)
+def test_param_validation(Estimator):
+    # _parameter_constraints names exactly the constructor's parameters, and fit
+    # (and partial_fit) reject a value of a wrong type or out of range with an
+    # InvalidParameterError naming the parameter. The check fits nothing: every
+    # call fails in validation, so the defaults cost nothing here.
+    check_param_validation(Estimator.__name__, Estimator())
+
+
+# Parameters whose descriptions differ on purpose, by group of estimators. Every
+# other parameter documented by all the estimators of a group must read the same.
+GROUPS = {
+    "all": (
+        ESTIMATORS,
+        {
+            "hidden_layer_sizes": "defaults: (64, 64) slimTrain, (16, 16) GNvpro",
+            "alpha": "scaled per mini-batch (slimTrain), per sample (GNvpro)",
+            "head_alpha": "sampled GCV, GCV per iteration, or a logistic head",
+            "batch_size": "a mini-batch (slimTrain), a sub-sample (GNvpro)",
+            "max_iter": "epochs (default 200) against Gauss-Newton iterations (100)",
+            "tol": "GNvpro also stops on the reduced gradient's norm",
+            "n_iter_no_change": "defaults differ: 20 epochs against 10 iterations",
+            "early_stopping": "the validation score differs: R^2, Brier or accuracy",
+            "warm_start": "GNvpro also carries the trust radius over",
+            "random_state": "shuffling against sub-sampling (checked below by pattern)",
+            "verbose": "one line per epoch against one per iteration",
+        },
+    ),
+    "slimTrain": (
+        [SlimTrainRegressor, SlimTrainClassifier],
+        {
+            "head_alpha": "the classifier's head fits one-hot targets",
+            "early_stopping": "validation R^2 against the Brier score and calibration",
+        },
+    ),
+    "GNvpro": (
+        [GNvproRegressor, GNvproClassifier],
+        {
+            "hidden_layer_sizes": "the classifier refers to the regressor's reasons",
+            "alpha": "each names its counterpart: MLPRegressor, MLPClassifier",
+            "alpha_init": "defaults (100, 30) and measurements differ",
+            "head_alpha": "a GCV-chosen ridge against a logistic head's 1 / n_samples",
+            "batch_size": "the classifier's logistic head is warm-started",
+            "early_stopping": "validation R^2 against stratified accuracy",
+        },
+    ),
+}
+
+
+def _documented(Estimator):
+    """Names in the Parameters section of a class docstring."""
+    if NumpyDocString is None:
+        return set()
+    doc = NumpyDocString(inspect.getdoc(Estimator))
+    return {parameter.name for parameter in doc["Parameters"]}
+
+
+def _shared_parameters(estimators):
+    return set.intersection(*(_documented(E) for E in estimators))
+
+
+CASES = [
+    pytest.param(estimators, name, id=f"{group}-{name}")
+    for group, (estimators, excluded) in GROUPS.items()
+    for name in sorted(_shared_parameters(estimators) - set(excluded))
+]
+
+
+@needs_numpydoc
+@pytest.mark.parametrize("group", GROUPS)
+def test_exclusions_name_shared_parameters(group):
+    # A parameter renamed or no longer shared would leave a stale exclusion.
+    estimators, excluded = GROUPS[group]
+    assert set(excluded) <= _shared_parameters(estimators)
+
+
+@needs_numpydoc
+@pytest.mark.parametrize("estimators, name", CASES)
+def test_shared_parameter_has_one_description(estimators, name):
+    # Type, default and description are the same text (up to white space).
+    assert_docstring_consistency(estimators, include_params=[name])
+
+
+@needs_numpydoc
+def test_random_state_differs_only_in_what_it_draws():
+    # slimTrain shuffles, GNvpro sub-samples; all four seed through a
+    # torch.Generator and leave the global RNGs alone (_BaseSeparable does both).
+    pattern = (
+        r"^Seeds initialization, (shuffling|sub-sampling) and the validation "
+        r"split through a ``torch\.Generator``; torch's and numpy's global RNGs are "
+        r"left untouched\.$"
+    )
+    assert_docstring_consistency(
+        ESTIMATORS, include_params=["random_state"], descr_regex_pattern=pattern
+    )
