@@ -85,6 +85,7 @@ class _BaseSeparable(
             Interval(Integral, 1, None, closed="left"),
         ],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "init": [StrOptions({"glorot", "box"})],
         "feature_extractor": [None, callable],
         "feature_extractor_kwargs": [None, dict],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -243,7 +244,13 @@ class _BaseSeparable(
                     f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}."
                 )
             extractor = make_mlp(
-                n_in, sizes, self.activation, generator=generator, dtype=self._dtype
+                n_in,
+                sizes,
+                self.activation,
+                init=self.init,
+                data=self._to_tensor(X) if self.init == "box" else None,
+                generator=generator,
+                dtype=self._dtype,
             )
         else:
             kwargs = self.feature_extractor_kwargs or {}

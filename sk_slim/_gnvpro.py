@@ -67,6 +67,14 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         used width-8/16 networks (measurements in the user guide).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
+    init : {'glorot', 'box'}, default='glorot'
+        Initialization of the default MLP feature extractor: scikit-learn's
+        uniform Glorot, or the box initialization of Cyr et al. (2020), which
+        draws every unit's hyperplane through the bounding box of its inputs on
+        the training rows (per feature, from ``X`` as given: no need to min-max
+        scale) and redraws those that miss every row. It applies to every
+        activation (ReLU: no dead units; tanh and logistic: each unit's steep
+        part crosses the data). Not used with ``feature_extractor``.
     feature_extractor : callable, default=None
         ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
         ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
@@ -203,6 +211,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         hidden_layer_sizes=(16, 16),
         activation="tanh",
         *,
+        init="glorot",
         feature_extractor=None,
         feature_extractor_kwargs=None,
         alpha=1e-4,
@@ -227,6 +236,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.init = init
         self.feature_extractor = feature_extractor
         self.feature_extractor_kwargs = feature_extractor_kwargs
         self.alpha = alpha
@@ -302,6 +312,14 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         must grow with the parameter count).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
+    init : {'glorot', 'box'}, default='glorot'
+        Initialization of the default MLP feature extractor: scikit-learn's
+        uniform Glorot, or the box initialization of Cyr et al. (2020), which
+        draws every unit's hyperplane through the bounding box of its inputs on
+        the training rows (per feature, from ``X`` as given: no need to min-max
+        scale) and redraws those that miss every row. It applies to every
+        activation (ReLU: no dead units; tanh and logistic: each unit's steep
+        part crosses the data). Not used with ``feature_extractor``.
     feature_extractor : callable, default=None
         ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
         ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
@@ -437,6 +455,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         hidden_layer_sizes=(16, 16),
         activation="tanh",
         *,
+        init="glorot",
         feature_extractor=None,
         feature_extractor_kwargs=None,
         alpha=1e-4,
@@ -460,6 +479,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.init = init
         self.feature_extractor = feature_extractor
         self.feature_extractor_kwargs = feature_extractor_kwargs
         self.alpha = alpha

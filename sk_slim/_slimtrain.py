@@ -21,7 +21,7 @@ class _BaseSlimTrain(_BaseSeparable):
     _parameter_constraints = {
         **_BaseSeparable._parameter_constraints,
         "memory_depth": [Interval(Integral, 0, None, closed="left")],
-        "solver": [StrOptions({"adam", "sgd"})],
+        "solver": [StrOptions({"adam", "sgd", "lsgd"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [
             StrOptions({"auto"}),
@@ -34,12 +34,13 @@ class _BaseSlimTrain(_BaseSeparable):
         config = SlimTrainConfig(
             memory_depth=self.memory_depth,
             head_alpha=self.head_alpha,
-            solver=self.solver,
+            solver="adam" if self.solver == "lsgd" else self.solver,
             learning_rate_init=self.learning_rate_init,
             alpha=self.alpha,
             batch_size=self.batch_size,
             shuffle=self.shuffle,
             streaming=incremental,
+            head_update="exact" if self.solver == "lsgd" else "slimtik",
         )
         return SlimTrainTrainer(net, config)
 
@@ -61,6 +62,14 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         learned features.
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
+    init : {'glorot', 'box'}, default='glorot'
+        Initialization of the default MLP feature extractor: scikit-learn's
+        uniform Glorot, or the box initialization of Cyr et al. (2020), which
+        draws every unit's hyperplane through the bounding box of its inputs on
+        the training rows (per feature, from ``X`` as given: no need to min-max
+        scale) and redraws those that miss every row. It applies to every
+        activation (ReLU: no dead units; tanh and logistic: each unit's steep
+        part crosses the data). Not used with ``feature_extractor``.
     feature_extractor : callable, default=None
         ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
         ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
@@ -76,15 +85,21 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         GCV per batch and by GCV in the final solve; a float fixes it in both.
     memory_depth : int, default=5
         Number ``r`` of previous batches whose features slimTik remembers.
-    solver : {'adam', 'sgd'}, default='adam'
-        Optimizer of the extractor's parameters (SGD with Nesterov momentum 0.9).
+    solver : {'adam', 'sgd', 'lsgd'}, default='adam'
+        Optimizer of the extractor's parameters (SGD with Nesterov momentum
+        0.9). ``'lsgd'`` is the hybrid least-squares/gradient-descent method of
+        Cyr et al. (2020): Adam on the extractor, and instead of slimTik the
+        exact ridge head on all training rows (GCV, or ``head_alpha``) solved
+        before every step; ``batch_size='auto'`` then means full batches, as
+        published, and ``memory_depth`` is not used.
     learning_rate_init : float, default=1e-2
         Learning rate of the extractor's optimizer. Ten times ``MLPRegressor``'s
         default: with the head solved per batch, the gradient on ``theta`` only
         carries what the features cannot yet explain, and 1e-3 left them close to
         their random initialization (measurements: the user guide).
     batch_size : int or 'auto', default='auto'
-        Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
+        Mini-batch size; ``'auto'`` is ``min(200, n_samples)`` (all rows with
+        ``solver='lsgd'``).
     shuffle : bool, default=True
         Shuffle the rows every epoch.
     max_iter : int, default=200
@@ -179,6 +194,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         hidden_layer_sizes=(64, 64),
         activation="tanh",
         *,
+        init="glorot",
         feature_extractor=None,
         feature_extractor_kwargs=None,
         alpha=1e-4,
@@ -201,6 +217,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.init = init
         self.feature_extractor = feature_extractor
         self.feature_extractor_kwargs = feature_extractor_kwargs
         self.alpha = alpha
@@ -286,6 +303,14 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         learned features.
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
+    init : {'glorot', 'box'}, default='glorot'
+        Initialization of the default MLP feature extractor: scikit-learn's
+        uniform Glorot, or the box initialization of Cyr et al. (2020), which
+        draws every unit's hyperplane through the bounding box of its inputs on
+        the training rows (per feature, from ``X`` as given: no need to min-max
+        scale) and redraws those that miss every row. It applies to every
+        activation (ReLU: no dead units; tanh and logistic: each unit's steep
+        part crosses the data). Not used with ``feature_extractor``.
     feature_extractor : callable, default=None
         ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
         ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
@@ -302,15 +327,21 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         final solve; a float fixes it in both.
     memory_depth : int, default=5
         Number ``r`` of previous batches whose features slimTik remembers.
-    solver : {'adam', 'sgd'}, default='adam'
-        Optimizer of the extractor's parameters (SGD with Nesterov momentum 0.9).
+    solver : {'adam', 'sgd', 'lsgd'}, default='adam'
+        Optimizer of the extractor's parameters (SGD with Nesterov momentum
+        0.9). ``'lsgd'`` is the hybrid least-squares/gradient-descent method of
+        Cyr et al. (2020): Adam on the extractor, and instead of slimTik the
+        exact ridge head on all training rows (GCV, or ``head_alpha``) solved
+        before every step; ``batch_size='auto'`` then means full batches, as
+        published, and ``memory_depth`` is not used.
     learning_rate_init : float, default=1e-2
         Learning rate of the extractor's optimizer. Ten times ``MLPRegressor``'s
         default: with the head solved per batch, the gradient on ``theta`` only
         carries what the features cannot yet explain, and 1e-3 left them close to
         their random initialization (measurements: the user guide).
     batch_size : int or 'auto', default='auto'
-        Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
+        Mini-batch size; ``'auto'`` is ``min(200, n_samples)`` (all rows with
+        ``solver='lsgd'``).
     shuffle : bool, default=True
         Shuffle the rows every epoch.
     max_iter : int, default=200
@@ -426,6 +457,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         hidden_layer_sizes=(64, 64),
         activation="tanh",
         *,
+        init="glorot",
         feature_extractor=None,
         feature_extractor_kwargs=None,
         alpha=1e-4,
@@ -449,6 +481,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.init = init
         self.feature_extractor = feature_extractor
         self.feature_extractor_kwargs = feature_extractor_kwargs
         self.alpha = alpha

@@ -26,6 +26,8 @@ ACTIVATIONS = {
     "relu": nn.ReLU,
 }
 
+# Draws of a box-initialized hyperplane before a unit dead on the data is kept.
+_BOX_TRIES = 20
 # Approximate range of each activation over a box-initialized layer: the box that
 # the next layer's inputs live in (ReLU and logistic peak at <= 1 by construction).
 _OUTPUT_BOX = {
@@ -201,6 +203,7 @@ def make_mlp(
     *,
     init="glorot",
     input_box=(0.0, 1.0),
+    data=None,
     generator=None,
     dtype=None,
     device=None,
@@ -217,9 +220,16 @@ def make_mlp(
         Nonlinearity after every layer (names as in ``MLPRegressor``).
     init : {'glorot', 'box'}, default='glorot'
         ``'glorot'``: uniform Glorot init as in scikit-learn's MLP. ``'box'``:
-        the box initialization of Cyr et al. (see :func:`box_init_`).
-    input_box : tuple of float, default=(0.0, 1.0)
-        Range ``(low, high)`` of every input feature; used by ``init='box'``.
+        the box initialization of Cyr et al. (see :func:`box_init_`), for every
+        activation: each unit's transition (ReLU's kink, the steep part of tanh
+        and logistic) is put through the box its inputs occupy.
+    input_box : tuple of (float or Tensor of shape (n_in,)), default=(0.0, 1.0)
+        Range ``(low, high)`` of the input features (per feature as tensors);
+        used by ``init='box'`` without ``data``.
+    data : Tensor of shape (n, n_in), default=None
+        Training inputs, for ``init='box'``: every layer's box is then the
+        bounding box of its inputs on these rows (the first layer's: of
+        ``data``), and a hyperplane that misses them all is drawn again.
     generator : torch.Generator, default=None
         Source of randomness; if None, a generator seeded from system entropy.
         The global RNG is never used.
@@ -241,10 +251,16 @@ def make_mlp(
         )
     generator = _generator(generator)
     layers, box = [], input_box
+    inputs = None if data is None or init != "box" else data.detach().double().cpu()
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        linear = _linear(fan_in, fan_out, activation, init, box, generator)
+        if inputs is not None:
+            box = _bounding_box(inputs)
+        linear = _linear(fan_in, fan_out, activation, init, box, generator, inputs)
         layers += [linear, _activation(activation)]
         box = _OUTPUT_BOX[activation]
+        if inputs is not None:
+            with torch.no_grad():
+                inputs = layers[-1](linear(inputs))
     return nn.Sequential(*layers).to(
         dtype=dtype or torch.get_default_dtype(), device=device
     )
@@ -260,6 +276,7 @@ def make_resnet(
     antisymmetric=False,
     init="glorot",
     input_box=(0.0, 1.0),
+    data=None,
     generator=None,
     dtype=None,
     device=None,
@@ -288,8 +305,11 @@ def make_resnet(
         As in :func:`make_mlp`. For ``'box'`` each block's hyperplanes are drawn
         through the box its inputs occupy, and scaled so the block adds at most
         ``h`` times the box width (Cyr et al.; a reconstruction, see Notes).
-    input_box : tuple of float, default=(0.0, 1.0)
-        Range of every input feature; used by ``init='box'``.
+    input_box : tuple of (float or Tensor of shape (n_in,)), default=(0.0, 1.0)
+        Range of the input features; used by ``init='box'`` without ``data``.
+    data : Tensor of shape (n, n_in), default=None
+        Training inputs, for ``init='box'``: each layer's box is the bounding
+        box of its inputs on these rows, as in :func:`make_mlp`.
     generator : torch.Generator, default=None
         Source of randomness; the global RNG is never used.
     dtype : torch.dtype, default=None
@@ -313,14 +333,33 @@ def make_resnet(
         raise ValueError("init='box' does not apply to antisymmetric weights.")
     step = 1.0 / depth if step is None else step
     generator = _generator(generator)
-    opening = _linear(n_in, width, activation, init, input_box, generator)
+    inputs = None if data is None or init != "box" else data.detach().double().cpu()
+    box = input_box if inputs is None else _bounding_box(inputs)
+    opening = _linear(n_in, width, activation, init, box, generator, inputs)
     layers = [opening, _activation(activation)]
     lo, hi = _OUTPUT_BOX[activation]
+    if inputs is not None:
+        with torch.no_grad():
+            inputs = layers[1](opening(inputs))
     for _ in range(depth):
         block = ResidualBlock(width, step, activation, antisymmetric=antisymmetric)
         if init == "box":
-            box_init_(block.linear, (lo, hi), generator=generator, scale=hi - lo)
-            hi = hi + step * (hi - lo)
+            if inputs is not None:
+                block = block.double()  # initialized and run on the float64 data
+                lo, hi = _bounding_box(inputs)
+            width_of_box = float((torch.as_tensor(hi) - torch.as_tensor(lo)).max())
+            box_init_(
+                block.linear,
+                (lo, hi),
+                generator=generator,
+                scale=width_of_box,
+                inputs=inputs,
+            )
+            if inputs is None:
+                hi = hi + step * (hi - lo)
+            else:
+                with torch.no_grad():
+                    inputs = block(inputs)
         else:
             _glorot_(block.linear, activation, generator)
         layers.append(block)
@@ -330,11 +369,11 @@ def make_resnet(
 
 
 @torch.no_grad()
-def box_init_(linear, box=(0.0, 1.0), *, generator=None, scale=1.0):
+def box_init_(linear, box=(0.0, 1.0), *, generator=None, scale=1.0, inputs=None):
     """Box initialization (Cyr et al., 2020) of one linear layer, in place.
 
     Every neuron gets a hyperplane with a uniformly random normal ``nu`` through a
-    uniformly random point ``q`` of the input box ``[lo, hi]^d``, scaled so that the
+    uniformly random point ``q`` of the input box ``[lo, hi]``, scaled so that the
     pre-activation is 0 on the hyperplane and ``scale`` at the box corner farthest
     from it. A ReLU neuron is thus active on part of the box and never dead there.
 
@@ -342,12 +381,17 @@ def box_init_(linear, box=(0.0, 1.0), *, generator=None, scale=1.0):
     ----------
     linear : nn.Linear
         The layer; ``weight`` (out, d) and ``bias`` (out,) are overwritten.
-    box : tuple of float, default=(0.0, 1.0)
-        ``(lo, hi)``: every input lies in ``[lo, hi]``.
+    box : tuple of (float or Tensor of shape (d,)), default=(0.0, 1.0)
+        ``(lo, hi)``: every input lies in ``[lo, hi]``, per feature when given
+        as tensors (a feature with ``lo == hi`` is widened by 1 around it).
     generator : torch.Generator, default=None
         Source of randomness; the global RNG is never used.
     scale : float, default=1.0
         The largest pre-activation over the box.
+    inputs : Tensor of shape (n, d), default=None
+        The layer's inputs on the training data. A hyperplane that leaves all
+        of them on its negative side (a ReLU dead on every row) is drawn
+        again, up to 20 times.
 
     Returns
     -------
@@ -356,15 +400,14 @@ def box_init_(linear, box=(0.0, 1.0), *, generator=None, scale=1.0):
 
     Notes
     -----
-    ``nu ~ N(0, I)`` normalized, ``q ~ U[lo, hi]^d``, corner ``x*_j = hi`` if
-    ``nu_j > 0`` else ``lo``; ``kappa = scale / (nu . (x* - q))``; weight
+    ``nu ~ N(0, I)`` normalized, ``q ~ U[lo, hi]``, corner ``x*_j = hi_j`` if
+    ``nu_j > 0`` else ``lo_j``; ``kappa = scale / (nu . (x* - q))``; weight
     ``kappa nu`` and bias ``-kappa nu . q``.
 
     The guarantee holds for inputs that fill the box, as a first layer's
-    (min-max scaled) inputs do. A deeper layer's inputs are the image of the
-    data, a low-dimensional subset of its box, so some of its hyperplanes can
-    miss them; in a (64, 64) ReLU net on 2-D data box init still left 5% of the
-    neurons dead where Glorot left 32%.
+    inputs do. A deeper layer's inputs are the image of the data, a
+    low-dimensional subset of its box, so some of its hyperplanes can miss
+    them: ``inputs`` redraws those.
 
     References
     ----------
@@ -372,24 +415,39 @@ def box_init_(linear, box=(0.0, 1.0), *, generator=None, scale=1.0):
     initialization of deep neural networks: an adaptive basis viewpoint",
     MSML, PMLR 107.
     """
-    lo, hi = box
-    generator = _generator(generator)
     n_out, d = linear.weight.shape
-    nu = torch.randn(n_out, d, generator=generator, dtype=torch.float64)
-    nu = nu / torch.linalg.norm(nu, dim=1, keepdim=True)
-    q = lo + (hi - lo) * torch.rand(n_out, d, generator=generator, dtype=torch.float64)
-    corner = torch.where(nu > 0, hi, lo)
-    kappa = scale / (nu * (corner - q)).sum(dim=1, keepdim=True)  # (out, 1)
-    linear.weight.copy_(kappa * nu)
-    linear.bias.copy_(-(kappa * nu * q).sum(dim=1))
+    lo, hi = (torch.as_tensor(bound, dtype=torch.float64) for bound in box)
+    lo, hi = lo.expand(d), hi.expand(d)
+    flat = hi <= lo
+    lo, hi = torch.where(flat, lo - 0.5, lo), torch.where(flat, hi + 0.5, hi)
+    generator = _generator(generator)
+    weight = torch.empty(n_out, d, dtype=torch.float64)
+    bias = torch.empty(n_out, dtype=torch.float64)
+    redraw = torch.ones(n_out, dtype=torch.bool)
+    for _ in range(_BOX_TRIES):
+        m = int(redraw.sum())
+        nu = torch.randn(m, d, generator=generator, dtype=torch.float64)
+        nu = nu / torch.linalg.norm(nu, dim=1, keepdim=True)
+        q = lo + (hi - lo) * torch.rand(m, d, generator=generator, dtype=torch.float64)
+        corner = torch.where(nu > 0, hi, lo)
+        kappa = scale / (nu * (corner - q)).sum(dim=1, keepdim=True)  # (m, 1)
+        weight[redraw], bias[redraw] = kappa * nu, -(kappa * nu * q).sum(dim=1)
+        if inputs is None:
+            break
+        pre = inputs.to(torch.float64) @ weight.T + bias  # (n, out)
+        redraw = (pre <= 0).all(dim=0)
+        if not redraw.any():
+            break
+    linear.weight.copy_(weight)
+    linear.bias.copy_(bias)
     return linear
 
 
-def _linear(fan_in, fan_out, activation, init, box, generator):
+def _linear(fan_in, fan_out, activation, init, box, generator, inputs=None):
     """A float64 CPU ``nn.Linear`` initialized from ``generator`` only."""
     linear = nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=torch.float64)
     if init == "box":
-        return box_init_(linear, box, generator=generator)
+        return box_init_(linear, box, generator=generator, inputs=inputs)
     if init == "glorot":
         return _glorot_(linear, activation, generator)
     raise ValueError(f"init must be 'glorot' or 'box', got {init!r}.")
@@ -404,6 +462,11 @@ def _glorot_(linear, activation, generator):
     nn.init.uniform_(linear.weight, -bound, bound, generator=generator)
     nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
     return linear
+
+
+def _bounding_box(inputs):
+    """Per-feature ``(min, max)`` of the rows of ``inputs`` (n, d)."""
+    return inputs.min(dim=0).values, inputs.max(dim=0).values
 
 
 def _generator(generator):

@@ -2,8 +2,12 @@
 and one text for each parameter that estimators share."""
 
 import inspect
+import itertools
+import warnings
 
+import numpy as np
 import pytest
+import torch
 from sklearn.utils._testing import assert_docstring_consistency
 from sklearn.utils.estimator_checks import check_param_validation
 
@@ -123,3 +127,43 @@ def test_random_state_differs_only_in_what_it_draws():
     assert_docstring_consistency(
         ESTIMATORS, include_params=["random_state"], descr_regex_pattern=pattern
     )
+
+
+def _fit_quietly(Estimator, X, y, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Estimator(random_state=0, max_iter=1, **params).fit(X, y)
+
+
+def _first_layer(model):
+    linear = model.module_.feature_extractor[0]
+    return linear.weight.detach(), linear.bias.detach()
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS, ids=lambda e: e.__name__)
+def test_box_init_draws_the_first_layer_through_the_inputs_own_box(Estimator):
+    # Inputs far from [0, 1] and on very different scales: box init reads their
+    # own bounding box, so every first-layer hyperplane cuts it and peaks at 1
+    # at its far corner. slimTrain with a learning rate of 1e-300 keeps the
+    # initialization; GNvpro's first step moves it, so there the check is that
+    # the option reaches the (shared) builder, reproducibly.
+    rng = np.random.RandomState(0)
+    X = rng.uniform([-500.0, 10.0], [500.0, 10.001], size=(120, 2))
+    y = np.arange(120) % 2 if "Classifier" in Estimator.__name__ else X[:, 0]
+    params = {"activation": "relu"}
+    if "SlimTrain" in Estimator.__name__:
+        params["learning_rate_init"] = 1e-300
+    box = _fit_quietly(Estimator, X, y, init="box", **params)
+    again = _fit_quietly(Estimator, X, y, init="box", **params)
+    glorot = _fit_quietly(Estimator, X, y, init="glorot", **params)
+    W, b = _first_layer(box)
+    torch.testing.assert_close(W, _first_layer(again)[0], rtol=0, atol=0)
+    assert not torch.allclose(W, _first_layer(glorot)[0])
+    if "SlimTrain" in Estimator.__name__:
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        corners = torch.as_tensor(list(itertools.product(*zip(lo, hi, strict=True))))
+        pre = corners @ W.T + b  # (4, width)
+        torch.testing.assert_close(
+            pre.max(dim=0).values, torch.ones(W.shape[0]).double()
+        )
+        assert (pre.min(dim=0).values < 0).all()

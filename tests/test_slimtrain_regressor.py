@@ -495,3 +495,24 @@ def test_cuda_fit_predicts_on_cpu_after_pickling(friedman, monkeypatch):
     assert not restored.module_.W.is_cuda
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     np.testing.assert_allclose(restored.predict(X_test), prediction, rtol=1e-5)
+
+
+def test_lsgd_solver_fits_with_the_exact_head_and_full_batches(friedman):
+    X_train, X_test, y_train, y_test = friedman
+    model = _fit(X_train, y_train, solver="lsgd", max_iter=30, early_stopping=False)
+    assert model.t_ == 30 * len(X_train)
+    # One GCV head per full-batch step: an exact ridge weight, not slimTik's
+    # running Lambda_k / (k + 1).
+    assert all(0 < alpha < 1 for alpha in model.head_alpha_curve_)
+    assert model.score(X_test, y_test) > 0.6
+    # The final head is the GCV ridge solution on the training rows.
+    Z = torch.as_tensor(
+        np.column_stack([model.transform(X_train), np.ones(len(X_train))])
+    )
+    y_std = (y_train - y_train.mean()) / y_train.std()
+    W = tikhonov_svd(Z, torch.as_tensor(y_std), model.head_alpha_ * len(X_train))
+    np.testing.assert_allclose(model.coef_, W[:-1].numpy() * y_train.std(), rtol=1e-6)
+    # Streaming continues it: partial_fit keeps the last exact head's weight.
+    model.partial_fit(X_train[:100], y_train[:100])
+    assert model._trainer_state.slimtik is None
+    assert model.head_alpha_ == model.head_alpha_curve_[-1]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sk_slim.linalg import tikhonov_svd
+from sk_slim.linalg import gcv, tikhonov_svd
 from sk_slim.networks import SeparableNet, make_mlp
 from sk_slim.training import (
     FitData,
@@ -14,6 +14,7 @@ from sk_slim.training import (
     SlimTrainConfig,
     SlimTrainTrainer,
     Trainer,
+    lsgd_epoch,
 )
 
 
@@ -126,3 +127,63 @@ def test_gnvpro_continuation_and_shrink_step():
     passes = warm.state.work_units
     warm.epoch()
     assert warm.record()["work_units"] > passes
+
+
+class _CheckingAdam(torch.optim.Adam):
+    """Adam that, before every step, compares the network's head with the ridge
+    solution on all rows at the current theta (the slow oracle of LSGD)."""
+
+    def __init__(self, params, *, net, data, alpha, **kwargs):
+        super().__init__(params, **kwargs)
+        self.net, self.data, self.alpha, self.n_steps = net, data, alpha, 0
+
+    def step(self, closure=None):
+        net, data = self.net, self.data
+        with torch.no_grad():
+            Z = net.augment(net.features(data.X))  # (n, p)
+        n_eff = data.n_effective
+        if self.alpha == "gcv":
+            W = gcv(Z, data.C, data.weight).W
+        else:
+            W = tikhonov_svd(Z, data.C, self.alpha * n_eff, data.weight)
+        torch.testing.assert_close(net.augmented_head, W, rtol=1e-10, atol=1e-12)
+        self.n_steps += 1
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("alpha", ["gcv", 1e-3])
+@pytest.mark.parametrize("batch_size", [None, 32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lsgd_steps_theta_with_the_exact_ridge_head_of_all_rows(
+    alpha, batch_size, weighted
+):
+    data, net = _data(weighted=weighted), _net()
+    params = list(net.feature_extractor.parameters())
+    optimizer = _CheckingAdam(params, net=net, data=data, alpha=alpha, lr=1e-2)
+    losses = [
+        float(
+            lsgd_epoch(
+                net,
+                optimizer,
+                data.X,
+                data.C,
+                data.weight,
+                head_alpha=alpha,
+                batch_size=batch_size,
+                generator=data.generator,
+            )[0]
+        )
+        for _ in range(5)
+    ]
+    assert optimizer.n_steps == 5 * (1 if batch_size is None else 4)
+    assert losses[-1] < losses[0]
+
+
+def test_lsgd_trainer_is_slimtrain_with_the_exact_head():
+    trainer = SlimTrainTrainer(_net(), SlimTrainConfig(head_update="exact"))
+    trainer.start(_data())
+    assert trainer.config.batch_size_for(120) == 120  # full batches, as published
+    losses = [trainer.epoch() for _ in range(30)]
+    assert losses[-1] < 0.7 * losses[0]  # 30 full-batch steps: 0.020 -> 0.011
+    assert trainer.state.slimtik is None
+    assert 0 < trainer.head_alpha < 1  # the last step's GCV weight

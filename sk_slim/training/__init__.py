@@ -6,7 +6,7 @@ Each algorithm is a trainer (:class:`Trainer`): slimTrain
 
 from .gnvpro import GNvproConfig, GNvproState, GNvproTrainer, gnvpro_step
 from .gnvpro_logistic import ReducedLogisticProblem
-from .head import features_of, solve_head, solve_logistic_head
+from .head import features_of, ridge_head, solve_head, solve_logistic_head
 from .protocol import FitData, Trainer
 from .reduced import ReducedProblem
 from .slimtrain import (
@@ -14,6 +14,7 @@ from .slimtrain import (
     SlimTrainState,
     SlimTrainTrainer,
     half_mse,
+    lsgd_epoch,
     make_slimtik,
     slimtrain_epoch,
     slimtrain_step,
@@ -33,9 +34,11 @@ __all__ = [
     "features_of",
     "gnvpro_step",
     "half_mse",
+    "lsgd_epoch",
     "make_slimtik",
     "slimtrain_epoch",
     "slimtrain_step",
+    "ridge_head",
     "solve_head",
     "solve_logistic_head",
 ]

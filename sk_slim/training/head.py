@@ -5,7 +5,7 @@ import torch
 
 from ..linalg import gcv, logistic_head, tikhonov_svd
 
-__all__ = ["features_of", "solve_head", "solve_logistic_head"]
+__all__ = ["features_of", "ridge_head", "solve_head", "solve_logistic_head"]
 
 
 @torch.no_grad()
@@ -77,15 +77,39 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
         If the features are not finite.
     """
     Z = _finite_augmented_features(net, X)  # (n, m + 1)
+    W, alpha = ridge_head(Z, C, sample_weight, alpha)
+    net.set_head(W)
+    return alpha
+
+
+def ridge_head(Z, C, sample_weight=None, alpha="gcv"):
+    """Solve ``min_W sum_i w_i ||z_i W - c_i||^2 / sum_i w_i + alpha ||W||^2``.
+
+    Parameters
+    ----------
+    Z : Tensor of shape (n, p)
+        Augmented features ``[phi(X), 1]``.
+    C : Tensor of shape (n, c)
+        Targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Positive weights, read as repetitions.
+    alpha : 'gcv' or float, default='gcv'
+        The ridge weight (mean-loss scale), or ``'gcv'`` to choose it by
+        generalized cross-validation.
+
+    Returns
+    -------
+    W : Tensor of shape (p, c)
+        The head, float64.
+    alpha : float
+        The ridge weight used.
+    """
     n_eff = float(Z.shape[0] if sample_weight is None else sample_weight.sum())
     # Sum-of-squares form: lam = alpha * n_eff (weights read as repetitions).
     if alpha == "gcv":
         result = gcv(Z, C, sample_weight)
-        W, alpha = result.W, result.lam / n_eff
-    else:
-        W = tikhonov_svd(Z, C, alpha * n_eff, sample_weight)
-    net.set_head(W)
-    return float(alpha)
+        return result.W, float(result.lam / n_eff)
+    return tikhonov_svd(Z, C, alpha * n_eff, sample_weight), float(alpha)
 
 
 def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..linalg import SlimTik
-from .head import solve_head
+from .head import features_of, ridge_head, solve_head
 from .protocol import Trainer
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "SlimTrainState",
     "SlimTrainTrainer",
     "half_mse",
+    "lsgd_epoch",
     "make_slimtik",
     "slimtrain_epoch",
     "slimtrain_step",
@@ -132,6 +133,82 @@ def slimtrain_epoch(
     return total / mass
 
 
+def lsgd_epoch(
+    net,
+    optimizer,
+    X,
+    C,
+    sample_weight=None,
+    *,
+    head_alpha="gcv",
+    batch_size=None,
+    generator=None,
+):
+    """One pass of the hybrid least-squares/gradient-descent method (LSGD).
+
+    Per mini-batch: the head is solved exactly, by ridge on *all* rows at the
+    current ``theta`` (Cyr et al. 2020: least squares for the last layer after
+    every gradient step on the hidden ones), then ``theta`` takes one optimizer
+    step on the batch's loss with that head. With full batches (the method as
+    published) the head's features come from the same forward pass as the
+    gradient; with mini-batches each step adds a no-grad pass over all rows.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; its head buffers receive each solution.
+    optimizer : torch.optim.Optimizer
+        Steps the feature extractor's parameters (never the head).
+    X : Tensor of shape (n, ...)
+        Training inputs.
+    C : Tensor of shape (n, c)
+        Training targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows (repetitions).
+    head_alpha : 'gcv' or float, default='gcv'
+        The head's ridge weight on the mean loss, or GCV at every step.
+    batch_size : int, default=None
+        Rows per gradient step; None: all of them.
+    generator : torch.Generator, default=None
+        Shuffles the rows; ``None`` keeps their order.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        The mean of the batch losses, weighted by batch size (or weight sum).
+    alpha : float
+        The head's ridge weight at the last step.
+
+    References
+    ----------
+    Cyr, Gulian, Patel, Perego, Trask (2020), "Robust training and
+    initialization of deep neural networks: an adaptive basis viewpoint",
+    MSML, PMLR 107.
+    """
+    n = X.shape[0]
+    batch_size = n if batch_size is None else batch_size
+    if generator is None or batch_size >= n:  # a full batch: no order to draw
+        order = torch.arange(n, device=X.device)
+    else:
+        order = torch.randperm(n, generator=generator).to(X.device)
+    total, mass, alpha = X.new_zeros(()), 0.0, math.nan
+    for batch in order.split(batch_size):
+        weight = None if sample_weight is None else sample_weight[batch]
+        Z = net.features(X[batch])  # (b, m), keeps the graph
+        with torch.no_grad():
+            full = Z.detach() if len(batch) == n else features_of(net, X)
+            W, alpha = ridge_head(net.augment(full), C, sample_weight, head_alpha)
+            net.set_head(W)
+        loss = half_mse(net.head(Z) - C[batch], weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_mass = len(batch) if weight is None else weight.sum()
+        total = total + loss.detach() * batch_mass
+        mass = mass + batch_mass
+    return total / mass, alpha
+
+
 def make_slimtik(W0, *, memory_depth=5, head_alpha="auto"):
     """The slimTik solver of a separable network's head, as sk_slim configures it.
 
@@ -186,6 +263,10 @@ class SlimTrainConfig:
     streaming : bool
         ``partial_fit``: continue the optimizer and slimTik from the previous
         call and keep the streamed head (no full-data solve at the end).
+    head_update : {'slimtik', 'exact'}
+        ``'slimtik'``: slimTrain. ``'exact'``: LSGD (:func:`lsgd_epoch`), the
+        ridge head on all rows before every step; ``batch_size='auto'`` is then
+        all rows, as published.
     """
 
     memory_depth: int = 5
@@ -196,6 +277,7 @@ class SlimTrainConfig:
     batch_size: object = "auto"
     shuffle: bool = True
     streaming: bool = False
+    head_update: str = "slimtik"
 
     def batch_size_for(self, n_samples):
         """Return the mini-batch size for a data set.
@@ -208,11 +290,11 @@ class SlimTrainConfig:
         Returns
         -------
         int
-            ``batch_size``, or ``min(200, n_samples)`` for ``'auto'``; at most
-            ``n_samples``.
+            ``batch_size``, or for ``'auto'`` ``min(200, n_samples)`` (all rows
+            with ``head_update='exact'``); at most ``n_samples``.
         """
         if self.batch_size == "auto":
-            return min(200, n_samples)
+            return n_samples if self.head_update == "exact" else min(200, n_samples)
         return min(self.batch_size, n_samples)
 
 
@@ -224,12 +306,15 @@ class SlimTrainState:
     ----------
     optimizer : dict
         The state dict of ``theta``'s optimizer (moments, learning rate).
-    slimtik : SlimTik
-        The head's solver and its memory.
+    slimtik : SlimTik or None
+        The head's solver and its memory (None for LSGD's exact head).
+    head_alpha : float
+        The head's last ridge weight (LSGD; nan for slimTik).
     """
 
     optimizer: dict
-    slimtik: SlimTik
+    slimtik: SlimTik | None
+    head_alpha: float = math.nan
 
 
 class SlimTrainTrainer(Trainer):
@@ -261,20 +346,26 @@ class SlimTrainTrainer(Trainer):
         """
         self.data = data
         self.optimizer = self._make_optimizer()
-        if state is None or not self.config.streaming:
+        self._head_alpha = math.nan
+        continuing = state is not None and self.config.streaming
+        if continuing:
+            decays = [group["weight_decay"] for group in self.optimizer.param_groups]
+            self.optimizer.load_state_dict(state.optimizer)
+            # Keep the moments and learning rate, not a stale alpha / batch size.
+            for group, decay in zip(self.optimizer.param_groups, decays, strict=True):
+                group["weight_decay"] = decay
+            self._head_alpha = state.head_alpha
+        if self.config.head_update == "exact":
+            self.slimtik = None
+        elif continuing and state.slimtik is not None:
+            self.slimtik = copy.copy(state.slimtik)
+            self.slimtik.state = state.slimtik.state.to(data.X.device)
+        else:
             self.slimtik = make_slimtik(
                 self.net.augmented_head.detach(),
                 memory_depth=self.config.memory_depth,
                 head_alpha=self.config.head_alpha,
             )
-            return
-        decays = [group["weight_decay"] for group in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state.optimizer)
-        # Keep the moments and learning rate, not a stale alpha / batch size.
-        for group, decay in zip(self.optimizer.param_groups, decays, strict=True):
-            group["weight_decay"] = decay
-        self.slimtik = copy.copy(state.slimtik)
-        self.slimtik.state = state.slimtik.state.to(data.X.device)
 
     def _make_optimizer(self):
         # MLP's penalty alpha / (2 n_batch) ||theta||^2 on weights, not biases, with
@@ -300,11 +391,18 @@ class SlimTrainTrainer(Trainer):
     @property
     def state(self):
         """The optimizer's state dict and slimTik, a :class:`SlimTrainState`."""
-        return SlimTrainState(self.optimizer.state_dict(), self.slimtik)
+        return SlimTrainState(
+            self.optimizer.state_dict(), self.slimtik, self._head_alpha
+        )
 
     @property
     def head_alpha(self):
-        """Effective ridge weight of slimTik, ``Lambda_k / (k + 1)``."""
+        """The head's ridge weight: slimTik's effective ``Lambda_k / (k + 1)``.
+
+        With LSGD's exact head, the weight of the last step's solve.
+        """
+        if self.slimtik is None:
+            return self._head_alpha
         return float(self.slimtik.state.alpha)
 
     def epoch(self):
@@ -316,17 +414,32 @@ class SlimTrainTrainer(Trainer):
             The mean batch loss, each with the head just fitted to it; nan if the
             network's parameters or head became non-finite.
         """
-        data = self.data
-        loss = slimtrain_epoch(
-            self.net,
-            self.optimizer,
-            self.slimtik,
-            data.X,
-            data.C,
-            data.weight,
-            batch_size=self.config.batch_size_for(len(data.X)),
-            generator=data.generator if self.config.shuffle else None,
-        )
+        data, config = self.data, self.config
+        batch_size = config.batch_size_for(len(data.X))
+        generator = data.generator if config.shuffle else None
+        if self.slimtik is None:
+            alpha = "gcv" if config.head_alpha == "auto" else config.head_alpha
+            loss, self._head_alpha = lsgd_epoch(
+                self.net,
+                self.optimizer,
+                data.X,
+                data.C,
+                data.weight,
+                head_alpha=alpha,
+                batch_size=batch_size,
+                generator=generator,
+            )
+        else:
+            loss = slimtrain_epoch(
+                self.net,
+                self.optimizer,
+                self.slimtik,
+                data.X,
+                data.C,
+                data.weight,
+                batch_size=batch_size,
+                generator=generator,
+            )
         # A NaN gradient on the last batch poisons theta after the loss was taken.
         net = self.net
         finite = all(torch.isfinite(p).all() for p in net.parameters())
@@ -342,10 +455,12 @@ class SlimTrainTrainer(Trainer):
         snapshot : dict
             What :meth:`restore` needs to undo the next epochs.
         """
+        slimtik = None if self.slimtik is None else self.slimtik.state.clone()
         return {
             "module": copy.deepcopy(self.net.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "slimtik": self.slimtik.state.clone(),
+            "slimtik": slimtik,
+            "head_alpha": self._head_alpha,
         }
 
     def restore(self, snapshot):
@@ -358,7 +473,9 @@ class SlimTrainTrainer(Trainer):
         """
         self.net.load_state_dict(snapshot["module"])
         self.optimizer.load_state_dict(snapshot["optimizer"])
-        self.slimtik.state = snapshot["slimtik"].clone()
+        self._head_alpha = snapshot["head_alpha"]
+        if self.slimtik is not None:
+            self.slimtik.state = snapshot["slimtik"].clone()
 
     def shrink_step(self, factor):
         """Scale the optimizer's learning rate after a divergence.
