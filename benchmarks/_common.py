@@ -1,0 +1,522 @@
+"""What the three benchmarks share: problems, run conditions, peers, time to target.
+
+- Problems: fixed 75/25 splits (``random_state=0``), X standardized on the training
+  part (:func:`load_regression_problems`, :func:`load_classification_problems`).
+- :func:`benchmark_conditions`: one torch and one BLAS thread, no convergence or
+  user warnings, all restored on exit.
+- Peers on the same (64, 64) tanh network: ``MLPRegressor``/``MLPClassifier`` and
+  skorch Adam nets, tuned on the test set over :data:`PEER_LRS` (:func:`tune`).
+- Time to target (:func:`time_to_target`): one run without early stopping; after
+  every iteration a fit callback (:class:`TargetMonitor`) scores the model that
+  ``fit`` would return if stopped there (:func:`as_returned`) and stops the run at
+  the first that reaches the target; medians of :data:`REPEATS` runs, the scoring
+  time excluded. The peers (``MLPRegressor``, ``MLPClassifier``, skorch) take no
+  sklearn callbacks; they are only ever targets, timed by their whole default fit.
+"""
+
+import contextlib
+import time
+import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.base import clone, is_classifier
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    make_classification,
+    make_friedman1,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, log_loss, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from sk_slim import GNvproClassifier, SlimTrainRegressor
+from sk_slim.datasets import make_cdr_surrogate, make_peaks
+from sk_slim.networks import make_mlp
+from sk_slim.training import solve_head, solve_logistic_head
+
+HIDDEN = (64, 64)  # the peers' network (and SlimTrain's)
+PEER_LRS = (1e-3, 1e-2, 1e-1)  # the Adam peers' learning rates, tuned on the test set
+REPEATS = 3  # runs to the target; medians are reported
+
+# ---------------------------------------------------------------------- problems
+
+
+class Split(NamedTuple):
+    """One problem's fixed split, X standardized on the training part."""
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+
+def split_and_scale(X, y, stratify=False):
+    """A 75/25 split (``random_state=0``) with X standardized on the training part."""
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y if stratify else None
+    )
+    scaler = StandardScaler().fit(X_train)
+    return Split(scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
+
+
+def load_regression_problems():
+    """``{name: Split}``: cdr, peaks, friedman1, diabetes.
+
+    Targets stay in their units (the estimators standardize them internally;
+    ``MLPRegressor`` and skorch get them through ``TransformedTargetRegressor`` and
+    :class:`SkorchRegressor`).
+    """
+    raw = {
+        "cdr": make_cdr_surrogate(n_samples=1500, noise=0.01, random_state=0),
+        "peaks": make_peaks(n_samples=3000, noise=0.05, random_state=0),
+        "friedman1": make_friedman1(n_samples=3000, noise=1.0, random_state=0),
+        "diabetes": load_diabetes(return_X_y=True),
+    }
+    return {name: split_and_scale(X, y) for name, (X, y) in raw.items()}
+
+
+def load_classification_problems():
+    """``{name: Split}``, stratified: digits, breast_cancer, peaks5, classification4."""
+    raw = {
+        "digits": load_digits(return_X_y=True),
+        "breast_cancer": load_breast_cancer(return_X_y=True),
+        "peaks5": make_peaks(n_samples=3000, noise=0.05, n_classes=5, random_state=0),
+        "classification4": make_classification(
+            n_samples=3000,
+            n_features=20,
+            n_informative=10,
+            n_classes=4,
+            random_state=0,
+        ),
+    }
+    return {name: split_and_scale(X, y, stratify=True) for name, (X, y) in raw.items()}
+
+
+def n_outputs(y):
+    return 1 if y.ndim == 1 else y.shape[1]
+
+
+# -------------------------------------------------------------------- conditions
+
+
+@contextlib.contextmanager
+def benchmark_conditions():
+    """What every benchmark runs under: one torch and one BLAS thread, and no
+    convergence or user warnings (stopped-early fits are expected here).
+
+    The torch thread count, the BLAS limits and the warning filters are restored
+    on exit.
+    """
+    torch_threads = torch.get_num_threads()
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(torch_threads)
+
+
+def warm_up(models, X, y, n_rows=200):
+    """Fit each model once on a few rows, untimed.
+
+    torch's one-time set-up (lazy imports, the first ``torch.func`` and autograd
+    calls: 1-2 s here) would otherwise be charged to whichever timed fit runs first.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for model in models:
+            model.fit(X[:n_rows], y[:n_rows])
+
+
+def timed_fit(model, X, y):
+    """Fit ``model``; return the seconds it took."""
+    start = time.perf_counter()
+    model.fit(X, y)
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class RegressionResult:
+    """A fitted regressor: test R², fit seconds, iterations (or epochs), passes.
+
+    ``passes`` counts passes over the training data (a forward, a backward or a
+    forward-mode pass): GNvpro's ``work_units_``, two an epoch or iteration for
+    the others (a lower bound for lbfgs, whose line searches add more).
+    """
+
+    r2: float
+    seconds: float
+    n_iter: int
+    passes: float
+
+    @property
+    def score(self):
+        return self.r2
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    """A fitted classifier: test accuracy and log-loss, fit seconds, iterations."""
+
+    accuracy: float
+    log_loss: float
+    seconds: float
+    n_iter: int
+
+    @property
+    def score(self):
+        return self.accuracy
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A peer at its best learning rate (on the test set)."""
+
+    method: str
+    lr: float
+    result: RegressionResult | ClassificationResult
+
+    @property
+    def label(self):
+        return f"{self.method} (lr {self.lr:g})"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The first iteration whose model reaches the target, and what it cost."""
+
+    iterations: int
+    seconds: float  # of a fit stopped there, the scoring excluded
+    passes: float | None  # over the training data (GNvpro's work_units_), or None
+
+
+def r2(model, X, y):
+    return r2_score(y, model.predict(X))
+
+
+def accuracy(model, X, y):
+    return accuracy_score(y, model.predict(X))
+
+
+def n_iter_of(model):
+    """Epochs or iterations of a fitted model (the inner one of a target wrapper)."""
+    if isinstance(model, TransformedTargetRegressor):
+        return model.regressor_.n_iter_
+    return model.n_iter_
+
+
+def evaluate_regressor(model, split, passes=None):
+    """Fit ``model`` on the split and score it; ``passes`` as the model counts
+    them (``work_units_``), else two per iteration, unless given."""
+    seconds = timed_fit(model, split.X_train, split.y_train)
+    n_iter = n_iter_of(model)
+    if passes is None:
+        work_units = getattr(model, "work_units_", None)
+        passes = work_units[-1] if work_units else 2 * n_iter
+    return RegressionResult(
+        r2(model, split.X_test, split.y_test), seconds, n_iter, passes
+    )
+
+
+def evaluate_classifier(model, split):
+    """Fit ``model`` on the split; accuracy, log-loss (probabilities clipped at
+    1e-15), seconds and iterations."""
+    seconds = timed_fit(model, split.X_train, split.y_train)
+    proba = np.clip(model.predict_proba(split.X_test), 1e-15, 1)
+    classes = model.classes_
+    return ClassificationResult(
+        accuracy=accuracy_score(split.y_test, classes[proba.argmax(axis=1)]),
+        log_loss=log_loss(split.y_test, proba, labels=classes),
+        seconds=seconds,
+        n_iter=model.n_iter_,
+    )
+
+
+# ------------------------------------------------------------------ the networks
+
+
+def slimtrain_regressor(lr=1e-2, **params):
+    """SlimTrainRegressor on the peers' (64, 64) network."""
+    return SlimTrainRegressor(HIDDEN, learning_rate_init=lr, random_state=0, **params)
+
+
+def mlp_regressor(lr=1e-3, hidden=HIDDEN, **params):
+    """``MLPRegressor`` (tanh, ``max_iter=200`` unless given), targets standardized."""
+    model = MLPRegressor(
+        hidden_layer_sizes=hidden,
+        activation="tanh",
+        learning_rate_init=lr,
+        random_state=0,
+        **{"max_iter": 200, **params},
+    )
+    return TransformedTargetRegressor(model, transformer=StandardScaler())
+
+
+def mlp_classifier(lr=1e-3, hidden=HIDDEN, **params):
+    """``MLPClassifier`` (tanh, ``max_iter=200`` unless given)."""
+    return MLPClassifier(
+        hidden_layer_sizes=hidden,
+        activation="tanh",
+        learning_rate_init=lr,
+        random_state=0,
+        **{"max_iter": 200, **params},
+    )
+
+
+class _MLP(nn.Module):
+    """The same (64, 64) tanh MLP plus a linear output layer, for skorch."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.body = make_mlp(
+            n_in, HIDDEN, "tanh", generator=torch.Generator().manual_seed(0)
+        )
+        self.out = nn.Linear(HIDDEN[-1], n_out)
+
+    def forward(self, x):
+        return self.out(self.body(x))
+
+
+def _skorch_options(lr, max_epochs, early_stopping):
+    """Adam, batch 200; ``EarlyStopping(patience=10)`` on a 20% split if asked."""
+    return {
+        "optimizer": torch.optim.Adam,
+        "lr": lr,
+        "max_epochs": max_epochs,
+        "batch_size": 200,
+        "callbacks": [EarlyStopping(patience=10)] if early_stopping else [],
+        "train_split": ValidSplit(0.2, random_state=0) if early_stopping else None,
+        "verbose": 0,
+    }
+
+
+class SkorchRegressor:
+    """skorch's Adam net on :class:`_MLP`: float32 inputs, standardized 2-D
+    targets; predictions in y's units and shape."""
+
+    def __init__(self, n_in, n_out, lr=1e-2, max_epochs=200, early_stopping=True):
+        torch.manual_seed(0)  # skorch initializes the output layer from the global RNG
+        self.net = NeuralNetRegressor(
+            _MLP,
+            module__n_in=n_in,
+            module__n_out=n_out,
+            **_skorch_options(lr, max_epochs, early_stopping),
+        )
+
+    def fit(self, X, y):
+        self._1d = y.ndim == 1
+        y2d = y.reshape(len(y), -1)
+        self.scaler = StandardScaler().fit(y2d)
+        self.net.fit(
+            X.astype(np.float32), self.scaler.transform(y2d).astype(np.float32)
+        )
+        return self
+
+    def predict(self, X):
+        out = self.scaler.inverse_transform(self.net.predict(X.astype(np.float32)))
+        return out.ravel() if self._1d else out
+
+    @property
+    def n_iter_(self):
+        return len(self.net.history)
+
+
+class SkorchClassifier:
+    """skorch's Adam net on :class:`_MLP` with cross-entropy: float32 inputs,
+    int64 class indices; labels back."""
+
+    def __init__(self, n_in, n_classes, lr=1e-2, max_epochs=200, early_stopping=True):
+        torch.manual_seed(0)  # skorch initializes the output layer from the global RNG
+        self.net = NeuralNetClassifier(
+            _MLP,
+            module__n_in=n_in,
+            module__n_out=n_classes,
+            criterion=nn.CrossEntropyLoss,
+            **_skorch_options(lr, max_epochs, early_stopping),
+        )
+
+    def fit(self, X, y):
+        self.classes_, indices = np.unique(y, return_inverse=True)
+        self.net.fit(X.astype(np.float32), indices.astype(np.int64))
+        return self
+
+    def predict_proba(self, X):
+        logits = self.net.forward(X.astype(np.float32)).numpy().astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    @property
+    def n_iter_(self):
+        return len(self.net.history)
+
+
+def regression_peers(split):
+    """``{method: make(lr)}``: the Adam peers of the regressors, each with its
+    default stopping (``MLPRegressor``: training-loss plateau; skorch:
+    ``EarlyStopping``)."""
+    n_in, n_out = split.X_train.shape[1], n_outputs(split.y_train)
+    return {
+        "MLPRegressor adam": mlp_regressor,
+        "skorch Adam + EarlyStopping": lambda lr: SkorchRegressor(n_in, n_out, lr),
+    }
+
+
+def classification_peers(split):
+    """``{method: make(lr)}``: the Adam peers of the classifiers, both stopping
+    early on a validation split."""
+    n_in, n_classes = split.X_train.shape[1], len(np.unique(split.y_train))
+    return {
+        "MLPClassifier adam": lambda lr: mlp_classifier(lr, early_stopping=True),
+        "skorch Adam + EarlyStopping": lambda lr: SkorchClassifier(n_in, n_classes, lr),
+    }
+
+
+def tune(peers, split, evaluate, lrs=PEER_LRS):
+    """Each peer at its best learning rate by test score (the first on ties).
+
+    ``peers`` is ``{method: make(lr)}``; ``evaluate(model, split)`` returns a
+    :class:`RegressionResult` or :class:`ClassificationResult`. Returns a list of
+    :class:`Tuned`.
+    """
+    tuned = []
+    for method, make in peers.items():
+        best = None
+        for lr in lrs:
+            result = evaluate(make(lr), split)
+            if best is None or result.score > best.result.score:
+                best = Tuned(method, lr, result)
+        tuned.append(best)
+    return tuned
+
+
+# ---------------------------------------------------------------- time to target
+
+
+def as_returned(model, X_train, y_train):
+    """Turn a mid-fit copy into the model ``fit`` returns when stopped there.
+
+    A fit without early stopping ends by solving the head on all training rows
+    (``Trainer.finish``); the copy a fit callback receives has the head of the
+    last iteration (slimTrain: the streamed slimTik head; GNvpro: the head solved
+    with the ridge weight GCV chose at the iteration's start), which can score far
+    lower (friedman1 after one iteration: slimTrain 0.80 against 0.90, GNvpro 0.09
+    against 0.74). Solves it in place as ``finish`` does, for the estimators timed
+    here with ``head_alpha='auto'`` and no sample weights: the least-squares head
+    by GCV on the standardized targets (the regressors), or the logistic head with
+    ridge weight ``1 / n`` (:class:`GNvproClassifier`). :func:`time_to_target`
+    checks the result against the model the stopped fit returns.
+    """
+    if model.get_params().get("head_alpha") != "auto":
+        raise ValueError("Only head_alpha='auto' is reproduced here.")
+    X = torch.as_tensor(X_train, dtype=model.module_.W.dtype)
+    if isinstance(model, GNvproClassifier):
+        C = np.eye(len(model.classes_))[np.searchsorted(model.classes_, y_train)]
+        solve_logistic_head(model.module_, X, torch.as_tensor(C), None, 1 / len(X))
+    elif is_classifier(model):  # SlimTrainClassifier also fits a temperature
+        raise TypeError(f"{type(model).__name__} is not supported.")
+    else:
+        y2d = y_train.reshape(len(y_train), -1)
+        C = (y2d - y2d.mean(axis=0)) / y2d.std(axis=0)
+        solve_head(model.module_, X, torch.as_tensor(C), None, "gcv")
+    return model
+
+
+class _Hit(NamedTuple):
+    iterations: int
+    passes: float | None
+    score: float
+
+
+class TargetMonitor:
+    """A fit callback: after every iteration (the ``'epoch'`` task), score the
+    model that ``fit`` would return if stopped there (:func:`as_returned`) on
+    the test set; stop the fit once it reaches ``target``.
+
+    ``hit`` is then ``(iterations, passes, score)`` at that iteration, and
+    ``seconds`` the time spent in this callback (to subtract from the fit's).
+    """
+
+    def __init__(self, split, target, score):
+        self.split, self.target, self.score = split, target, score
+        self.hit, self.seconds = None, 0.0
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context):
+        pass
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+        if context.task_name != "epoch" or fitted_estimator is None:
+            return False
+        start = time.perf_counter()
+        split = self.split
+        model = as_returned(fitted_estimator, split.X_train, split.y_train)
+        score = self.score(model, split.X_test, split.y_test)
+        reached = score >= self.target
+        if reached:
+            work_units = getattr(estimator, "work_units_", None)
+            passes = work_units[-1] if work_units else None
+            self.hit = _Hit(estimator.n_iter_, passes, score)
+        self.seconds += time.perf_counter() - start
+        return reached
+
+
+def time_to_target(estimator, split, target, score, max_iter, repeats=REPEATS):
+    """The first iteration at which ``estimator`` reaches ``target``, or None.
+
+    Each run fits a clone with ``max_iter`` and no early stopping, scored after
+    every iteration by :class:`TargetMonitor` and stopped at the target. Seconds
+    are those of the stopped fit (its final head solve included) less the time
+    spent in the monitor; the copy that sklearn makes for the callback (0.2-0.4 ms
+    an iteration) stays counted. Returns the medians over ``repeats`` runs as a
+    :class:`Reach` (the path can differ between runs in rounding), or None if a
+    run does not reach the target within ``max_iter``.
+    """
+    hits, seconds = [], []
+    for _ in range(repeats):
+        model = clone(estimator).set_params(max_iter=max_iter, early_stopping=False)
+        monitor = TargetMonitor(split, target, score)
+        model.set_callbacks(monitor)
+        fit_seconds = timed_fit(model, split.X_train, split.y_train)
+        if monitor.hit is None:
+            return None
+        returned = score(model, split.X_test, split.y_test)
+        if not np.isclose(returned, monitor.hit.score, rtol=0, atol=1e-9):
+            raise RuntimeError(
+                f"The stopped fit scores {returned}, its mid-fit copy "
+                f"{monitor.hit.score}: as_returned no longer matches fit."
+            )
+        hits.append(monitor.hit)
+        seconds.append(fit_seconds - monitor.seconds)
+    passes = [hit.passes for hit in hits]
+    return Reach(
+        iterations=int(np.median([hit.iterations for hit in hits])),
+        seconds=float(np.median(seconds)),
+        passes=None if None in passes else float(np.median(passes)),
+    )
