@@ -30,12 +30,12 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/python examples/demo.py
 
 test: $(VENV)/.installed
-	$(BIN)/python -m ruff check sk_slim tests examples
+	$(BIN)/python -m ruff check sk_slim tests examples benchmarks
 	$(BIN)/python -m pytest -n 2
 
 lint: $(VENV)/.installed
-	$(BIN)/python -m ruff check sk_slim tests examples
-	$(BIN)/python -m ruff format --check sk_slim tests examples
+	$(BIN)/python -m ruff check sk_slim tests examples benchmarks
+	$(BIN)/python -m ruff format --check sk_slim tests examples benchmarks
 
 # A clean build every time: the gallery re-runs the examples against the current
 # code (sphinx-gallery would otherwise keep the output of unchanged examples).
