@@ -8,9 +8,10 @@
   skorch Adam nets, tuned on the test set over :data:`PEER_LRS` (:func:`tune`).
 - Time to target (:func:`time_to_target`): one run without early stopping; after
   every iteration a fit callback (:class:`TargetMonitor`) scores the model that
-  ``fit`` would return if stopped there (:func:`as_returned`) and stops the run at
-  the first that reaches the target; medians of :data:`REPEATS` runs, the scoring
-  time excluded. The peers (``MLPRegressor``, ``MLPClassifier``, skorch) take no
+  ``fit`` would return if stopped there (sk_slim shows callbacks that model) and
+  stops the run at the first that reaches the target; a fit of that many
+  iterations without callbacks is then timed; medians of :data:`REPEATS` runs.
+  The peers (``MLPRegressor``, ``MLPClassifier``, skorch) take no
   sklearn callbacks; they are only ever targets, timed by their whole default fit.
 """
 
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.base import clone, is_classifier
+from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.datasets import (
     load_breast_cancer,
@@ -42,10 +43,9 @@ from skorch.dataset import ValidSplit
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from sk_slim import GNvproClassifier, SlimTrainRegressor
+from sk_slim import SlimTrainRegressor
 from sk_slim.datasets import make_cdr_surrogate, make_peaks
 from sk_slim.networks import make_mlp
-from sk_slim.training import solve_head, solve_logistic_head
 
 HIDDEN = (64, 64)  # the peers' network (and SlimTrain's)
 PEER_LRS = (1e-3, 1e-2, 1e-1)  # the Adam peers' learning rates, tuned on the test set
@@ -414,35 +414,6 @@ def tune(peers, split, evaluate, lrs=PEER_LRS):
 # ---------------------------------------------------------------- time to target
 
 
-def as_returned(model, X_train, y_train):
-    """Turn a mid-fit copy into the model ``fit`` returns when stopped there.
-
-    A fit without early stopping ends by solving the head on all training rows
-    (``Trainer.finish``); the copy a fit callback receives has the head of the
-    last iteration (slimTrain: the streamed slimTik head; GNvpro: the head solved
-    with the ridge weight GCV chose at the iteration's start), which can score far
-    lower (friedman1 after one iteration: slimTrain 0.80 against 0.90, GNvpro 0.09
-    against 0.74). Solves it in place as ``finish`` does, for the estimators timed
-    here with ``head_alpha='auto'`` and no sample weights: the least-squares head
-    by GCV on the standardized targets (the regressors), or the logistic head with
-    ridge weight ``1 / n`` (:class:`GNvproClassifier`). :func:`time_to_target`
-    checks the result against the model the stopped fit returns.
-    """
-    if model.get_params().get("head_alpha") != "auto":
-        raise ValueError("Only head_alpha='auto' is reproduced here.")
-    X = torch.as_tensor(X_train, dtype=model.module_.W.dtype)
-    if isinstance(model, GNvproClassifier):
-        C = np.eye(len(model.classes_))[np.searchsorted(model.classes_, y_train)]
-        solve_logistic_head(model.module_, X, torch.as_tensor(C), None, 1 / len(X))
-    elif is_classifier(model):  # SlimTrainClassifier also fits a temperature
-        raise TypeError(f"{type(model).__name__} is not supported.")
-    else:
-        y2d = y_train.reshape(len(y_train), -1)
-        C = (y2d - y2d.mean(axis=0)) / y2d.std(axis=0)
-        solve_head(model.module_, X, torch.as_tensor(C), None, "gcv")
-    return model
-
-
 class _Hit(NamedTuple):
     iterations: int
     passes: float | None
@@ -451,16 +422,15 @@ class _Hit(NamedTuple):
 
 class TargetMonitor:
     """A fit callback: after every iteration (the ``'epoch'`` task), score the
-    model that ``fit`` would return if stopped there (:func:`as_returned`) on
-    the test set; stop the fit once it reaches ``target``.
+    model that ``fit`` would return if stopped there on the test set; stop the
+    fit once it reaches ``target``.
 
-    ``hit`` is then ``(iterations, passes, score)`` at that iteration, and
-    ``seconds`` the time spent in this callback (to subtract from the fit's).
+    ``hit`` is then ``(iterations, passes, score)`` at that iteration.
     """
 
     def __init__(self, split, target, score):
         self.split, self.target, self.score = split, target, score
-        self.hit, self.seconds = None, 0.0
+        self.hit = None
 
     def setup(self, estimator, context):
         pass
@@ -474,16 +444,13 @@ class TargetMonitor:
     def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
         if context.task_name != "epoch" or fitted_estimator is None:
             return False
-        start = time.perf_counter()
         split = self.split
-        model = as_returned(fitted_estimator, split.X_train, split.y_train)
-        score = self.score(model, split.X_test, split.y_test)
+        score = self.score(fitted_estimator, split.X_test, split.y_test)
         reached = score >= self.target
         if reached:
             work_units = getattr(estimator, "work_units_", None)
             passes = work_units[-1] if work_units else None
             self.hit = _Hit(estimator.n_iter_, passes, score)
-        self.seconds += time.perf_counter() - start
         return reached
 
 
@@ -491,10 +458,10 @@ def time_to_target(estimator, split, target, score, max_iter, repeats=REPEATS):
     """The first iteration at which ``estimator`` reaches ``target``, or None.
 
     Each run fits a clone with ``max_iter`` and no early stopping, scored after
-    every iteration by :class:`TargetMonitor` and stopped at the target. Seconds
-    are those of the stopped fit (its final head solve included) less the time
-    spent in the monitor; the copy that sklearn makes for the callback (0.2-0.4 ms
-    an iteration) stays counted. Returns the medians over ``repeats`` runs as a
+    every iteration by :class:`TargetMonitor` and stopped at the target; then a
+    clone fitted for that many iterations, without callbacks, is timed (so the
+    scoring and sklearn's copies for the callback are not counted) and must score
+    what the monitor saw. Returns the medians over ``repeats`` runs as a
     :class:`Reach` (the path can differ between runs in rounding), or None if a
     run does not reach the target within ``max_iter``.
     """
@@ -503,17 +470,20 @@ def time_to_target(estimator, split, target, score, max_iter, repeats=REPEATS):
         model = clone(estimator).set_params(max_iter=max_iter, early_stopping=False)
         monitor = TargetMonitor(split, target, score)
         model.set_callbacks(monitor)
-        fit_seconds = timed_fit(model, split.X_train, split.y_train)
+        timed_fit(model, split.X_train, split.y_train)
         if monitor.hit is None:
             return None
-        returned = score(model, split.X_test, split.y_test)
+        stopped = clone(estimator).set_params(
+            max_iter=monitor.hit.iterations, early_stopping=False
+        )
+        seconds.append(timed_fit(stopped, split.X_train, split.y_train))
+        returned = score(stopped, split.X_test, split.y_test)
         if not np.isclose(returned, monitor.hit.score, rtol=0, atol=1e-9):
             raise RuntimeError(
-                f"The stopped fit scores {returned}, its mid-fit copy "
-                f"{monitor.hit.score}: as_returned no longer matches fit."
+                f"A fit of {monitor.hit.iterations} iterations scores {returned}, "
+                f"the model its callback saw {monitor.hit.score}."
             )
         hits.append(monitor.hit)
-        seconds.append(fit_seconds - monitor.seconds)
     passes = [hit.passes for hit in hits]
     return Reach(
         iterations=int(np.median([hit.iterations for hit in hits])),

@@ -127,7 +127,7 @@ def main():
     print(
         "\n## Time for GNvproClassifier to reach the best peer's test accuracy: "
         f"the first iteration that reaches it (of {MAX_ITER}; median seconds of "
-        f"{REPEATS} runs, scoring excluded)\n"
+        f"{REPEATS} runs of a fit stopped there)\n"
     )
     print(
         "| problem | best peer | target accuracy | peer seconds | GNvpro its "

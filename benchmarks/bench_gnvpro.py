@@ -115,7 +115,7 @@ def main():
 
     print(
         "\n## GNvpro to lbfgs's test R²: the first iteration that reaches it "
-        f"(of {MAX_ITER}; median seconds of {REPEATS} runs, scoring excluded)\n"
+        f"(of {MAX_ITER}; median seconds of {REPEATS} runs of a fit stopped there)\n"
     )
     print(
         "| problem | GNvpro | lbfgs R² | lbfgs s | lbfgs passes (≥) | GNvpro its "

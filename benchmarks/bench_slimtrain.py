@@ -189,7 +189,7 @@ def main():
     print(
         "\n## Time for slimTrain to reach the tuned adam MLPRegressor's test R²: "
         f"the first epoch that reaches it (of {MAX_EPOCHS}; median seconds of "
-        f"{REPEATS} runs, scoring excluded)\n"
+        f"{REPEATS} runs of a fit stopped there)\n"
     )
     print(
         "| problem | target R² | MLP adam seconds | slimTrain epochs "

@@ -14,6 +14,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -371,7 +372,9 @@ class _BaseSeparable(
                 estimator=self,
                 X=fit.X,
                 y=fit.y,
-                reconstruction_attributes=self._reconstruction_attributes,
+                reconstruction_attributes=partial(
+                    self._reconstruction_attributes, trainer
+                ),
             )
             epoch_ctx = None
             if stop:
@@ -509,9 +512,13 @@ class _BaseSeparable(
         self.coef_ = W[:, 0] if self._y_1d else W
         self.intercept_ = float(b[0]) if self._y_1d else b
 
-    def _reconstruction_attributes(self):
-        """What a callback needs to predict with the estimator mid-fit."""
-        attributes = {"module_": copy.deepcopy(self.module_)}
+    def _reconstruction_attributes(self, trainer):
+        """What a callback needs to predict with the estimator mid-fit: the
+        network ``fit`` would return if it stopped now, its final head solved
+        (on a copy: training goes on with its own head)."""
+        net = copy.deepcopy(trainer.net)
+        trainer.finish(net)
+        attributes = {"module_": net}
         for name in ("n_features_in_", "feature_names_in_", "n_outputs_", "device_"):
             if hasattr(self, name):
                 attributes[name] = getattr(self, name)

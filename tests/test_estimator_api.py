@@ -167,3 +167,56 @@ def test_box_init_draws_the_first_layer_through_the_inputs_own_box(Estimator):
             pre.max(dim=0).values, torch.ones(W.shape[0]).double()
         )
         assert (pre.min(dim=0).values < 0).all()
+
+
+class _LastModel:
+    """A fit callback that keeps the predictions of the model it is shown after
+    every epoch (sklearn's reconstruction of the estimator mid-fit)."""
+
+    def __init__(self, X):
+        self.X, self.predictions = X, []
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context):
+        pass
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+        if context.task_name == "epoch" and fitted_estimator is not None:
+            self.predictions.append(
+                fitted_estimator.decision_function(self.X)
+                if hasattr(fitted_estimator, "classes_")
+                else fitted_estimator.predict(self.X)
+            )
+        return False
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS, ids=lambda e: e.__name__)
+def test_callbacks_see_the_model_fit_would_return(Estimator):
+    # After each epoch a callback gets the model that fit returns if stopped
+    # there: these features with the final (full-data) head, not the head the
+    # algorithm trains against (slimTik's streamed head, GNvpro's last step).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(150, 3))
+    y = (X[:, 0] > 0).astype(int) if "Classifier" in Estimator.__name__ else X[:, 0]
+    model = Estimator(max_iter=3, early_stopping=False, random_state=0)
+    monitor = _LastModel(X)
+    model.set_callbacks(monitor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    assert len(monitor.predictions) == 3
+    returned = (
+        model.decision_function(X)
+        if "Classifier" in Estimator.__name__
+        else (model.predict(X))
+    )
+    if "SlimTrainClassifier" == Estimator.__name__:  # no temperature mid-fit
+        returned = returned * model.temperature_
+    np.testing.assert_allclose(
+        monitor.predictions[-1], returned, rtol=1e-10, atol=1e-12
+    )

@@ -432,8 +432,13 @@ class GNvproTrainer(Trainer):
         state = self._state
         return state.grad_norm <= self.config.tol * state.first_grad_norm
 
-    def solve_head(self):
+    def solve_head(self, net=None):
         """Solve the head on all training rows and store it in the network.
+
+        Parameters
+        ----------
+        net : SeparableNet, default=None
+            The network (a copy of :attr:`net`, say); None: :attr:`net`.
 
         Returns
         -------
@@ -442,16 +447,22 @@ class GNvproTrainer(Trainer):
             ``1 / n`` (cross-entropy, ``'auto'``), or the fixed one.
         """
         data, alpha = self.data, self._head_alpha_value()
+        net = self.net if net is None else net
         if self.config.loss == "cross_entropy":
-            return solve_logistic_head(self.net, data.X, data.C, data.weight, alpha)
-        return solve_head(self.net, data.X, data.C, data.weight, alpha)
+            return solve_logistic_head(net, data.X, data.C, data.weight, alpha)
+        return solve_head(net, data.X, data.C, data.weight, alpha)
 
-    def finish(self):
+    def finish(self, net=None):
         """Solve the final head at the end of a call.
+
+        Parameters
+        ----------
+        net : SeparableNet, default=None
+            The network (a copy of :attr:`net`, say); None: :attr:`net`.
 
         Returns
         -------
         head_alpha : float
             As :meth:`solve_head`.
         """
-        return self.solve_head()
+        return self.solve_head(net)

@@ -149,8 +149,14 @@ class Trainer(ABC):
         """
 
     @abstractmethod
-    def solve_head(self):
+    def solve_head(self, net=None):
         """Solve the head on all the training rows and store it in the network.
+
+        Parameters
+        ----------
+        net : SeparableNet, default=None
+            The network to solve it for (a copy of :attr:`net`, say); None:
+            :attr:`net`.
 
         Returns
         -------
@@ -159,8 +165,14 @@ class Trainer(ABC):
         """
 
     @abstractmethod
-    def finish(self):
+    def finish(self, net=None):
         """Solve the final head, if the algorithm does, at the end of a call.
+
+        Parameters
+        ----------
+        net : SeparableNet, default=None
+            The network to finish (a copy of :attr:`net`, for a model to look
+            at mid-fit); None: :attr:`net`.
 
         Returns
         -------

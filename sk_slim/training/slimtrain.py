@@ -508,8 +508,13 @@ class SlimTrainTrainer(Trainer):
         """
         return False
 
-    def solve_head(self):
+    def solve_head(self, net=None):
         """Solve the head on all training rows and store it in the network.
+
+        Parameters
+        ----------
+        net : SeparableNet, default=None
+            The network (a copy of :attr:`net`, say); None: :attr:`net`.
 
         Returns
         -------
@@ -519,10 +524,16 @@ class SlimTrainTrainer(Trainer):
         """
         data, alpha = self.data, self.config.head_alpha
         alpha = "gcv" if alpha == "auto" else alpha
-        return solve_head(self.net, data.X, data.C, data.weight, alpha)
+        net = self.net if net is None else net
+        return solve_head(net, data.X, data.C, data.weight, alpha)
 
-    def finish(self):
+    def finish(self, net=None):
         """Solve the final head at the end of a call.
+
+        Parameters
+        ----------
+        net : SeparableNet, default=None
+            The network (a copy of :attr:`net`, say); None: :attr:`net`.
 
         Returns
         -------
@@ -532,4 +543,4 @@ class SlimTrainTrainer(Trainer):
         """
         if self.config.streaming:
             return self.head_alpha
-        return self.solve_head()
+        return self.solve_head(net)
