@@ -11,10 +11,7 @@ is a trainer (:class:`sk_slim.training.Trainer`) that each estimator builds in
 import copy
 import io
 import math
-import time
-import warnings
 from dataclasses import dataclass
-from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -25,7 +22,6 @@ from sklearn.base import (
     TransformerMixin,
 )
 from sklearn.callback import CallbackSupportMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -35,15 +31,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._loop import _EpochLoopMixin
 from ._runtime import draw_seed, n_threads, resolve_device, torch_threads
 from .networks import ACTIVATIONS, SeparableNet, make_mlp
-from .training import FitData
+from .training import FitData, HeadPosterior, head_posterior
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Attributes holding tensors: pickled through torch with CPU mapping.
 _TORCH_ATTRIBUTES = ("module_", "_trainer_state")
-# A divergent epoch is retried this many times with half the learning rate.
-_MAX_RETRIES = 5
 # early_stopping='auto' holds out validation data from this many samples on.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 200
 
@@ -69,6 +64,7 @@ class _Fit:
 
 
 class _BaseSeparable(
+    _EpochLoopMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     CallbackSupportMixin,
@@ -229,7 +225,21 @@ class _BaseSeparable(
         return None
 
     def _calibrate(self, net, fit):
-        """Hook: fit what turns the trained head's outputs into predictions."""
+        """Fit what turns the trained head into predictions: for the ridge head
+        of a regressor, its posterior given the features (``return_std``).
+
+        Only ``fit`` solves the head on all rows; ``partial_fit`` keeps the
+        streamed head, which has no such posterior.
+        """
+        self._head_posterior = None
+        if not fit.incremental:
+            data = fit.data
+            posterior = head_posterior(
+                net, data.X, data.C, data.weight, alpha=self.head_alpha_
+            )
+            self._head_posterior = HeadPosterior(
+                posterior.covariance.cpu(), posterior.noise_variance.cpu()
+            )
 
     def _make_trainer(self, net, *, incremental):
         """The training algorithm for ``net`` (a :class:`~sk_slim.training.Trainer`)."""
@@ -328,150 +338,49 @@ class _BaseSeparable(
             validation = _ValidationSplit(X_val, y_val, weight_val)
         return _Fit(data, validation, X_fit, y_fit, incremental)
 
-    def _epoch_loop(self, trainer, fit, callback_ctx, n_epochs=None):
-        """MLP-style epochs: record, stop early, recover from divergence.
-
-        Returns the snapshot of the best epoch by validation score, or None.
-        """
-        n_epochs = self.max_iter if n_epochs is None else n_epochs
-        self._no_improvement_count = 0
-        retries, epoch, epoch_ctx, best = 0, 0, None, None
-        while epoch < n_epochs:
-            if epoch_ctx is None:  # a retried epoch keeps its context
-                epoch_ctx = callback_ctx.subcontext(task_name="epoch")
-                epoch_ctx.call_on_fit_task_begin(estimator=self)
-            snapshot = trainer.snapshot()
-            start = time.perf_counter()
-            try:
-                trainer.net.train()
-                loss = trainer.epoch()
-            except KeyboardInterrupt:
-                trainer.restore(snapshot)
-                warnings.warn(
-                    "Training interrupted by the user; keeping the best weights so "
-                    "far.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                return best
-            except (FloatingPointError, torch.linalg.LinAlgError):
-                loss = math.nan
-            if not math.isfinite(loss):
-                retries = self._recover(trainer, snapshot, retries)
-                continue
-            epoch, retries = epoch + 1, 0
-            self._record_history(trainer, loss, fit)
-            score = self._score_validation(trainer, fit.validation)
-            if score is not None and score > self.best_validation_score_:
-                best = trainer.snapshot()
-            improved = self._update_best(loss, score)
-            if self.verbose:
-                print(self._progress_line(loss, score, time.perf_counter() - start))
-            stop = trainer.converged() or self._update_no_improvement_count(improved)
-            stop |= epoch_ctx.call_on_fit_task_end(
-                estimator=self,
-                X=fit.X,
-                y=fit.y,
-                reconstruction_attributes=partial(
-                    self._reconstruction_attributes, trainer
-                ),
-            )
-            epoch_ctx = None
-            if stop:
-                return best
-        if not fit.incremental:
-            warnings.warn(
-                f"{type(self).__name__}: the maximum number of epochs "
-                f"(max_iter={self.max_iter}) was reached and the optimization "
-                "has not converged yet.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-        return best
-
-    def _recover(self, trainer, snapshot, retries):
-        """Undo a divergent epoch and halve the step, a bounded number of times."""
-        trainer.restore(snapshot)
-        if retries >= _MAX_RETRIES:
-            raise FloatingPointError(
-                f"Training diverged (non-finite loss or head) {retries + 1} times in a "
-                f"row, even after halving the learning rate {retries} times. Lower "
-                "learning_rate_init, or scale the inputs (e.g. StandardScaler)."
-            )
-        trainer.shrink_step(0.5)
-        if self.verbose:
-            print("Non-finite loss: epoch undone, learning rate halved.")
-        return retries + 1
-
-    def _record_history(self, trainer, loss, fit):
-        """Append the epoch to the loss, head-alpha and trainer histories."""
-        self.n_iter_ += 1
-        self.t_ += fit.data.X.shape[0]
-        self.loss_curve_.append(loss)
-        self.head_alpha_curve_.append(trainer.head_alpha)
-        record = trainer.record()
-        for key, name in self._history_attributes.items():
-            getattr(self, name).append(record[key])
-
-    def _score_validation(self, trainer, validation):
-        """The validation score of the model ``fit`` would return now (these
-        features with the full-data head; the streaming head is a noisy proxy
-        for it), or None without early stopping."""
-        if self.validation_scores_ is None or validation is None:
-            return None
-        trainer.solve_head()
-        scores = self._predict_scaled(trainer.net, validation.X)
-        score = self._validation_score(validation.y, scores, validation.weight)
-        self.validation_scores_.append(score)
-        return score
-
-    def _update_best(self, loss, score):
-        """Track the best validation score (or training loss); return whether
-        this epoch improved on it by more than ``tol``."""
-        if score is not None:
-            improved = score > self.best_validation_score_ + self.tol
-            self.best_validation_score_ = max(self.best_validation_score_, score)
-        elif self.best_loss_ is not None:
-            improved = loss < self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, loss)
-        else:  # partial_fit with early_stopping: no validation split to judge by
-            improved = True
-        return improved
-
-    def _update_no_improvement_count(self, improved):
-        """Count epochs without improvement; return True when patience ran out."""
-        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if self._no_improvement_count > self.n_iter_no_change:
-            if self.verbose:
-                print(f"No improvement for {self.n_iter_no_change} epochs: stopping.")
-            return True
-        return False
-
-    def _progress_line(self, loss, score, seconds):
-        """The verbose line of one epoch, as MLPRegressor prints it."""
-        message = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
-        if score is not None:
-            message += f", validation score = {score:.6f}"
-        return f"{message}, {seconds:.3f} s"
-
     # ---------------------------------------------------------------- inference
 
-    def predict(self, X):
-        """Predict with the separable network.
+    def predict(self, X, return_std=False):
+        """Predict with the separable network, optionally with a standard deviation.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Inputs, with the features seen in fit.
+        return_std : bool, default=False
+            Also return the predictive standard deviation of the ridge head
+            given the learned features (its Bayesian reading): per output
+            ``k``, ``sigma_k sqrt(1 + z^T (Z^T W Z + lam I)^{-1} z)`` with
+            ``z = [phi(x), 1]``, ``Z`` the training rows' features, ``W``
+            their weights, and ``sigma_k^2`` output ``k``'s weighted residual
+            over the residual degrees of freedom ``n - tr H``. It ignores the
+            uncertainty in the features themselves (see the user guide).
+            Needs the full-data head solve of ``fit`` (not ``partial_fit``).
 
         Returns
         -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             In the dtype of ``X`` (float32 or float64).
+        y_std : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            In the units of ``y``; only with ``return_std=True``.
         """
         X = self._validate_inference_input(X)
         y = self._predict_scaled(self.module_, X).astype(X.dtype, copy=False)
-        return y.ravel() if self._y_1d else y
+        y = y.ravel() if self._y_1d else y
+        if not return_std:
+            return y
+        if getattr(self, "_head_posterior", None) is None:
+            raise ValueError(
+                "return_std=True needs the head solved on all training rows, which "
+                "fit does; after partial_fit the head is slimTik's streamed head. "
+                "Call fit first."
+            )
+        with torch.no_grad():
+            net = self._net_on_device()
+            Z = net.augment(net.features(self._to_tensor(X))).cpu()  # (n, p)
+        variance = self._head_posterior.predictive_variance(Z).numpy()  # (n, c)
+        std = (np.sqrt(variance) * self._y_scale).astype(X.dtype, copy=False)
+        return y, (std.ravel() if self._y_1d else std)
 
     def transform(self, X):
         """The learned features ``phi(X)``, the inputs of the solved head.

@@ -71,6 +71,9 @@ class _SeparableClassifierMixin(ClassifierMixin):
         n_classes = y2d.shape[1]
         return np.zeros(n_classes), np.ones(n_classes)
 
+    def _calibrate(self, net, fit):
+        """Nothing to fit by default (a logistic head's softmax is calibrated)."""
+
     def _validation_score(self, y_val, scores, sample_weight):
         """Accuracy, as ``MLPClassifier``'s early stopping."""
         return accuracy_score(

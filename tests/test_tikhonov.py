@@ -131,3 +131,19 @@ def test_runs_on_device(device):
     assert result.W.device.type == device.type
     W_cpu = tikhonov_svd(Z, C, result.lam)
     torch.testing.assert_close(result.W.cpu(), W_cpu, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [40, 6])  # n = 6 < p = 8: a complement to the span
+def test_covariance_and_residual_dof_equal_the_dense_formulas(n):
+    g = torch.Generator().manual_seed(5)
+    Z = torch.randn(n, 8, generator=g, dtype=torch.float64)
+    C = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    w = torch.rand(n, generator=g, dtype=torch.float64) + 0.5
+    factors = tikhonov_factor(Z, C, w)
+    lam = 0.3
+    G = Z.T @ (w[:, None] * Z) + lam * torch.eye(8, dtype=torch.float64)
+    torch.testing.assert_close(factors.covariance(lam), torch.linalg.inv(G))
+    hat = Z @ torch.linalg.solve(G, Z.T * w)  # weighted hat matrix
+    assert factors.residual_dof(lam) == pytest.approx(
+        float(w.sum() - torch.trace(hat)), rel=1e-12
+    )

@@ -82,6 +82,50 @@ class TikhonovSVD:
         filt = self.s / (self.s**2 + lam)  # (q,)
         return self.Vh.T @ (filt[:, None] * self.UtC)  # (p, c)
 
+    def covariance(self, lam):
+        """Return ``(Z^T diag(w) Z + lam I)^{-1}``, the posterior covariance.
+
+        The ridge solution's posterior covariance per unit noise variance,
+        under the Gaussian prior ``N(0, sigma^2 / lam I)``.
+
+        Parameters
+        ----------
+        lam : float
+            Regularization parameter, ``lam >= 0``. With ``lam = 0`` the
+            pseudo-inverse: the directions the features do not span get none.
+
+        Returns
+        -------
+        Tensor of shape (p, p)
+            Symmetric, float64: ``V diag(1 / (s^2 + lam)) V^T`` plus
+            ``(I - V V^T) / lam`` on the complement of the kept directions.
+        """
+        V = self.Vh.T  # (p, q)
+        cov = (V / (self.s**2 + lam)) @ V.T
+        if lam > 0:
+            eye = torch.eye(V.shape[0], dtype=_DTYPE, device=V.device)
+            cov = cov + (eye - V @ V.T) / lam
+        return 0.5 * (cov + cov.T)
+
+    def residual_dof(self, lam):
+        """Return the residual degrees of freedom ``n - tr H(lam)``.
+
+        ``n`` is the number of samples the weights stand for; the sum is taken
+        from positive terms (no cancellation at small ``lam``).
+
+        Parameters
+        ----------
+        lam : float
+            Regularization parameter, ``lam >= 0``.
+
+        Returns
+        -------
+        float
+            ``n - sum_j s_j^2 / (s_j^2 + lam)``.
+        """
+        shrink = float((lam / (self.s**2 + lam)).sum()) if lam > 0 else 0.0
+        return (self.n_samples - self.s.numel()) + shrink
+
     def residual(self, lams):
         """Squared residual ``rho(lam) = ||sqrt(w) (Z W(lam) - C)||_F^2``.
 

@@ -6,7 +6,14 @@ Each algorithm is a trainer (:class:`Trainer`): slimTrain
 
 from .gnvpro import GNvproConfig, GNvproState, GNvproTrainer, gnvpro_step
 from .gnvpro_logistic import ReducedLogisticProblem
-from .head import features_of, ridge_head, solve_head, solve_logistic_head
+from .head import (
+    HeadPosterior,
+    features_of,
+    head_posterior,
+    ridge_head,
+    solve_head,
+    solve_logistic_head,
+)
 from .protocol import FitData, Trainer
 from .reduced import ReducedProblem
 from .slimtrain import (
@@ -25,6 +32,7 @@ __all__ = [
     "GNvproConfig",
     "GNvproState",
     "GNvproTrainer",
+    "HeadPosterior",
     "ReducedLogisticProblem",
     "ReducedProblem",
     "SlimTrainConfig",
@@ -34,6 +42,7 @@ __all__ = [
     "features_of",
     "gnvpro_step",
     "half_mse",
+    "head_posterior",
     "lsgd_epoch",
     "make_slimtik",
     "slimtrain_epoch",

@@ -1,11 +1,20 @@
 """Full-data head solves for a separable network (the last step of every fit):
 ridge with GCV for least squares, logistic regression for cross-entropy."""
 
+from dataclasses import dataclass
+
 import torch
 
-from ..linalg import gcv, logistic_head, tikhonov_svd
+from ..linalg import gcv, logistic_head, tikhonov_factor, tikhonov_svd
 
-__all__ = ["features_of", "ridge_head", "solve_head", "solve_logistic_head"]
+__all__ = [
+    "HeadPosterior",
+    "features_of",
+    "head_posterior",
+    "ridge_head",
+    "solve_head",
+    "solve_logistic_head",
+]
 
 
 @torch.no_grad()
@@ -152,3 +161,76 @@ def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):
         raise FloatingPointError("The logistic head is not finite.")
     net.set_head(result.W)
     return float(alpha)
+
+
+@dataclass(frozen=True)
+class HeadPosterior:
+    """The Bayesian reading of a ridge head, given the learned features.
+
+    With ``c_k = z^T w_k + eps``, ``eps ~ N(0, sigma_k^2)`` and the prior
+    ``w_k ~ N(0, sigma_k^2 / lam I)``, the posterior of ``w_k`` is Gaussian with
+    the ridge solution as its mean and covariance ``sigma_k^2 Sigma``; the
+    predictive variance at features ``z`` is ``sigma_k^2 (1 + z^T Sigma z)``.
+
+    Attributes
+    ----------
+    covariance : Tensor of shape (p, p)
+        ``Sigma = (Z^T diag(w) Z + lam I)^{-1}`` (float64, augmented features).
+    noise_variance : Tensor of shape (c,)
+        ``sigma_k^2 = sum_i w_i r_ik^2 / (n - tr H)``: each output's weighted
+        residual over the residual degrees of freedom (nan if there are none).
+    """
+
+    covariance: torch.Tensor
+    noise_variance: torch.Tensor
+
+    def predictive_variance(self, Z):
+        """Compute the predictive variance at augmented features.
+
+        Parameters
+        ----------
+        Z : Tensor of shape (n, p)
+            ``[phi(x), 1]`` per row.
+
+        Returns
+        -------
+        Tensor of shape (n, c)
+            ``sigma_k^2 (1 + z_i^T Sigma z_i)``, float64.
+        """
+        Z = Z.to(self.covariance)
+        leverage = ((Z @ self.covariance) * Z).sum(dim=1)  # (n,)
+        return self.noise_variance[None, :] * (1.0 + leverage[:, None])
+
+
+def head_posterior(net, X, C, sample_weight=None, alpha=0.0):
+    """The posterior of ``net``'s ridge head, solved on ``(X, C)`` with ``alpha``.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network, its head the ridge solution on these rows (as
+        :func:`solve_head` leaves it).
+    X : Tensor of shape (n, ...)
+        Inputs.
+    C : Tensor of shape (n, c)
+        Targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Positive weights, read as repetitions.
+    alpha : float, default=0.0
+        The head's ridge weight on the mean-loss scale (``lam = alpha n``).
+
+    Returns
+    -------
+    HeadPosterior
+        Ignores the uncertainty in the features (``theta`` is taken as exact).
+    """
+    Z = _finite_augmented_features(net, X)  # (n, p)
+    factors = tikhonov_factor(Z, C, sample_weight)
+    lam = float(alpha) * factors.n_samples
+    R = (Z.to(torch.float64) @ net.augmented_head.to(torch.float64)) - C.to(
+        torch.float64
+    )  # (n, c)
+    squared = R.square() if sample_weight is None else sample_weight[:, None] * R**2
+    dof = factors.residual_dof(lam)
+    noise = squared.sum(dim=0) / dof if dof > 0 else torch.full_like(R[0], torch.nan)
+    return HeadPosterior(factors.covariance(lam), noise)

@@ -1,0 +1,150 @@
+"""The MLP-style epoch loop every sk_slim estimator runs its trainer in.
+
+Early stopping on a validation split (or on the training loss), patience,
+history, divergence recovery (undo the epoch, shrink the step, retry),
+interrupts and sklearn callbacks. The estimator supplies the trainer
+(:class:`sk_slim.training.Trainer`), the fit's data and its scoring.
+"""
+
+import math
+import time
+import warnings
+from functools import partial
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = []
+
+# A divergent epoch is retried this many times with half the step.
+_MAX_RETRIES = 5
+
+
+class _EpochLoopMixin:
+    """The epoch loop of :class:`~sk_slim._base._BaseSeparable`."""
+
+    def _epoch_loop(self, trainer, fit, callback_ctx, n_epochs=None):
+        """MLP-style epochs: record, stop early, recover from divergence.
+
+        Returns the snapshot of the best epoch by validation score, or None.
+        """
+        n_epochs = self.max_iter if n_epochs is None else n_epochs
+        self._no_improvement_count = 0
+        retries, epoch, epoch_ctx, best = 0, 0, None, None
+        while epoch < n_epochs:
+            if epoch_ctx is None:  # a retried epoch keeps its context
+                epoch_ctx = callback_ctx.subcontext(task_name="epoch")
+                epoch_ctx.call_on_fit_task_begin(estimator=self)
+            snapshot = trainer.snapshot()
+            start = time.perf_counter()
+            try:
+                trainer.net.train()
+                loss = trainer.epoch()
+            except KeyboardInterrupt:
+                trainer.restore(snapshot)
+                warnings.warn(
+                    "Training interrupted by the user; keeping the best weights so "
+                    "far.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                return best
+            except (FloatingPointError, torch.linalg.LinAlgError):
+                loss = math.nan
+            if not math.isfinite(loss):
+                retries = self._recover(trainer, snapshot, retries)
+                continue
+            epoch, retries = epoch + 1, 0
+            self._record_history(trainer, loss, fit)
+            score = self._score_validation(trainer, fit.validation)
+            if score is not None and score > self.best_validation_score_:
+                best = trainer.snapshot()
+            improved = self._update_best(loss, score)
+            if self.verbose:
+                print(self._progress_line(loss, score, time.perf_counter() - start))
+            stop = trainer.converged() or self._update_no_improvement_count(improved)
+            stop |= epoch_ctx.call_on_fit_task_end(
+                estimator=self,
+                X=fit.X,
+                y=fit.y,
+                reconstruction_attributes=partial(
+                    self._reconstruction_attributes, trainer
+                ),
+            )
+            epoch_ctx = None
+            if stop:
+                return best
+        if not fit.incremental:
+            warnings.warn(
+                f"{type(self).__name__}: the maximum number of epochs "
+                f"(max_iter={self.max_iter}) was reached and the optimization "
+                "has not converged yet.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        return best
+
+    def _recover(self, trainer, snapshot, retries):
+        """Undo a divergent epoch and halve the step, a bounded number of times."""
+        trainer.restore(snapshot)
+        if retries >= _MAX_RETRIES:
+            raise FloatingPointError(
+                f"Training diverged (non-finite loss or head) {retries + 1} times in a "
+                f"row, even after halving the learning rate {retries} times. Lower "
+                "learning_rate_init, or scale the inputs (e.g. StandardScaler)."
+            )
+        trainer.shrink_step(0.5)
+        if self.verbose:
+            print("Non-finite loss: epoch undone, learning rate halved.")
+        return retries + 1
+
+    def _record_history(self, trainer, loss, fit):
+        """Append the epoch to the loss, head-alpha and trainer histories."""
+        self.n_iter_ += 1
+        self.t_ += fit.data.X.shape[0]
+        self.loss_curve_.append(loss)
+        self.head_alpha_curve_.append(trainer.head_alpha)
+        record = trainer.record()
+        for key, name in self._history_attributes.items():
+            getattr(self, name).append(record[key])
+
+    def _score_validation(self, trainer, validation):
+        """The validation score of the model ``fit`` would return now (these
+        features with the full-data head; the streaming head is a noisy proxy
+        for it), or None without early stopping."""
+        if self.validation_scores_ is None or validation is None:
+            return None
+        trainer.solve_head()
+        scores = self._predict_scaled(trainer.net, validation.X)
+        score = self._validation_score(validation.y, scores, validation.weight)
+        self.validation_scores_.append(score)
+        return score
+
+    def _update_best(self, loss, score):
+        """Track the best validation score (or training loss); return whether
+        this epoch improved on it by more than ``tol``."""
+        if score is not None:
+            improved = score > self.best_validation_score_ + self.tol
+            self.best_validation_score_ = max(self.best_validation_score_, score)
+        elif self.best_loss_ is not None:
+            improved = loss < self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, loss)
+        else:  # partial_fit with early_stopping: no validation split to judge by
+            improved = True
+        return improved
+
+    def _update_no_improvement_count(self, improved):
+        """Count epochs without improvement; return True when patience ran out."""
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        if self._no_improvement_count > self.n_iter_no_change:
+            if self.verbose:
+                print(f"No improvement for {self.n_iter_no_change} epochs: stopping.")
+            return True
+        return False
+
+    def _progress_line(self, loss, score, seconds):
+        """The verbose line of one epoch, as MLPRegressor prints it."""
+        message = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
+        if score is not None:
+            message += f", validation score = {score:.6f}"
+        return f"{message}, {seconds:.3f} s"
