@@ -33,7 +33,7 @@ from sklearn.utils.validation import (
 
 from ._loop import _EpochLoopMixin
 from ._runtime import draw_seed, n_threads, resolve_device, torch_threads
-from .networks import ACTIVATIONS, SeparableNet, make_mlp
+from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
 from .training import FitData, HeadPosterior, head_posterior
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -381,6 +381,36 @@ class _BaseSeparable(
         variance = self._head_posterior.predictive_variance(Z).numpy()  # (n, c)
         std = (np.sqrt(variance) * self._y_scale).astype(X.dtype, copy=False)
         return y, (std.ravel() if self._y_1d else std)
+
+    def to_torch(self):
+        """The fitted network as a plain ``torch.nn.Module`` on raw inputs.
+
+        The feature extractor and an ``nn.Linear`` head with the target scaling
+        folded in (the estimators scale no inputs: a ``Pipeline``'s scaler
+        stays outside). Differentiable in its input, and exportable with
+        ``torch.export`` (and to ONNX, the default extractors).
+
+        Returns
+        -------
+        module : ExportedNet
+            In eval mode, on the CPU, in the estimator's dtype, with its own
+            copy of the parameters. It maps a tensor of shape (n_samples,
+            n_features) to what ``predict`` returns (regressors), or to the
+            logits behind ``decision_function`` and ``predict_proba``
+            (classifiers: shape (n_samples, n_classes)).
+        """
+        check_is_fitted(self)
+        scale, shift, squeeze = self._output_transform()
+        return export_network(
+            self.module_,
+            torch.as_tensor(np.asarray(scale, dtype=np.float64)),
+            torch.as_tensor(np.asarray(shift, dtype=np.float64)),
+            squeeze=squeeze,
+        )
+
+    def _output_transform(self):
+        """``(scale, shift, squeeze)`` from the head's outputs to predictions."""
+        return self._y_scale, self._y_mean, self._y_1d
 
     def transform(self, X):
         """The learned features ``phi(X)``, the inputs of the solved head.

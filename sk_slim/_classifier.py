@@ -96,6 +96,12 @@ class _SeparableClassifierMixin(ClassifierMixin):
         X = self._validate_inference_input(X)
         return self._predict_scaled(self.module_, X)
 
+    def _output_transform(self):
+        # The logits S / T: zeros for an infinite temperature (uniform proba).
+        temperature = getattr(self, "temperature_", 1.0)
+        n_classes = len(self.classes_)
+        return np.full(n_classes, 1.0 / temperature), np.zeros(n_classes), False
+
     def _logits(self, X):
         """``S / temperature_`` (slimTrain) or ``S`` itself (a logistic head)."""
         temperature = getattr(self, "temperature_", 1.0)

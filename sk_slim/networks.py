@@ -5,6 +5,7 @@ algebra (slimTik, Tikhonov), so no optimizer may ever step it. Builders take a
 ``torch.Generator`` so that initialization never touches the global RNG.
 """
 
+import copy
 import math
 
 import torch
@@ -12,9 +13,11 @@ from torch import nn
 
 __all__ = [
     "ACTIVATIONS",
+    "ExportedNet",
     "ResidualBlock",
     "SeparableNet",
     "box_init_",
+    "export_network",
     "make_mlp",
     "make_resnet",
 ]
@@ -150,6 +153,72 @@ class SeparableNet(nn.Module):
         W_augmented = W_augmented.reshape(self.W.shape[0] + 1, -1)
         self.W.copy_(W_augmented[:-1])
         self.b.copy_(W_augmented[-1])
+
+
+class ExportedNet(nn.Module):
+    """A fitted separable network as a plain module: raw inputs to predictions.
+
+    Parameters
+    ----------
+    feature_extractor : nn.Module
+        Maps inputs (n, ...) to features (n, m).
+    head : nn.Linear
+        The affine head, with the estimator's output transform folded in.
+    squeeze : bool
+        Return shape (n,) (a single output) instead of (n, 1).
+    """
+
+    def __init__(self, feature_extractor, head, squeeze):
+        super().__init__()
+        self.feature_extractor = feature_extractor
+        self.head = head
+        self.squeeze = squeeze
+
+    def forward(self, x):
+        """Compute the predictions.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, ...)
+            Raw inputs.
+
+        Returns
+        -------
+        Tensor of shape (n, c) or (n,)
+            ``head(feature_extractor(x))``.
+        """
+        out = self.head(self.feature_extractor(x))
+        return out[:, 0] if self.squeeze else out
+
+
+@torch.no_grad()
+def export_network(net, scale, shift, *, squeeze=False):
+    """Copy ``net`` into an :class:`ExportedNet` computing ``net(x) * scale + shift``.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The fitted network; left unchanged.
+    scale, shift : Tensor of shape (c,)
+        The output transform folded into the head (e.g. the targets' scale and
+        mean, or an inverse temperature and zeros).
+    squeeze : bool, default=False
+        Return shape (n,) for a single output.
+
+    Returns
+    -------
+    ExportedNet
+        In eval mode, on the CPU, in ``net``'s dtype, with its own parameters.
+    """
+    extractor = copy.deepcopy(net.feature_extractor).cpu().eval()
+    dtype = net.W.dtype
+    scale = scale.to(torch.float64).cpu()
+    W = net.W.detach().cpu().double() * scale  # (m, c)
+    b = net.b.detach().cpu().double() * scale + shift.to(torch.float64).cpu()
+    head = nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
+    head.weight.copy_(W.T)
+    head.bias.copy_(b)
+    return ExportedNet(extractor, head.eval(), squeeze).eval()
 
 
 class ResidualBlock(nn.Module):
