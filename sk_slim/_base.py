@@ -371,9 +371,8 @@ class _BaseSeparable(
             return y
         if getattr(self, "_head_posterior", None) is None:
             raise ValueError(
-                "return_std=True needs the head solved on all training rows, which "
-                "fit does; after partial_fit the head is slimTik's streamed head. "
-                "Call fit first."
+                "return_std=True needs the posterior of fit's final head solve on "
+                "all training rows; partial_fit keeps none. Call fit first."
             )
         with torch.no_grad():
             net = self._net_on_device()

@@ -512,7 +512,10 @@ def test_lsgd_solver_fits_with_the_exact_head_and_full_batches(friedman):
     y_std = (y_train - y_train.mean()) / y_train.std()
     W = tikhonov_svd(Z, torch.as_tensor(y_std), model.head_alpha_ * len(X_train))
     np.testing.assert_allclose(model.coef_, W[:-1].numpy() * y_train.std(), rtol=1e-6)
-    # Streaming continues it: partial_fit keeps the last exact head's weight.
+    # Streaming continues it, and ends with the exact head of the final theta on
+    # the chunk's rows (not the head of the step before).
     model.partial_fit(X_train[:100], y_train[:100])
     assert model._trainer_state.slimtik is None
-    assert model.head_alpha_ == model.head_alpha_curve_[-1]
+    Z = torch.as_tensor(np.column_stack([model.transform(X_train[:100]), np.ones(100)]))
+    W = tikhonov_svd(Z, torch.as_tensor(y_std[:100]), model.head_alpha_ * 100)
+    np.testing.assert_allclose(model.coef_, W[:-1].numpy() * y_train.std(), rtol=1e-6)

@@ -538,9 +538,11 @@ class SlimTrainTrainer(Trainer):
         Returns
         -------
         head_alpha : float
-            The full-data ridge head's weight; when streaming, slimTik's
-            effective weight (the streamed head is kept: bounded memory).
+            The full-data ridge head's weight; when streaming with slimTik,
+            its effective weight (the streamed head is kept: bounded memory).
+            LSGD solves on all rows of the call anyway, so it always ends
+            with the exact head of the final ``theta``.
         """
-        if self.config.streaming:
+        if self.config.streaming and self.slimtik is not None:
             return self.head_alpha
         return self.solve_head(net)
