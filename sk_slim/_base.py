@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
 from ._loop import _EpochLoopMixin
 from ._runtime import draw_seed, n_threads, resolve_device, torch_threads
 from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
-from .training import FitData, HeadPosterior, head_posterior
+from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Attributes holding tensors: pickled through torch with CPU mapping.
@@ -226,7 +226,8 @@ class _BaseSeparable(
 
     def _calibrate(self, net, fit):
         """Fit what turns the trained head into predictions: for the ridge head
-        of a regressor, its posterior given the features (``return_std``).
+        of a regressor, its posterior given the features (``return_std``), its
+        noise level from the validation split when there is one.
 
         Only ``fit`` solves the head on all rows; ``partial_fit`` keeps the
         streamed head, which has no such posterior.
@@ -237,6 +238,16 @@ class _BaseSeparable(
             posterior = head_posterior(
                 net, data.X, data.C, data.weight, alpha=self.head_alpha_
             )
+            validation = fit.validation
+            if validation is not None:
+                C_val = (validation.y - self._y_mean) / self._y_scale
+                posterior = held_out_noise(
+                    posterior,
+                    net,
+                    self._to_tensor(validation.X),
+                    self._to_tensor(C_val),
+                    self._to_tensor(validation.weight),
+                )
             self._head_posterior = HeadPosterior(
                 posterior.covariance.cpu(), posterior.noise_variance.cpu()
             )
@@ -352,10 +363,12 @@ class _BaseSeparable(
             given the learned features (its Bayesian reading): per output
             ``k``, ``sigma_k sqrt(1 + z^T (Z^T W Z + lam I)^{-1} z)`` with
             ``z = [phi(x), 1]``, ``Z`` the training rows' features, ``W``
-            their weights, and ``sigma_k^2`` output ``k``'s weighted residual
-            over the residual degrees of freedom ``n - tr H``. It ignores the
-            uncertainty in the features themselves (see the user guide).
-            Needs the full-data head solve of ``fit`` (not ``partial_fit``).
+            their weights, and ``sigma_k^2`` output ``k``'s noise variance: from
+            the residuals on the early-stopping split when there is one (rows
+            the fit never saw), else the training residual over the residual
+            degrees of freedom ``n - tr H``. It ignores the uncertainty in the
+            features themselves (see the user guide). Needs the full-data head
+            solve of ``fit`` (not ``partial_fit``).
 
         Returns
         -------

@@ -11,6 +11,7 @@ __all__ = [
     "HeadPosterior",
     "features_of",
     "head_posterior",
+    "held_out_noise",
     "ridge_head",
     "solve_head",
     "solve_logistic_head",
@@ -234,3 +235,47 @@ def head_posterior(net, X, C, sample_weight=None, alpha=0.0):
     dof = factors.residual_dof(lam)
     noise = squared.sum(dim=0) / dof if dof > 0 else torch.full_like(R[0], torch.nan)
     return HeadPosterior(factors.covariance(lam), noise)
+
+
+def held_out_noise(posterior, net, X, C, sample_weight=None):
+    """The posterior with its noise variance estimated on held-out rows.
+
+    The in-sample estimate ``sum_i w_i r_ik^2 / (n - tr H)`` counts the head's
+    degrees of freedom but not those of ``theta``, which was fitted to the same
+    rows, so it is optimistic for a network that fits its training data
+    closely. On rows the fit never saw, a residual of output ``k`` has variance
+    ``sigma_k^2 (1 + z^T Sigma z)`` under the model, so
+
+        sigma_k^2 = sum_i w_i r_ik^2 / (1 + z_i^T Sigma z_i) / sum_i w_i
+
+    is unbiased for it.
+
+    Parameters
+    ----------
+    posterior : HeadPosterior
+        From :func:`head_posterior` on the training rows.
+    net : SeparableNet
+        The network, with the head the posterior is of.
+    X : Tensor of shape (m, ...)
+        Held-out inputs (e.g. the early-stopping split).
+    C : Tensor of shape (m, c)
+        Their targets, on the scale the head was solved on.
+    sample_weight : Tensor of shape (m,), default=None
+        Their weights.
+
+    Returns
+    -------
+    HeadPosterior
+        The same covariance, the held-out noise variance.
+    """
+    Z = _finite_augmented_features(net, X).to(torch.float64)  # (m, p)
+    R = Z @ net.augmented_head.to(torch.float64) - C.to(torch.float64)  # (m, c)
+    Z = Z.to(posterior.covariance)
+    leverage = ((Z @ posterior.covariance) * Z).sum(dim=1)  # (m,)
+    scaled = R.to(posterior.covariance).square() / (1.0 + leverage[:, None])
+    if sample_weight is None:
+        noise = scaled.mean(dim=0)
+    else:
+        w = sample_weight.to(scaled)[:, None]
+        noise = (w * scaled).sum(dim=0) / w.sum()
+    return HeadPosterior(posterior.covariance, noise)
