@@ -378,18 +378,19 @@ class _BaseSeparable(
             In the units of ``y``; only with ``return_std=True``.
         """
         X = self._validate_inference_input(X)
-        y = self._predict_scaled(self.module_, X).astype(X.dtype, copy=False)
-        y = y.ravel() if self._y_1d else y
-        if not return_std:
-            return y
-        if getattr(self, "_head_posterior", None) is None:
+        if return_std and getattr(self, "_head_posterior", None) is None:
             raise ValueError(
                 "return_std=True needs the posterior of fit's final head solve on "
                 "all training rows; partial_fit keeps none. Call fit first."
             )
-        with torch.no_grad():
+        with torch.no_grad():  # one pass serves the mean and the std
             net = self._net_on_device()
-            Z = net.augment(net.features(self._to_tensor(X))).cpu()  # (n, p)
+            features = net.features(self._to_tensor(X))  # (n, m)
+            y = self._in_target_units(net.head(features)).astype(X.dtype, copy=False)
+        y = y.ravel() if self._y_1d else y
+        if not return_std:
+            return y
+        Z = net.augment(features).cpu()  # (n, p)
         variance = self._head_posterior.predictive_variance(Z).numpy()  # (n, c)
         std = (np.sqrt(variance) * self._y_scale).astype(X.dtype, copy=False)
         return y, (std.ravel() if self._y_1d else std)
@@ -453,6 +454,10 @@ class _BaseSeparable(
         # in threads; fit sets it (and restores it) around training only.
         with torch.no_grad():
             out = self._net_on_device(net)(self._to_tensor(X))
+        return self._in_target_units(out)
+
+    def _in_target_units(self, out):
+        """Head outputs (n, c) as float64 numpy in the original target units."""
         return out.cpu().double().numpy() * self._y_scale + self._y_mean
 
     def _set_head_attributes(self):
