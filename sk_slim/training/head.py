@@ -198,9 +198,24 @@ class HeadPosterior:
         Tensor of shape (n, c)
             ``sigma_k^2 (1 + z_i^T Sigma z_i)``, float64.
         """
-        Z = Z.to(self.covariance)
-        leverage = ((Z @ self.covariance) * Z).sum(dim=1)  # (n,)
+        leverage = self.leverage(Z)  # (n,)
         return self.noise_variance[None, :] * (1.0 + leverage[:, None])
+
+    def leverage(self, Z):
+        """Compute ``z_i^T Sigma z_i`` per row.
+
+        Parameters
+        ----------
+        Z : Tensor of shape (n, p)
+            ``[phi(x), 1]`` per row.
+
+        Returns
+        -------
+        Tensor of shape (n,)
+            Float64.
+        """
+        Z = Z.to(self.covariance)
+        return ((Z @ self.covariance) * Z).sum(dim=1)
 
 
 def head_posterior(net, X, C, sample_weight=None, alpha=0.0):
@@ -228,9 +243,7 @@ def head_posterior(net, X, C, sample_weight=None, alpha=0.0):
     Z = _finite_augmented_features(net, X)  # (n, p)
     factors = tikhonov_factor(Z, C, sample_weight)
     lam = float(alpha) * factors.n_samples
-    R = (Z.to(torch.float64) @ net.augmented_head.to(torch.float64)) - C.to(
-        torch.float64
-    )  # (n, c)
+    R = _head_residual(net, Z, C)  # (n, c)
     squared = R.square() if sample_weight is None else sample_weight[:, None] * R**2
     dof = factors.residual_dof(lam)
     noise = squared.sum(dim=0) / dof if dof > 0 else torch.full_like(R[0], torch.nan)
@@ -268,14 +281,19 @@ def held_out_noise(posterior, net, X, C, sample_weight=None):
     HeadPosterior
         The same covariance, the held-out noise variance.
     """
-    Z = _finite_augmented_features(net, X).to(torch.float64)  # (m, p)
-    R = Z @ net.augmented_head.to(torch.float64) - C.to(torch.float64)  # (m, c)
-    Z = Z.to(posterior.covariance)
-    leverage = ((Z @ posterior.covariance) * Z).sum(dim=1)  # (m,)
-    scaled = R.to(posterior.covariance).square() / (1.0 + leverage[:, None])
+    Z = _finite_augmented_features(net, X)  # (m, p)
+    R = _head_residual(net, Z, C)  # (m, c)
+    leverage = posterior.leverage(Z)  # (m,)
+    scaled = R.to(leverage).square() / (1.0 + leverage[:, None])
     if sample_weight is None:
         noise = scaled.mean(dim=0)
     else:
         w = sample_weight.to(scaled)[:, None]
         noise = (w * scaled).sum(dim=0) / w.sum()
     return HeadPosterior(posterior.covariance, noise)
+
+
+def _head_residual(net, Z, C):
+    """``Z [W; b] - C`` in float64 for augmented features ``Z`` (n, p)."""
+    Z, C = Z.to(torch.float64), C.to(torch.float64)
+    return Z @ net.augmented_head.to(torch.float64) - C

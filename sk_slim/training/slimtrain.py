@@ -279,6 +279,11 @@ class SlimTrainConfig:
     streaming: bool = False
     head_update: str = "slimtik"
 
+    @property
+    def ridge_alpha(self):
+        """``head_alpha`` as the ridge solves take it: ``'gcv'`` for ``'auto'``."""
+        return "gcv" if self.head_alpha == "auto" else self.head_alpha
+
     def batch_size_for(self, n_samples):
         """Return the mini-batch size for a data set.
 
@@ -418,14 +423,13 @@ class SlimTrainTrainer(Trainer):
         batch_size = config.batch_size_for(len(data.X))
         generator = data.generator if config.shuffle else None
         if self.slimtik is None:
-            alpha = "gcv" if config.head_alpha == "auto" else config.head_alpha
             loss, self._head_alpha = lsgd_epoch(
                 self.net,
                 self.optimizer,
                 data.X,
                 data.C,
                 data.weight,
-                head_alpha=alpha,
+                head_alpha=config.ridge_alpha,
                 batch_size=batch_size,
                 generator=generator,
             )
@@ -522,10 +526,9 @@ class SlimTrainTrainer(Trainer):
             The ridge weight: chosen by GCV for ``head_alpha='auto'``, else
             the fixed one.
         """
-        data, alpha = self.data, self.config.head_alpha
-        alpha = "gcv" if alpha == "auto" else alpha
+        data = self.data
         net = self.net if net is None else net
-        return solve_head(net, data.X, data.C, data.weight, alpha)
+        return solve_head(net, data.X, data.C, data.weight, self.config.ridge_alpha)
 
     def finish(self, net=None):
         """Solve the final head at the end of a call.
