@@ -63,10 +63,16 @@ class Split(NamedTuple):
     y_test: np.ndarray
 
 
-def split_and_scale(X, y, stratify=False):
-    """A 75/25 split (``random_state=0``) with X standardized on the training part."""
+def split_and_scale(X, y, stratify=False, train_size=None):
+    """A 75/25 split, or ``train_size`` rows to train and the rest to test
+    (``random_state=0``), with X standardized on the training part."""
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, random_state=0, stratify=y if stratify else None
+        X,
+        y,
+        test_size=0.25 if train_size is None else None,
+        train_size=train_size,
+        random_state=0,
+        stratify=y if stratify else None,
     )
     scaler = StandardScaler().fit(X_train)
     return Split(scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)

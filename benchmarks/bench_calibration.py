@@ -75,13 +75,11 @@ class Problem:
 def _split_sized(X, y, n_train, noise_std=None):
     """``n_train`` rows to train (``random_state=0``), the rest to test, X
     standardized on the training rows; also the test rows' noise std."""
-    rows = np.arange(len(X))
-    train, test = train_test_split(rows, train_size=n_train, random_state=0)
-    scaler = StandardScaler().fit(X[train])
-    split = Split(
-        scaler.transform(X[train]), scaler.transform(X[test]), y[train], y[test]
-    )
-    return split, None if noise_std is None else noise_std[test]
+    split = split_and_scale(X, y, train_size=n_train)
+    if noise_std is None:
+        return split, None
+    # The same permutation as the split's (same sizes, same random_state).
+    return split, train_test_split(noise_std, train_size=n_train, random_state=0)[1]
 
 
 def _generate(f, noise_std, low, high, n_features, n_samples, seed=0):
