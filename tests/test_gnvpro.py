@@ -352,10 +352,12 @@ def _one_step(curvature_rows, preconditioner="auto"):
 @pytest.mark.parametrize("preconditioner", ["auto", None])
 def test_curvature_on_every_row_is_the_full_step(preconditioner):
     # The sample's rows in another order: the same matrix, so the same step (to
-    # rounding, which 20 unpreconditioned CG steps amplify to ~1e-8 in theta).
+    # rounding, which 20 unpreconditioned CG steps amplify to ~4e-8 in theta and
+    # ~1.4e-9 in the value over 200 permutations).
     full, full_value = _one_step(None, preconditioner=preconditioner)
-    every, every_value = _one_step(torch.randperm(60), preconditioner=preconditioner)
-    assert every_value == pytest.approx(full_value, rel=1e-9)
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(3))
+    every, every_value = _one_step(order, preconditioner=preconditioner)
+    assert every_value == pytest.approx(full_value, rel=1e-8)
     torch.testing.assert_close(every.get_theta(), full.get_theta(), rtol=0, atol=1e-7)
     assert every.work_units == full.work_units + 1  # the sample's own forward pass
 
