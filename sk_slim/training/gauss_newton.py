@@ -84,9 +84,10 @@ def kaufman_factor(problem, lin):
         return None
     directions = Q[:, :rank] * q[:rank]  # (p - 1, r)
     chunk = max(1, _JACOBIAN_CHUNK // (rank * n_params))
+    maps = problem.derivative_maps(lin)
     A = torch.cat(
         [
-            problem.row_jacobians(theta, directions, slice(start, start + chunk))
+            maps.row_jacobians(directions, slice(start, start + chunk))
             for start in range(0, n_rows, chunk)
         ]
     ).to(_DTYPE)  # (n, r, P)
@@ -132,20 +133,30 @@ def least_squares_gauss_newton(problem, lin):
 
         J^T J v = J_Z^T [(I - H) dZ W W^T + R (G^{-1} dZ^T R)^T],
 
-    two (n, p, c) products per call instead of eight; the dense-Jacobian test
-    checks it.
+    evaluated as rank-``c`` products, ``((I - H) (dZ W)) W^T`` with
+    ``I - H = I - U diag(s^2 / (s^2 + alpha_W)) U^T`` from the SVD: ``O(n p c)``
+    besides the tangent and adjoint passes, not ``O(n p^2)``. The dense-Jacobian
+    test checks it.
     """
-    theta, pullback = lin.theta, lin.pullback
-    WWt = lin.W @ lin.W.T  # (p, p)
+    scale = problem.scale  # (n, 1)
+    W = lin.W[:-1]  # (m, c): the ones column of Z has no derivative
+    R = scale * lin.R  # (n, c)
+    # H = Us Us^T in the SVD's basis, and G^{-1} restricted to the features (the
+    # ones column of dZ is zero): both formed once, so a product is a few GEMMs.
+    Us = lin.U * (lin.s / (lin.s**2 + lin.head_alpha).sqrt())  # (n, q)
+    eye = torch.eye(lin.W.shape[0], dtype=_DTYPE, device=W.device)
+    G_inv = problem.solve_gram(lin, eye)[:-1, :-1]  # (m, m)
 
     def matvec(v):  # (P,) -> (P,)
-        dZ = problem.feature_jvp(theta, v)  # (n, p)
-        B = dZ @ WWt  # (n, p)
-        B = B - lin.Z @ problem.solve_gram(lin, lin.Z.T @ B)  # (I - H) dZ W W^T
-        M = B + lin.R @ problem.solve_gram(lin, dZ.T @ lin.R).T  # (n, p)
-        (Hv,) = pullback(M.to(theta.dtype))
+        dphi = lin.maps.tangent(v).to(_DTYPE)  # (n, m); dZ = scale [dphi, 0]
+        Y = scale * (dphi @ W)  # dZ W, (n, c)
+        Y = torch.addmm(Y, Us, Us.T @ Y, alpha=-1.0)  # (I - H) dZ W
+        S = G_inv @ (dphi.T @ R)  # G^{-1} dZ^T R without the ones row, (m, c)
+        M = torch.addmm((scale * Y) @ W.T, R, S.T)  # cotangent of phi, (n, m)
         problem.work_units += 2
-        return Hv + problem.alpha * problem.penalized * v
+        return lin.maps.adjoint(M.to(lin.theta.dtype)) + (
+            problem.alpha * problem.penalized * v
+        )
 
     return matvec
 

@@ -42,7 +42,7 @@ class _LogisticLinearization:
     W: torch.Tensor  # (p, c) the optimal head W(theta)
     P: torch.Tensor  # (n, c) softmax(Z W)
     value: float  # Phi(theta)
-    pullback: object = None  # vjp of the features at theta, when differentiable
+    maps: object = None  # the features' tangent/adjoint maps, when differentiable
     solve_hessian: object = None  # (p, c) -> H_W^{-1} (p, c), when differentiable
 
 
@@ -122,7 +122,7 @@ class ReducedLogisticProblem(_ReducedBase):
             The head ``W(theta)``, its probabilities and ``Phi(theta)``; None if
             the features or the head are not finite.
         """
-        Z, pullback = self._evaluate(theta, differentiable)  # (n, p)
+        Z, maps = self._evaluate(theta, differentiable)  # (n, p)
         if not torch.isfinite(Z).all():
             return None
         # Warm start from the last head solved (the previous theta is close).
@@ -137,7 +137,7 @@ class ReducedLogisticProblem(_ReducedBase):
             solve = self._hessian_solver(Z, result.P, head_alpha)
         value = result.value + self._theta_penalty(theta)
         return _LogisticLinearization(
-            theta, head_alpha, Z, result.W, result.P, value, pullback, solve
+            theta, head_alpha, Z, result.W, result.P, value, maps, solve
         )
 
     def _hessian_solver(self, Z, P, head_alpha):
@@ -233,18 +233,17 @@ class ReducedLogisticProblem(_ReducedBase):
         ``(U - diag(w) D_P[Z lam]) W^T - diag(w) (P - Y) lam^T``, pulled back
         through the network by one vjp. The dense-Jacobian test checks it.
         """
-        theta, pullback = lin.theta, lin.pullback
         E = self.omega * (lin.P - self.Y)  # (n, c)
 
         def matvec(v):  # (P,) -> (P,)
-            dZ = self.feature_jvp(theta, v)  # (n, p)
+            dZ = self.feature_tangent(lin, v)  # (n, p)
             dW = self.delta_head(lin, dZ)  # (p, c)
             dS = dZ @ lin.W + lin.Z @ dW  # (n, c)
             U = self.omega * softmax_jacobian_product(lin.P, dS)
             lam = lin.solve_hessian(lin.Z.T @ U + lin.head_alpha * dW)  # (p, c)
             U = U - self.omega * softmax_jacobian_product(lin.P, lin.Z @ lam)
             M = U @ lin.W.T - E @ lam.T  # (n, p)
-            (Hv,) = pullback(M.to(theta.dtype))
+            Hv = self.feature_adjoint(lin, M)
             self.work_units += 2
             return Hv + self.alpha * self.penalized * v
 

@@ -8,9 +8,10 @@ The head is eliminated exactly, ``W = W(theta)``, and the reduced objective
 (rows scaled by ``sqrt(w_i / sum w)``, so the data term is a weighted mean) is a
 function of the feature extractor's parameters ``theta`` alone (Newman et al.
 2021: the reduced objective, and its gradient by the envelope argument with
-``W`` held fixed). Jacobian products come from ``torch.func.jvp``/``vjp``;
-no Jacobian is formed. The cross-entropy problem shares :class:`_ReducedBase`
-(``gnvpro_logistic.py``).
+``W`` held fixed). Jacobian products come from the features' tangent and
+adjoint maps (``linearization.py``: hand-written for the networks sk_slim
+builds, ``torch.func`` otherwise); no Jacobian is formed. The cross-entropy
+problem shares :class:`_ReducedBase` (``gnvpro_logistic.py``).
 
 References
 ----------
@@ -23,10 +24,11 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-from torch.func import functional_call, jacrev, jvp, vjp, vmap
+from torch.func import functional_call
 
 from ..linalg import tikhonov_factor
 from .gauss_newton import kaufman_factor, least_squares_gauss_newton
+from .linearization import linearize_features
 
 __all__ = ["ReducedProblem"]
 
@@ -53,7 +55,7 @@ class _Linearization:
     V: torch.Tensor  # (p, q) right singular vectors of Z
     s: torch.Tensor  # (q,) singular values
     value: float  # Phi(theta)
-    pullback: object = None  # vjp of features() at theta, when differentiable
+    maps: object = None  # the features' tangent/adjoint maps, when differentiable
 
 
 class _ReducedBase:
@@ -180,13 +182,14 @@ class _ReducedBase:
         Z = torch.cat([phi, phi.new_ones(phi.shape[0], 1)], dim=1)
         return Z if self.scale is None else self.scale.to(Z.dtype) * Z
 
-    def feature_jvp(self, theta, v):
-        """The features' directional derivative ``dZ = J_Z v`` (one jvp pass).
+    def feature_tangent(self, lin, v):
+        """The features' directional derivative ``dZ = J_Z v`` (one tangent pass).
 
         Parameters
         ----------
-        theta : Tensor of shape (P,)
-            The extractor's parameters.
+        lin : object
+            The reduced problem at the current ``theta``, from ``linearize``
+            with ``differentiable=True``.
         v : Tensor of shape (P,)
             The direction.
 
@@ -196,38 +199,50 @@ class _ReducedBase:
             The derivative of :meth:`features` along ``v``, float64 (its column
             of ones has none).
         """
-        _, dphi = jvp(self.extractor_features, (theta,), (v,))
+        dphi = lin.maps.tangent(v)
         dZ = torch.cat([dphi, dphi.new_zeros(dphi.shape[0], 1)], dim=1).to(_DTYPE)
         return dZ if self.scale is None else self.scale * dZ
 
-    def row_jacobians(self, theta, directions, rows):
-        """Per-row Jacobians of the features along head directions.
+    def derivative_maps(self, lin):
+        """The features' tangent and adjoint maps at ``lin.theta``.
+
+        Those kept by ``linearize(..., differentiable=True)``, or new ones (one
+        forward pass).
 
         Parameters
         ----------
-        theta : Tensor of shape (P,)
-            The extractor's parameters.
-        directions : Tensor of shape (p - 1, r)
-            Directions in feature space (the column of ones has no derivative).
-        rows : slice
-            The rows of ``X`` to differentiate.
+        lin : object
+            The reduced problem at the current ``theta``.
 
         Returns
         -------
-        J : Tensor of shape (m, r, P)
-            ``J[i, k] = d(phi(x_i; theta) directions[:, k]) / d theta``, computed
-            one row at a time under ``vmap`` (r backward passes' work). An
-            extractor that mixes rows (batch statistics) gets per-row
-            derivatives, which is good enough for a preconditioner.
+        NetworkLinearization or FuncDerivatives
+            See :func:`~sk_slim.training.linearization.linearize_features`.
         """
-        directions = directions.to(theta.dtype)
+        if lin.maps is None:
+            lin.maps = self._evaluate(lin.theta, differentiable=True)[1]
+        return lin.maps
 
-        def row_outputs(theta, x):  # (d,) -> (r,)
-            params = self._unflatten(theta)
-            z = functional_call(self.net.feature_extractor, params, (x[None],))
-            return z[0] @ directions
+    def feature_adjoint(self, lin, M):
+        """Pull a cotangent of the features back to ``theta``: ``J_Z^T M``.
 
-        return vmap(jacrev(row_outputs), in_dims=(None, 0))(theta, self.X[rows])
+        Parameters
+        ----------
+        lin : object
+            The reduced problem at the current ``theta``, from ``linearize``
+            with ``differentiable=True``.
+        M : Tensor of shape (n, p)
+            A cotangent of :meth:`features` (its last column, the ones, has
+            no derivative).
+
+        Returns
+        -------
+        Tensor of shape (P,)
+            ``J_Z^T M``, in the parameters' dtype.
+        """
+        if self.scale is not None:
+            M = self.scale * M
+        return lin.maps.adjoint(M[:, :-1].to(lin.theta.dtype))
 
     def _theta_penalty(self, theta):
         """``alpha/2 ||theta_w||^2`` (weight matrices only)."""
@@ -238,10 +253,9 @@ class _ReducedBase:
     def _envelope_gradient(self, lin, dPhi_dZ):
         """Pull ``dPhi/dZ`` (n, p) back through the features (one backward pass,
         the head frozen) and add the ridge term on ``theta``."""
-        theta = lin.theta
-        (g,) = lin.pullback(dPhi_dZ.to(theta.dtype))
+        g = self.feature_adjoint(lin, dPhi_dZ)
         self.work_units += 1
-        return g + self.alpha * self.penalized * theta
+        return g + self.alpha * self.penalized * lin.theta
 
     def kaufman_factor(self, lin):
         """Cholesky factor of a preconditioner for the Gauss-Newton CG solve.
@@ -260,21 +274,13 @@ class _ReducedBase:
         return None
 
     def _evaluate(self, theta, differentiable):
-        """Features at ``theta`` (float64, detached) and, if asked for, their vjp:
-        ``pullback(M)`` maps a cotangent of shape (n, p) to ``(J_Z^T M,)``."""
-        if differentiable:
-            phi, extractor_pullback = vjp(self.extractor_features, theta)
-
-            def pullback(M):
-                if self.scale is not None:
-                    M = self.scale.to(M.dtype) * M
-                return extractor_pullback(M[:, :-1])
-        else:
-            with torch.no_grad():
-                phi = self.extractor_features(theta)
-            pullback = None
+        """Features at ``theta`` (float64, detached) and, if asked for, their
+        tangent and adjoint maps from the same forward pass."""
+        phi, maps = linearize_features(
+            self.net.feature_extractor, theta, self._unflatten, self.X, differentiable
+        )
         self.work_units += 1
-        return self._augment(phi.detach()).to(_DTYPE), pullback
+        return self._augment(phi.detach()).to(_DTYPE), maps
 
 
 class ReducedProblem(_ReducedBase):
@@ -337,15 +343,15 @@ class ReducedProblem(_ReducedBase):
         head_alpha : 'gcv' or float
             ``alpha_W``, or ``'gcv'`` to choose it by GCV from these features.
         differentiable : bool, default=False
-            Keep the features' vjp (for the gradient and Gauss-Newton products)
-            from the same forward pass.
+            Keep the features' tangent and adjoint maps (for the gradient and
+            Gauss-Newton products) from the same forward pass.
 
         Returns
         -------
         _Linearization or None
             None if the features are not finite.
         """
-        Z, pullback = self._evaluate(theta, differentiable)  # (n, p)
+        Z, maps = self._evaluate(theta, differentiable)  # (n, p)
         if not torch.isfinite(Z).all():
             return None
         # One SVD serves GCV, the head and the Gram inverse.
@@ -373,7 +379,7 @@ class ReducedProblem(_ReducedBase):
             factors.Vh.T,
             factors.s,
             float(value),
-            pullback,
+            maps,
         )
 
     def solve_gram(self, lin, Y):
