@@ -20,13 +20,23 @@ with ``K = W - W^T`` for antisymmetric blocks. The tests use ``torch.func`` as
 the oracle of this path.
 """
 
+import contextlib
+
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from ..networks import ResidualBlock
 
-__all__ = ["FuncDerivatives", "NetworkLinearization", "linearize_features"]
+__all__ = [
+    "FuncDerivatives",
+    "NetworkLinearization",
+    "hand_written",
+    "linearize_features",
+    "torch_func_only",
+]
+
+_hand_written_enabled = True
 
 # sigma'(a), from a and the activation's output s = sigma(a); None: identically 1.
 _SLOPES = {
@@ -35,6 +45,45 @@ _SLOPES = {
     nn.Sigmoid: lambda a, s: s * (1.0 - s),
     nn.ReLU: lambda a, s: (a > 0).to(s.dtype),
 }
+
+
+def hand_written(extractor):
+    """Whether ``extractor`` gets the hand-written maps (not ``torch.func``).
+
+    Parameters
+    ----------
+    extractor : nn.Module
+        A feature extractor.
+
+    Returns
+    -------
+    bool
+        True when :meth:`NetworkLinearization.supports` it, all its parameters
+        are trainable, and no :func:`torch_func_only` context is active.
+    """
+    return (
+        _hand_written_enabled
+        and NetworkLinearization.supports(extractor)
+        and all(p.requires_grad for p in extractor.parameters())
+    )
+
+
+@contextlib.contextmanager
+def torch_func_only():
+    """Within this context every extractor takes the ``torch.func``/autograd path.
+
+    For benchmarks and tests that compare the two paths.
+
+    Yields
+    ------
+    None
+    """
+    global _hand_written_enabled
+    previous, _hand_written_enabled = _hand_written_enabled, False
+    try:
+        yield
+    finally:
+        _hand_written_enabled = previous
 
 
 def linearize_features(extractor, theta, unflatten, X, derivatives=True):
@@ -58,10 +107,10 @@ def linearize_features(extractor, theta, unflatten, X, derivatives=True):
     phi : Tensor of shape (n, m)
         The features, detached.
     maps : NetworkLinearization or FuncDerivatives or None
-        Hand-written for the networks :meth:`NetworkLinearization.supports`,
-        ``torch.func`` otherwise; None when ``derivatives`` is False.
+        Hand-written where :func:`hand_written` says so, ``torch.func``
+        otherwise; None when ``derivatives`` is False.
     """
-    if NetworkLinearization.supports(extractor):
+    if hand_written(extractor):
         maps = NetworkLinearization(extractor, theta, X, derivatives=derivatives)
         return maps.output, (maps if derivatives else None)
     if not derivatives:

@@ -20,6 +20,7 @@ import torch
 
 from ..linalg import SlimTik
 from .head import features_of, ridge_head, solve_head
+from .linearization import NetworkLinearization, hand_written
 from .protocol import Trainer
 
 __all__ = [
@@ -78,6 +79,11 @@ def slimtrain_step(net, optimizer, slimtik, X, C, sample_weight=None):
     loss : Tensor of shape ()
         The batch loss with the updated head (detached).
     """
+    if hand_written(net.feature_extractor):
+        params = list(net.feature_extractor.parameters())
+        loss = _hand_written_step(net, params, slimtik, X, C, sample_weight)
+        optimizer.step()
+        return loss
     Z = net.features(X)  # (n, m), keeps the graph
     with torch.no_grad():
         net.set_head(slimtik.update(net.augment(Z.detach()), C, sample_weight))
@@ -86,6 +92,29 @@ def slimtrain_step(net, optimizer, slimtik, X, C, sample_weight=None):
     loss.backward()
     optimizer.step()
     return loss.detach()
+
+
+@torch.no_grad()
+def _hand_written_step(net, params, slimtik, X, C, sample_weight):
+    """The forward pass, head update and gradient of :func:`slimtrain_step` for
+    the networks sk_slim builds, without autograd: their adjoint is a few dense
+    products over the forward pass's cached activations (``linearization.py``),
+    which at the sizes of a mini-batch costs less than autograd's bookkeeping.
+    Leaves the gradient in ``p.grad`` and returns the loss."""
+    theta = torch.cat([p.reshape(-1) for p in params])
+    layers = NetworkLinearization(net.feature_extractor, theta, X)
+    Z = layers.output  # (n, m)
+    net.set_head(slimtik.update(net.augment(Z), C, sample_weight))
+    R = net.head(Z) - C  # (n, c)
+    # d half_mse / dR: R / (n c), or w_i R_i / (c sum w)
+    if sample_weight is None:
+        dR = R / R.numel()
+    else:
+        dR = R * (sample_weight / (R.shape[1] * sample_weight.sum()))[:, None]
+    grad = layers.adjoint(dR @ net.W.T)
+    for p, g in zip(params, grad.split([p.numel() for p in params]), strict=True):
+        p.grad = g.view_as(p)
+    return half_mse(R, sample_weight)
 
 
 def slimtrain_epoch(
