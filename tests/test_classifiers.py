@@ -38,13 +38,14 @@ def _fast(cls, **params):
 def _expected_failed_checks(estimator):
     # The same two as the regressors (tests/test_*_regressor.py), for the same
     # reasons; weights-as-repetitions is tested below at a tight tolerance.
-    failed = {}
-    if isinstance(estimator, GNvproClassifier) or estimator.dtype == "float32":
-        failed["check_sample_weight_equivalence_on_dense_data"] = (
+    # (SlimTrainClassifier in float64: 1 of 960 outputs off by 5e-7 relative.)
+    failed = {
+        "check_sample_weight_equivalence_on_dense_data": (
             "exact in exact arithmetic (test_integer_weights_equal_repeated_rows); "
-            "truncated-CG steps (or float32 rounding) grow summation-order "
-            "differences above the check's rtol=1e-7"
+            "truncated-CG steps, Adam epochs or float32 rounding grow "
+            "summation-order differences above the check's rtol=1e-7"
         )
+    }
     if isinstance(estimator, SlimTrainClassifier) and estimator.dtype == "float32":
         # (GNvproClassifier's float32 outputs pass at the check's seed.)
         failed["check_methods_subset_invariance"] = (

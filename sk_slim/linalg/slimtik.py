@@ -180,6 +180,7 @@ class SlimTik:
         self.lower_bound = lower_bound
         self.upper_bound = upper_bound
         self.n_trials = n_trials
+        self._positive_trials = None  # 0 and the positive grid, built once
         if W0 is None:
             W0 = torch.zeros(n_features, n_targets, dtype=_DTYPE, device=device)
         W0 = W0.to(dtype=_DTYPE, device=device).reshape(n_features, n_targets)
@@ -267,32 +268,39 @@ class SlimTik:
 
         Returns
         -------
-        lams : Tensor of shape (T,), T <= 2 n_trials + 1
-            Sorted, unique trial increments (float64).
+        lams : Tensor of shape (2 n_trials + 1,)
+            Sorted trial increments (float64); those clipped repeat the clip.
         """
         Lambda, lb = self.state.Lambda, self.lower_bound
-        positive = torch.logspace(
-            math.log10(lb), math.log10(self.upper_bound), self.n_trials, dtype=_DTYPE
-        )
-        negative = -torch.logspace(
+        if self._positive_trials is None:  # the same every step
+            positive = torch.logspace(
+                math.log10(lb),
+                math.log10(self.upper_bound),
+                self.n_trials,
+                dtype=_DTYPE,
+            )
+            self._positive_trials = torch.cat([torch.zeros(1, dtype=_DTYPE), positive])
+        negative = torch.logspace(
             math.log10(lb), math.log10(max(Lambda, lb)), self.n_trials, dtype=_DTYPE
         )
-        trials = torch.cat([negative, torch.zeros(1, dtype=_DTYPE), positive])
-        return trials.clamp_min(lb - Lambda).unique()
+        trials = torch.cat([negative.flip(0).neg_(), self._positive_trials])
+        # Ascending already: clipping leaves equal values side by side, which
+        # score alike, so argmin picks what it would pick among unique values.
+        return trials.clamp_min_(lb - Lambda)
 
     def _prepare(self, Z, C, sample_weight):
         """Scale the batch and decompose the memory Gram it will join."""
         n = Z.shape[0]
         if sample_weight is None:
-            weight = torch.ones(n, dtype=_DTYPE, device=Z.device)
+            n_eff, scale = float(n), 1.0 / math.sqrt(n)
         else:
             weight = torch.as_tensor(sample_weight, dtype=_DTYPE, device=Z.device)
-        n_eff = float(weight.sum())
-        if not n_eff > 0:
-            raise ValueError("The batch's sample weights sum to zero.")
-        # Rows scaled by sqrt(w / sum(w)): the batch loss is a weighted mean, and
-        # integer weights act exactly as repeated rows.
-        scale = (weight / n_eff).sqrt()[:, None]  # (n, 1)
+            n_eff = float(weight.sum())
+            if not n_eff > 0:
+                raise ValueError("The batch's sample weights sum to zero.")
+            # Rows scaled by sqrt(w / sum(w)): the batch loss is a weighted mean,
+            # and integer weights act exactly as repeated rows.
+            scale = (weight / n_eff).sqrt()[:, None]  # (n, 1)
         Z = scale * Z.to(_DTYPE)  # (n, p)
         C = scale * C.to(_DTYPE).reshape(n, -1)  # (n, c)
         gram = Z.T @ Z  # (p, p)

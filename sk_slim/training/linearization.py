@@ -21,6 +21,7 @@ the oracle of this path.
 """
 
 import contextlib
+import weakref
 
 import torch
 from torch import nn
@@ -217,28 +218,17 @@ class NetworkLinearization:
     def __init__(self, extractor, theta, X, derivatives=True):
         self._layers = []  # per Linear: its views of theta and its role
         offset = 0
-        for layer in extractor:
-            if isinstance(layer, ResidualBlock):
-                linear, step = layer.linear, layer.step
-                activation, antisymmetric = layer.activation, layer.antisymmetric
-            elif isinstance(layer, nn.Linear):
-                linear, step, antisymmetric = layer, None, False
-                activation = None  # the next module of the Sequential
-            else:
-                self._layers[-1]["activation"] = type(layer)
-                continue
-            out, inp = linear.weight.shape
+        for out, inp, step, antisymmetric, activation in _layer_plan(extractor):
             W = theta[offset : offset + out * inp].view(out, inp)
             b = theta[offset + out * inp : offset + out * inp + out]
             offset += out * inp + out
-            K = W - W.T if antisymmetric else W
             self._layers.append(
                 {
-                    "K": K,
+                    "K": W - W.T if antisymmetric else W,
                     "b": b,
                     "step": step,
                     "antisymmetric": antisymmetric,
-                    "activation": None if activation is None else type(activation),
+                    "activation": activation,
                 }
             )
         self.n_params = offset
@@ -386,6 +376,29 @@ class NetworkLinearization:
                 back = g @ layer["K"]
                 u = back if layer["step"] is None else u + back
         return torch.cat(blocks[::-1], dim=-1).transpose(0, 1)
+
+
+# An extractor's layers as (out, in, step or None, antisymmetric, activation type),
+# parsed once: at mini-batch sizes, parsing every step cost a tenth of a step.
+_PLANS = weakref.WeakKeyDictionary()
+
+
+def _layer_plan(extractor):
+    plan = _PLANS.get(extractor)
+    if plan is None or plan[0] != list(extractor):  # new, or its layers replaced
+        layers = []
+        for layer in extractor:
+            if isinstance(layer, ResidualBlock):
+                shape, activation = layer.linear.weight.shape, layer.activation
+                layers.append(
+                    [*shape, layer.step, layer.antisymmetric, type(activation)]
+                )
+            elif isinstance(layer, nn.Linear):
+                layers.append([*layer.weight.shape, None, False, None])
+            else:  # the activation of the Linear before it
+                layers[-1][-1] = type(layer)
+        plan = _PLANS[extractor] = (list(extractor), [tuple(x) for x in layers])
+    return plan[1]
 
 
 def _activate(activation, a):
