@@ -30,7 +30,12 @@ runs only those sections; the default runs all four:
 
 Everything runs with one torch and one BLAS thread (``benchmark_conditions``);
 times are medians of repeats after a warm-up call, since sub-millisecond
-operations are noisy on the 2-core VM.
+operations are noisy on the 2-core VM. The products' ``faults`` column counts
+page faults a call: where glibc's malloc hands the products' megabyte
+temporaries back to the OS, every call faults them in afresh, which can double
+a product's time, and whether it does differs between processes. Running with
+``MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824`` keeps
+them in the heap (what a user gets is the default, so the default is reported).
 """
 
 import argparse
@@ -46,6 +51,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import sklearn
@@ -133,23 +139,46 @@ def seconds_of(call):
     return time.perf_counter() - start
 
 
-def median_seconds(call, budget_s, give_up_s=math.inf, min_repeats=5, max_repeats=50):
-    """Median seconds of ``call`` over repeats that fill about ``budget_s``.
+class Timing(NamedTuple):
+    """Medians over repeated calls."""
+
+    seconds: float
+    faults: float  # minor page faults per call
+
+
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed_call(call):
+    """Seconds and minor page faults of one ``call()``."""
+    faults = minor_faults()
+    seconds = seconds_of(call)
+    return seconds, minor_faults() - faults
+
+
+def median_timing(call, budget_s, give_up_s=math.inf, min_repeats=5, max_repeats=50):
+    """Median seconds and page faults of ``call`` over repeats that fill about
+    ``budget_s``.
 
     One untimed warm-up call, then one that sizes the repeats (clipped to
-    ``min_repeats``..``max_repeats``: 50 for sub-millisecond calls).
+    ``min_repeats``..``max_repeats``: 50 for sub-millisecond calls). Page
+    faults are counted because they make large temporaries' cost bimodal:
+    where malloc hands a freed block back to the OS, the next call's buffer
+    is fresh pages, faulted in and zeroed on first touch.
 
     Returns
     -------
-    float or None
-        The median; None when the sizing call took over ``give_up_s``.
+    Timing or None
+        The medians; None when the sizing call took over ``give_up_s``.
     """
     call()
     first = seconds_of(call)
     if first > give_up_s:
         return None
     repeats = int(np.clip(budget_s / max(first, 1e-9), min_repeats, max_repeats))
-    return float(np.median([seconds_of(call) for _ in range(repeats)]))
+    seconds, faults = zip(*(timed_call(call) for _ in range(repeats)), strict=True)
+    return Timing(float(np.median(seconds)), float(np.median(faults)))
 
 
 # -------------------------------------------------------------------------- data
@@ -178,10 +207,18 @@ class ProductTiming:
     width: int
     n_rows: int
     product: str
-    hand_s: float
-    func_s: float | None  # None: one call took over FUNC_GIVE_UP_S
+    hand: Timing
+    func: Timing | None  # None: one call took over FUNC_GIVE_UP_S
     bound_s: float
     rel_diff: float  # ||hand - torch.func|| / ||torch.func||
+
+    @property
+    def hand_s(self):
+        return self.hand.seconds
+
+    @property
+    def func_s(self):
+        return None if self.func is None else self.func.seconds
 
     @property
     def hand_over_bound(self):
@@ -244,8 +281,8 @@ def gemm_rate(width, n_rows, budget_s):
     """Flops per second of ``A @ B``, A (n, w), B (w, w), float64, one thread."""
     A = torch.randn(n_rows, width, dtype=torch.float64)
     B = torch.randn(width, width, dtype=torch.float64)
-    seconds = median_seconds(partial(torch.mm, A, B), budget_s)
-    return 2 * n_rows * width * width / seconds
+    timing = median_timing(partial(torch.mm, A, B), budget_s)
+    return 2 * n_rows * width * width / timing.seconds
 
 
 def relative_difference(hand, func):
@@ -268,8 +305,8 @@ def measure_products(width, n_rows, budget_s):
                 width,
                 n_rows,
                 product,
-                hand_s=median_seconds(hand, budget_s),
-                func_s=median_seconds(func, budget_s, give_up_s=FUNC_GIVE_UP_S),
+                hand=median_timing(hand, budget_s),
+                func=median_timing(func, budget_s, give_up_s=FUNC_GIVE_UP_S),
                 bound_s=flops / rate,
                 rel_diff=relative_difference(hand, func),
             )
@@ -293,13 +330,16 @@ def print_products(timings, plan):
         "Flop bound: the product's GEMM flops at the measured rate of an "
         "(n, w) @ (w, w) product. torch.func is not timed where one call takes "
         f"over {FUNC_GIVE_UP_S:g} s. rel. diff: ||hand - torch.func|| / "
-        "||torch.func||.\n"
+        "||torch.func||. faults: median minor page faults per hand-written call "
+        "(4 KiB pages that its temporaries had to fault in afresh: where they "
+        "are not 0 the product pays for them, and its time is bimodal between "
+        "processes).\n"
     )
     print(
         "| width | n | product | hand-written ms | torch.func ms | flop-bound ms "
-        "| hand / bound | torch.func / hand | rel. diff |"
+        "| hand / bound | torch.func / hand | rel. diff | faults |"
     )
-    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     grid = {(w, n) for w in plan.widths for n in plan.product_rows}
     for point, rows in timings.items():
         if point not in grid:
@@ -308,7 +348,8 @@ def print_products(timings, plan):
             print(
                 f"| {t.width} | {t.n_rows:,} | {t.product} | {ms(t.hand_s)} | "
                 f"{ms(t.func_s)} | {ms(t.bound_s)} | {t.hand_over_bound:.1f} | "
-                f"{ratio(t.func_over_hand)} | {t.rel_diff:.1e} |"
+                f"{ratio(t.func_over_hand)} | {t.rel_diff:.1e} | "
+                f"{t.hand.faults:.0f} |"
             )
     print_references(timings)
 
@@ -325,7 +366,8 @@ def print_references(timings):
     print(
         f"\nReference, width {width}, n = {n_rows:,}: Gauss-Newton product "
         f"{ms(t.hand_s)} ms hand-written (target ≤ {ms(target_s)} ms: {verdict}; "
-        f"torch.func {ms(t.func_s)} ms, flop bound {ms(t.bound_s)} ms)."
+        f"torch.func {ms(t.func_s)} ms, flop bound {ms(t.bound_s)} ms, "
+        f"{t.hand.faults:.0f} page faults a call)."
     )
     width, n_rows, target_ratio = REFERENCE_RELATIVE
     t = gauss_newton(width, n_rows)
@@ -334,7 +376,7 @@ def print_references(timings):
         f"Reference, width {width}, n = {n_rows:,}: Gauss-Newton product "
         f"{ms(t.hand_s)} ms hand-written = {t.hand_over_bound:.1f}× its flop bound "
         f"{ms(t.bound_s)} ms (target ≤ {target_ratio:g}×: {verdict}; torch.func "
-        f"{ms(t.func_s)} ms).\n"
+        f"{ms(t.func_s)} ms, {t.hand.faults:.0f} page faults a call).\n"
     )
 
 

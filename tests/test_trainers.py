@@ -1,5 +1,6 @@
 """The trainers, driven directly on tensors as the estimators' loop drives them."""
 
+import copy
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from sk_slim.training import (
     SlimTrainTrainer,
     Trainer,
     lsgd_epoch,
+    solve_head,
 )
 
 
@@ -187,3 +189,27 @@ def test_lsgd_trainer_is_slimtrain_with_the_exact_head():
     assert losses[-1] < 0.7 * losses[0]  # 30 full-batch steps: 0.020 -> 0.011
     assert trainer.state.slimtik is None
     assert 0 < trainer.head_alpha < 1  # the last step's GCV weight
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gnvpro_head_from_the_last_iterate_equals_a_fresh_solve(weighted):
+    # solve_head reuses the last iteration's SVD of all rows' features when the
+    # network still has that theta; after a restore it must not (the parameters
+    # are copied from snapshots, not aliased with the iterate's theta).
+    data = _data(weighted=weighted)
+    trainer = GNvproTrainer(_net(), GNvproConfig())
+    trainer.start(data)
+    trainer.epoch()
+    early = trainer.snapshot()
+    for _ in range(3):
+        trainer.epoch()
+    for restore in (None, early):
+        if restore is not None:
+            trainer.restore(restore)
+        reused, fresh = copy.deepcopy(trainer.net), copy.deepcopy(trainer.net)
+        alpha = trainer.solve_head(reused)
+        expected = solve_head(fresh, data.X, data.C, data.weight, "gcv")
+        assert alpha == pytest.approx(expected, rel=1e-6)
+        torch.testing.assert_close(
+            reused.augmented_head, fresh.augmented_head, rtol=1e-6, atol=1e-9
+        )

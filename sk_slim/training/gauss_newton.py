@@ -138,6 +138,7 @@ def least_squares_gauss_newton(problem, lin):
     besides the tangent and adjoint passes, not ``O(n p^2)``. The dense-Jacobian
     test checks it.
     """
+    maps = problem.derivative_maps(lin)
     scale = problem.scale  # (n, 1)
     W = lin.W[:-1]  # (m, c): the ones column of Z has no derivative
     R = scale * lin.R  # (n, c)
@@ -148,13 +149,13 @@ def least_squares_gauss_newton(problem, lin):
     G_inv = problem.solve_gram(lin, eye)[:-1, :-1]  # (m, m)
 
     def matvec(v):  # (P,) -> (P,)
-        dphi = lin.maps.tangent(v).to(_DTYPE)  # (n, m); dZ = scale [dphi, 0]
+        dphi = maps.tangent(v).to(_DTYPE)  # (n, m); dZ = scale [dphi, 0]
         Y = scale * (dphi @ W)  # dZ W, (n, c)
         Y = torch.addmm(Y, Us, Us.T @ Y, alpha=-1.0)  # (I - H) dZ W
         S = G_inv @ (dphi.T @ R)  # G^{-1} dZ^T R without the ones row, (m, c)
         M = torch.addmm((scale * Y) @ W.T, R, S.T)  # cotangent of phi, (n, m)
         problem.work_units += 2
-        return lin.maps.adjoint(M.to(lin.theta.dtype)) + (
+        return maps.adjoint(M.to(lin.theta.dtype)) + (
             problem.alpha * problem.penalized * v
         )
 

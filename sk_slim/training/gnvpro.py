@@ -23,7 +23,8 @@ import torch
 from ..linalg import cg, steihaug_cg
 from .gauss_newton import _StepSpace
 from .gnvpro_logistic import ReducedLogisticProblem
-from .head import solve_head, solve_logistic_head
+from .head import ridge_head_factored, solve_head, solve_logistic_head
+from .linearization import hand_written
 from .protocol import Trainer
 from .reduced import ReducedProblem
 
@@ -110,7 +111,7 @@ def gnvpro_step(
     -------
     value : float
         The reduced objective after the iteration (unchanged if no step was
-        accepted).
+        accepted). ``problem.current`` is then the linearization there.
 
     References
     ----------
@@ -143,6 +144,7 @@ def gnvpro_step(
     if curvature is not problem:  # its passes, as fractions of a full pass
         problem.work_units += curvature.work_units * len(curvature.X) / len(problem.X)
     problem.net.set_head(current.W)  # the optimal head of the current theta
+    problem.current = current
     return current.value
 
 
@@ -272,6 +274,7 @@ class GNvproTrainer(Trainer):
         """
         self.data = data
         self._state = GNvproState() if state is None else replace(state)
+        self._current = None  # the last iterate's linearization on all rows
 
     @property
     def state(self):
@@ -359,8 +362,13 @@ class GNvproTrainer(Trainer):
             curvature_rows=self._curvature_rows(problem),
         )
         state.work_units += problem.work_units
+        self._current = None
         if not math.isfinite(value):  # undone by the loop: not an iteration
             return value
+        if problem.X is self.data.X and hand_written(self.net.feature_extractor):
+            # Its SVD of all rows' features serves solve_head at this theta (the
+            # features of these networks do not depend on train/eval mode).
+            self._current = problem.current
         state.n_iter += 1
         if math.isnan(state.first_grad_norm):
             state.first_grad_norm = state.grad_norm
@@ -450,6 +458,11 @@ class GNvproTrainer(Trainer):
         net = self.net if net is None else net
         if self.config.loss == "cross_entropy":
             return solve_logistic_head(net, data.X, data.C, data.weight, alpha)
+        current = self._current
+        if current is not None and torch.equal(current.theta, _theta_of(net)):
+            W, alpha = ridge_head_factored(current.factors, alpha)
+            net.set_head(W)
+            return alpha
         return solve_head(net, data.X, data.C, data.weight, alpha)
 
     def finish(self, net=None):
@@ -466,3 +479,10 @@ class GNvproTrainer(Trainer):
             As :meth:`solve_head`.
         """
         return self.solve_head(net)
+
+
+def _theta_of(net):
+    """The feature extractor's parameters as one flat vector."""
+    return torch.cat(
+        [p.detach().reshape(-1) for p in net.feature_extractor.parameters()]
+    )

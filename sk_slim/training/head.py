@@ -13,6 +13,7 @@ __all__ = [
     "head_posterior",
     "held_out_noise",
     "ridge_head",
+    "ridge_head_factored",
     "solve_head",
     "solve_logistic_head",
 ]
@@ -120,6 +121,30 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv"):
         result = gcv(Z, C, sample_weight)
         return result.W, float(result.lam / n_eff)
     return tikhonov_svd(Z, C, alpha * n_eff, sample_weight), float(alpha)
+
+
+def ridge_head_factored(factors, alpha="gcv"):
+    """:func:`ridge_head` from a factorization of already scaled features.
+
+    Parameters
+    ----------
+    factors : TikhonovSVD
+        The thin SVD of ``sqrt(w / sum(w)) * [phi(X), 1]`` with targets scaled
+        alike and ``n_samples = sum(w)``: the weighted mean loss as a plain sum
+        of squares, so its ridge weight is ``alpha`` itself.
+    alpha : 'gcv' or float, default='gcv'
+        As in :func:`ridge_head` (GCV over the same relative range).
+
+    Returns
+    -------
+    W : Tensor of shape (p, c)
+        The head, float64; equal to :func:`ridge_head`'s up to rounding.
+    alpha : float
+        The ridge weight used.
+    """
+    if alpha == "gcv":
+        alpha = factors.minimize_gcv()[0]
+    return factors.solve(alpha), float(alpha)
 
 
 def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):

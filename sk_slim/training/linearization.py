@@ -73,7 +73,10 @@ def hand_written(extractor):
 def torch_func_only():
     """Within this context every extractor takes the ``torch.func``/autograd path.
 
-    For benchmarks and tests that compare the two paths.
+    For benchmarks and tests that compare the two paths. It is read when the
+    maps are built (a reduced problem's ``linearize``, each slimTrain step):
+    maps built inside keep their path after the context ends. It is one flag
+    for the process, not per thread.
 
     Yields
     ------
@@ -232,6 +235,7 @@ class NetworkLinearization:
                 }
             )
         self.n_params = offset
+        self._buffers = {}  # scratch of the tangent and adjoint passes
         self._inputs, self._slopes = [], []  # x_{l-1}; sigma'(a_l) (times h)
         x = X
         with torch.no_grad():
@@ -297,11 +301,12 @@ class NetworkLinearization:
         Returns
         -------
         Tensor of shape (n, m)
-            ``d phi(X; theta + t v) / dt`` at ``t = 0``.
+            ``d phi(X; theta + t v) / dt`` at ``t = 0``; it lives in a buffer
+            of this object that the next call overwrites.
         """
         dx, offset = None, 0
-        for layer, x, slope in zip(
-            self._layers, self._inputs, self._slopes, strict=True
+        for index, (layer, x, slope) in enumerate(
+            zip(self._layers, self._inputs, self._slopes, strict=True)
         ):
             out, inp = layer["K"].shape
             dK = v[offset : offset + out * inp].view(out, inp)
@@ -309,7 +314,7 @@ class NetworkLinearization:
             offset += out * inp + out
             if layer["antisymmetric"]:
                 dK = dK - dK.T
-            da = torch.addmm(db, x, dK.T)
+            da = torch.addmm(db, x, dK.T, out=self._scratch("tangent", index, x, out))
             if dx is not None:  # the inputs do not depend on theta
                 da.addmm_(dx, layer["K"].T)
             if slope is not None:
@@ -332,16 +337,36 @@ class NetworkLinearization:
         """
         grads, u = [], M
         for index in reversed(range(len(self._layers))):
-            layer, slope = self._layers[index], self._slopes[index]
-            g = u if slope is None else slope * u  # (n, out)
-            dK = g.T @ self._inputs[index]
+            layer, slope, x = (
+                self._layers[index],
+                self._slopes[index],
+                self._inputs[index],
+            )
+            g = u
+            if slope is not None:  # (n, out)
+                g = torch.mul(
+                    slope, u, out=self._scratch("slope", index, u, u.shape[1])
+                )
+            dK = g.T @ x
             if layer["antisymmetric"]:
                 dK = dK - dK.T
             grads += [g.sum(dim=0), dK.reshape(-1)]
             if index:
-                back = g @ layer["K"]
-                u = back if layer["step"] is None else u + back
+                back = self._scratch("back", index, g, x.shape[1])
+                torch.mm(g, layer["K"], out=back)
+                u = back if layer["step"] is None else back.add_(u)
         return torch.cat(grads[::-1])
+
+    def _scratch(self, name, index, like, columns):
+        """A reused (n, columns) buffer: fresh blocks of this size each product
+        were page-faulted in anew once the allocator had returned them (up to
+        twice the product's time at width 64, n = 3000)."""
+        key = (name, index)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape != (like.shape[0], columns):
+            buffer = like.new_empty(like.shape[0], columns)
+            self._buffers[key] = buffer
+        return buffer
 
     def row_jacobians(self, directions, rows):
         """Per-row Jacobians of the features along directions in feature space.

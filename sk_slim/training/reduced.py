@@ -56,6 +56,7 @@ class _Linearization:
     s: torch.Tensor  # (q,) singular values
     value: float  # Phi(theta)
     maps: object = None  # the features' tangent/adjoint maps, when differentiable
+    factors: object = None  # the TikhonovSVD of Z (scaled rows; n_samples sum(w))
 
 
 class _ReducedBase:
@@ -86,6 +87,8 @@ class _ReducedBase:
     # plain sum over scaled rows (least squares); None where the weights enter
     # the loss itself (cross-entropy).
     scale = None
+    # The linearization at the iterate gnvpro_step last returned (it sets it).
+    current = None
 
     def __init__(self, net, X, sample_weight=None, alpha=0.0):
         self.net = net
@@ -129,9 +132,12 @@ class _ReducedBase:
         theta : Tensor of shape (P,)
             The parameters, in the order of :meth:`get_theta`.
         """
-        torch.nn.utils.vector_to_parameters(
-            theta, self.net.feature_extractor.parameters()
-        )
+        # Copied, not re-pointed (vector_to_parameters makes the parameters views
+        # of theta, so a later in-place change of either would change the other).
+        params = list(self.net.feature_extractor.parameters())
+        chunks = theta.split([p.numel() for p in params])
+        for p, chunk in zip(params, chunks, strict=True):
+            p.copy_(chunk.view_as(p))
 
     def _unflatten(self, theta):
         chunks = theta.split([math.prod(shape) for shape in self.shapes])
@@ -199,7 +205,7 @@ class _ReducedBase:
             The derivative of :meth:`features` along ``v``, float64 (its column
             of ones has none).
         """
-        dphi = lin.maps.tangent(v)
+        dphi = self.derivative_maps(lin).tangent(v)
         dZ = torch.cat([dphi, dphi.new_zeros(dphi.shape[0], 1)], dim=1).to(_DTYPE)
         return dZ if self.scale is None else self.scale * dZ
 
@@ -242,7 +248,7 @@ class _ReducedBase:
         """
         if self.scale is not None:
             M = self.scale * M
-        return lin.maps.adjoint(M[:, :-1].to(lin.theta.dtype))
+        return self.derivative_maps(lin).adjoint(M[:, :-1].to(lin.theta.dtype))
 
     def _theta_penalty(self, theta):
         """``alpha/2 ||theta_w||^2`` (weight matrices only)."""
@@ -356,12 +362,11 @@ class ReducedProblem(_ReducedBase):
             return None
         # One SVD serves GCV, the head and the Gram inverse.
         C = self.C * self.scale  # (n, c)
-        factors = tikhonov_factor(Z, C)
+        # The rows stand for sum(w) samples (weights as repetitions); with that
+        # count the GCV of these scaled rows is the weighted problem's, rescaled,
+        # so its minimiser is alpha_W itself.
+        factors = replace(tikhonov_factor(Z, C), n_samples=float(self.weight.sum()))
         if head_alpha == "gcv":
-            # The rows stand for sum(w) samples (weights as repetitions); with
-            # that count the GCV of these scaled rows is the weighted problem's,
-            # rescaled, so its minimiser is alpha_W itself.
-            factors = replace(factors, n_samples=float(self.weight.sum()))
             s_max2 = float(factors.s[0] ** 2)
             lam_range = (_GCV_RANGE[0] * s_max2, _GCV_RANGE[1] * s_max2)
             head_alpha = factors.minimize_gcv(lam_range)[0]
@@ -380,6 +385,7 @@ class ReducedProblem(_ReducedBase):
             factors.s,
             float(value),
             maps,
+            factors,
         )
 
     def solve_gram(self, lin, Y):
