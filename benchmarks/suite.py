@@ -1,0 +1,667 @@
+"""The benchmark suite: sk_slim's defaults and their peers on every problem of
+``problems.py``.
+
+Run from the repository root (needs the ``bench`` extra: uqtestfuns)::
+
+    .venv/bin/python benchmarks/suite.py --half tune            # run, resumable
+    .venv/bin/python benchmarks/suite.py --half report --report # markdown tables
+    .venv/bin/python benchmarks/suite.py --quick                # plumbing, < 2 min
+
+Defaults may be chosen on the ``tune`` half only; the README's tables come from the
+``report`` half (see ``problems.py``).
+
+Every (problem, method) pair is one JSON line of the output file (``--out``),
+written as soon as it is done: a run that stops can be started again and skips the
+pairs already there (delete a line to redo it). A fit that raises is recorded with
+its error, and the run goes on. Everything runs under
+``_common.benchmark_conditions()`` (one torch thread, one BLAS thread), after an
+untimed warm-up of the torch estimators.
+
+Methods, all with ``random_state=0``:
+
+- ``GNvproRegressor``, ``SlimTrainRegressor``, ``GNvproClassifier``,
+  ``SlimTrainClassifier``: their defaults.
+- ``MLPRegressor-adam``, ``MLPClassifier-adam``: (64, 64) tanh, default stopping
+  (``max_iter=200``), the learning rate tuned over :data:`ADAM_LRS` on the *test*
+  set (this favours them); the best is recorded, with its ``lr`` and the seconds
+  of its own fit (the record's ``wall_seconds`` covers all three).
+- ``MLPRegressor-lbfgs``, ``MLPClassifier-lbfgs``: (64, 64) tanh,
+  ``max_iter=500``. The MLP regressors get standardized targets.
+- ``HistGradientBoostingRegressor``/``Classifier``: defaults; several outputs
+  through ``MultiOutputRegressor``, skipped above :data:`HGB_MAX_OUTPUTS` outputs.
+- ``GaussianProcessRegressor``: up to :data:`GP_MAX_TRAIN` training rows;
+  ``ConstantKernel * Matern(nu=2.5, one length scale per input) + WhiteKernel``,
+  ``normalize_y=True``, no optimizer restarts.
+
+Scores: test R² (averaged over outputs) for regression; test accuracy and log-loss
+(probabilities clipped at 1e-15) for classification; fit seconds; ``n_iter_`` where
+the estimator has one. ``--quick`` runs two small regression and two small
+classification problems of the tune half with every ``max_iter`` capped (the GP
+is not), into its own file (in the temporary directory unless ``--out``), which it
+starts afresh, and prints the report.
+"""
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import problems as registry
+from _common import (
+    benchmark_conditions,
+    evaluate_classifier,
+    mlp_classifier,
+    mlp_regressor,
+    n_iter_of,
+    timed_fit,
+    warm_up,
+)
+from sklearn.datasets import make_classification
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.metrics import r2_score
+from sklearn.multioutput import MultiOutputRegressor
+
+from sk_slim import (
+    GNvproClassifier,
+    GNvproRegressor,
+    SlimTrainClassifier,
+    SlimTrainRegressor,
+)
+
+ADAM_LRS = (1e-3, 3e-3, 1e-2)  # the Adam peers' learning rates, tuned on the test set
+GP_MAX_TRAIN = 1000  # the GP runs up to this many training rows
+HGB_MAX_OUTPUTS = 8  # one HistGradientBoostingRegressor per output up to this many
+OURS = {
+    "regression": ("GNvproRegressor", "SlimTrainRegressor"),
+    "classification": ("GNvproClassifier", "SlimTrainClassifier"),
+}
+MLP_PEERS = {
+    "regression": ("MLPRegressor-adam", "MLPRegressor-lbfgs"),
+    "classification": ("MLPClassifier-adam", "MLPClassifier-lbfgs"),
+}
+GP = "GaussianProcessRegressor"
+DEFAULT_OUT = Path(__file__).with_name("suite_results.jsonl")
+QUICK_OUT = Path(tempfile.gettempdir()) / "sk_slim_suite_quick.jsonl"
+QUICK_PROBLEMS = ("wing_weight", "sine_8pi_1d", "breast_cancer", "moons")
+# --quick: max_iter of sk_slim's estimators, the MLPs and the boosted trees.
+QUICK_MAX_ITER = {"sk_slim": 3, "mlp": 20, "hgb": 10}
+CHANCE_MARGIN = 0.01  # at chance: accuracy <= majority rate + this, or R² <= this
+
+
+class NotApplicableError(Exception):
+    """A method that does not apply to a problem (recorded as ``skipped``)."""
+
+
+def capped(kind, quick):
+    """``{'max_iter': cap}`` for ``--quick`` runs, else nothing."""
+    return {"max_iter": QUICK_MAX_ITER[kind]} if quick else {}
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def score_regressor(model, split):
+    """Fit ``model``; test R² (averaged over outputs), seconds, iterations."""
+    seconds = timed_fit(model, split.X_train, split.y_train)
+    return {
+        "r2": float(r2_score(split.y_test, model.predict(split.X_test))),
+        "seconds": seconds,
+        "n_iter": iterations(model),
+    }
+
+
+def score_classifier(model, split):
+    """Fit ``model``; test accuracy and log-loss, seconds, iterations."""
+    result = evaluate_classifier(model, split)
+    return {
+        "accuracy": float(result.accuracy),
+        "log_loss": float(result.log_loss),
+        "seconds": result.seconds,
+        "n_iter": int(result.n_iter),
+    }
+
+
+def iterations(model):
+    """``n_iter_`` of a fitted model, the largest of a ``MultiOutputRegressor``'s,
+    or None for a model without one (the GP)."""
+    if isinstance(model, MultiOutputRegressor):
+        return max(int(inner.n_iter_) for inner in model.estimators_)
+    try:
+        return int(n_iter_of(model))
+    except AttributeError:
+        return None
+
+
+def tuned_adam(make, split, score, key, quick):
+    """``make(lr)`` at its best learning rate of :data:`ADAM_LRS` by test ``key``
+    (the first on ties), with that ``lr``."""
+    results = [(lr, score(make(lr, **capped("mlp", quick)), split)) for lr in ADAM_LRS]
+    lr, best = max(results, key=lambda item: item[1][key])
+    return {**best, "lr": lr}
+
+
+# --------------------------------------------------------------------- methods
+# Each runs one method on a problem's split and returns its record's scores.
+
+
+def gnvpro_regressor(problem, split, quick):
+    model = GNvproRegressor(random_state=0, **capped("sk_slim", quick))
+    return score_regressor(model, split)
+
+
+def slimtrain_regressor(problem, split, quick):
+    model = SlimTrainRegressor(random_state=0, **capped("sk_slim", quick))
+    return score_regressor(model, split)
+
+
+def mlp_adam_regressor(problem, split, quick):
+    return tuned_adam(mlp_regressor, split, score_regressor, "r2", quick)
+
+
+def mlp_lbfgs_regressor(problem, split, quick):
+    params = capped("mlp", quick) or {"max_iter": 500}
+    return score_regressor(mlp_regressor(solver="lbfgs", **params), split)
+
+
+def hgb_regressor(problem, split, quick):
+    if problem.n_outputs > HGB_MAX_OUTPUTS:
+        raise NotApplicableError(f"{problem.n_outputs} outputs > {HGB_MAX_OUTPUTS}")
+    model = HistGradientBoostingRegressor(random_state=0, **capped("hgb", quick))
+    if problem.n_outputs > 1:
+        model = MultiOutputRegressor(model)
+    return score_regressor(model, split)
+
+
+def gaussian_process(problem, split, quick):
+    if problem.n_train > GP_MAX_TRAIN:
+        raise NotApplicableError(f"{problem.n_train} training rows > {GP_MAX_TRAIN}")
+    n_features = split.X_train.shape[1]
+    kernel = (
+        ConstantKernel() * Matern(length_scale=np.ones(n_features), nu=2.5)
+        + WhiteKernel()
+    )
+    model = GaussianProcessRegressor(
+        kernel, normalize_y=True, n_restarts_optimizer=0, random_state=0
+    )
+    return score_regressor(model, split)
+
+
+def gnvpro_classifier(problem, split, quick):
+    model = GNvproClassifier(random_state=0, **capped("sk_slim", quick))
+    return score_classifier(model, split)
+
+
+def slimtrain_classifier(problem, split, quick):
+    model = SlimTrainClassifier(random_state=0, **capped("sk_slim", quick))
+    return score_classifier(model, split)
+
+
+def mlp_adam_classifier(problem, split, quick):
+    return tuned_adam(mlp_classifier, split, score_classifier, "accuracy", quick)
+
+
+def mlp_lbfgs_classifier(problem, split, quick):
+    params = capped("mlp", quick) or {"max_iter": 500}
+    return score_classifier(mlp_classifier(solver="lbfgs", **params), split)
+
+
+def hgb_classifier(problem, split, quick):
+    model = HistGradientBoostingClassifier(random_state=0, **capped("hgb", quick))
+    return score_classifier(model, split)
+
+
+METHODS = {
+    "regression": {
+        "GNvproRegressor": gnvpro_regressor,
+        "SlimTrainRegressor": slimtrain_regressor,
+        "MLPRegressor-adam": mlp_adam_regressor,
+        "MLPRegressor-lbfgs": mlp_lbfgs_regressor,
+        "HistGradientBoostingRegressor": hgb_regressor,
+        GP: gaussian_process,
+    },
+    "classification": {
+        "GNvproClassifier": gnvpro_classifier,
+        "SlimTrainClassifier": slimtrain_classifier,
+        "MLPClassifier-adam": mlp_adam_classifier,
+        "MLPClassifier-lbfgs": mlp_lbfgs_classifier,
+        "HistGradientBoostingClassifier": hgb_classifier,
+    },
+}
+
+
+# ----------------------------------------------------------------------- runs
+
+
+def problem_fields(problem, split):
+    """What a record says about its problem (so that ``--report`` needs no load)."""
+    fields = {
+        "problem": problem.name,
+        "task": problem.task,
+        "family": problem.family,
+        "half": problem.half,
+        "n_train": len(split.X_train),
+        "n_features": split.X_train.shape[1],
+        "noise": problem.noise,
+    }
+    if problem.task == "regression":
+        fields["n_outputs"] = problem.n_outputs
+    else:
+        fields["n_classes"] = problem.n_classes
+        fields["majority_rate"] = majority_rate(split)
+    return fields
+
+
+def majority_rate(split):
+    """Test accuracy of always predicting the training part's commonest class."""
+    labels, counts = np.unique(split.y_train, return_counts=True)
+    return float(np.mean(split.y_test == labels[counts.argmax()]))
+
+
+def run_method(run, problem, split, quick):
+    """The scores of one method, ``{'skipped': why}``, or ``{'error': message}``."""
+    try:
+        return run(problem, split, quick)
+    except NotApplicableError as reason:
+        return {"skipped": str(reason)}
+    except Exception as error:  # recorded; the run goes on
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def read_records(path):
+    """The records of a JSON-lines file (none if it does not exist)."""
+    if not path.exists():
+        return []
+    with path.open() as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def append_record(path, record):
+    with path.open("a") as out:
+        out.write(json.dumps(record) + "\n")
+
+
+def describe_result(record):
+    """One line of progress: the scores, or why there are none."""
+    if "error" in record:
+        return f"ERROR {record['error']}"
+    if "skipped" in record:
+        return f"skipped ({record['skipped']})"
+    score = (
+        f"R² {record['r2']:.4f}"
+        if "r2" in record
+        else f"acc {record['accuracy']:.4f} log-loss {record['log_loss']:.4f}"
+    )
+    return f"{score}  {record['seconds']:.2f} s  n_iter {record['n_iter']}"
+
+
+def run_problem(problem, methods, out, done, quick):
+    """Run ``methods`` (names) on ``problem`` that ``done`` does not hold yet,
+    appending each record to ``out`` as it comes."""
+    todo = [method for method in methods if (problem.name, method) not in done]
+    if not todo:
+        return
+    split = problem.load()
+    fields = problem_fields(problem, split)
+    for method in todo:
+        start = time.perf_counter()
+        scores = run_method(METHODS[problem.task][method], problem, split, quick)
+        record = {
+            **fields,
+            "method": method,
+            **scores,
+            "wall_seconds": time.perf_counter() - start,
+            "quick": quick,
+            "date": datetime.date.today().isoformat(),
+        }
+        append_record(out, record)
+        print(f"{problem.name:>24} {method:>32}  {describe_result(record)}", flush=True)
+
+
+def warm_up_torch():
+    """Fit sk_slim's estimators once on 200 rows, untimed: torch's one-time set-up
+    is then not charged to the first problem."""
+    X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+    warm_up(
+        [GNvproRegressor(max_iter=2), SlimTrainRegressor(max_iter=2)],
+        X,
+        y.astype(float),
+    )
+    warm_up([GNvproClassifier(max_iter=2), SlimTrainClassifier(max_iter=2)], X, y)
+
+
+def selected_problems(args):
+    """The problems to run: ``--quick``'s, ``--problems``, or by task and half."""
+    if args.quick:
+        chosen = [registry.get(name) for name in QUICK_PROBLEMS]
+    elif args.problems:
+        chosen = [registry.get(name) for name in args.problems]
+    else:
+        chosen = registry.problems(half=None if args.half == "all" else args.half)
+    return [p for p in chosen if args.task in (None, p.task)]
+
+
+def selected_methods(task, names):
+    """The task's methods among ``names`` (all of them if None)."""
+    methods = METHODS[task]
+    unknown = set(names or ()) - {m for table in METHODS.values() for m in table}
+    if unknown:
+        raise SystemExit(f"Unknown methods: {sorted(unknown)}")
+    return [m for m in methods if names is None or m in names]
+
+
+def run(args):
+    out = args.out
+    if args.quick and out.exists():
+        out.unlink()  # a plumbing check starts afresh
+    done = {(record["problem"], record["method"]) for record in read_records(out)}
+    with benchmark_conditions():
+        warm_up_torch()
+        for problem in selected_problems(args):
+            methods = selected_methods(problem.task, args.methods)
+            run_problem(problem, methods, out, done, args.quick)
+    print(f"\nRecords in {out}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------- report
+
+
+def latest_by_pair(records):
+    """``{problem: {method: record}}``, the last record of each pair winning."""
+    table = {}
+    for record in records:
+        table.setdefault(record["problem"], {})[record["method"]] = record
+    return table
+
+
+def scored(record, key):
+    """The record's ``key`` score, or None if it was skipped or failed."""
+    return None if record is None else record.get(key)
+
+
+def fmt(value, digits=4):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(header, rows, right_from=1):
+    """A markdown table; columns from ``right_from`` on are right-aligned."""
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def scores_table(table, task, key, digits=4):
+    """Per problem, every method's ``key`` (errors as 'error', skips as 'skip')."""
+    methods = list(METHODS[task])
+    rows = []
+    for problem, by_method in table.items():
+        first = next(iter(by_method.values()))
+        cells = [problem, first["half"], first["n_train"]]
+        for method in methods:
+            record = by_method.get(method)
+            if record is None:
+                cells.append("")
+            elif "error" in record:
+                cells.append("error")
+            elif "skipped" in record:
+                cells.append("skip")
+            else:
+                cells.append(fmt(record[key], digits))
+        rows.append(cells)
+    return markdown_table(["problem", "half", "n_train", *methods], rows, right_from=2)
+
+
+def best_of(by_method, methods, key, lowest=False):
+    """``(method, value)`` of the best ``key`` among ``methods``, or None."""
+    values = [
+        (method, scored(by_method.get(method), key))
+        for method in methods
+        if scored(by_method.get(method), key) is not None
+    ]
+    if not values:
+        return None
+    pick = min if lowest else max
+    return pick(values, key=lambda item: item[1])
+
+
+def error_ratio(r2_ours, r2_theirs):
+    """``(1 - R²)_ours / (1 - R²)_theirs`` (their error floored at 1e-12)."""
+    return (1 - r2_ours) / max(1 - r2_theirs, 1e-12)
+
+
+def summary_line(label, values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return f"- {label}: no results"
+    return (
+        f"- {label}: median {np.median(values):.3f}, max {np.max(values):.3f} "
+        f"({len(values)} problems)"
+    )
+
+
+def regression_summary(table):
+    """Error ratios of GNvpro and SlimTrain to the best MLP peer and to the GP."""
+    ours = OURS["regression"]
+    rows, ratios = [], {method: [] for method in ours}
+    for problem, by_method in table.items():
+        best = best_of(by_method, MLP_PEERS["regression"], "r2")
+        if best is None:
+            continue
+        cells = [problem, best[0], fmt(best[1])]
+        for method in ours:
+            r2 = scored(by_method.get(method), "r2")
+            ratio = None if r2 is None else error_ratio(r2, best[1])
+            ratios[method].append(ratio)
+            cells += [fmt(r2), fmt(ratio, 2)]
+        rows.append(cells)
+    header = ["problem", "best MLP peer", "its R²"]
+    for method in ours:
+        header += [f"{method} R²", "error ratio"]
+    lines = [
+        "### Error ratio (1 − R²) / (1 − R²) of the best MLP peer\n",
+        markdown_table(header, rows, right_from=2),
+        "",
+        *(summary_line(method, ratios[method]) for method in ours),
+    ]
+    return "\n".join(lines) + "\n\n" + gp_summary(table)
+
+
+def gp_summary(table):
+    """Error and time ratios to the GP, on the problems where it ran."""
+    ours = OURS["regression"]
+    rows = []
+    errors, times = {m: [] for m in ours}, {m: [] for m in ours}
+    for problem, by_method in table.items():
+        gp = by_method.get(GP)
+        if scored(gp, "r2") is None:
+            continue
+        cells = [problem, gp["n_train"], fmt(gp["r2"]), fmt(gp["seconds"], 2)]
+        for method in ours:
+            record = by_method.get(method)
+            r2 = scored(record, "r2")
+            error = None if r2 is None else error_ratio(r2, gp["r2"])
+            time_ratio = None if r2 is None else record["seconds"] / gp["seconds"]
+            errors[method].append(error)
+            times[method].append(time_ratio)
+            cells += [fmt(error, 2), fmt(time_ratio, 2)]
+        rows.append(cells)
+    header = ["problem", "n_train", "GP R²", "GP s"]
+    for method in ours:
+        header += [f"{method} error ratio", "time ratio"]
+    lines = [
+        f"### Against the GP (n_train ≤ {GP_MAX_TRAIN})\n",
+        markdown_table(header, rows, right_from=1),
+        "",
+    ]
+    for method in ours:
+        lines.append(summary_line(f"{method} error ratio", errors[method]))
+        lines.append(summary_line(f"{method} time ratio", times[method]))
+    return "\n".join(lines)
+
+
+def classification_summary(table):
+    """Accuracy minus the best MLP peer's; log-loss ratio to the best peer's."""
+    ours = OURS["classification"]
+    peers = [m for m in METHODS["classification"] if m not in ours]
+    rows = []
+    gaps, ratios = {m: [] for m in ours}, {m: [] for m in ours}
+    for problem, by_method in table.items():
+        best_acc = best_of(by_method, MLP_PEERS["classification"], "accuracy")
+        best_loss = best_of(by_method, peers, "log_loss", lowest=True)
+        if best_acc is None or best_loss is None:
+            continue
+        cells = [problem, best_acc[0], fmt(best_acc[1]), best_loss[0]]
+        cells.append(fmt(best_loss[1]))
+        for method in ours:
+            record = by_method.get(method)
+            accuracy = scored(record, "accuracy")
+            gap = None if accuracy is None else accuracy - best_acc[1]
+            ratio = (
+                None
+                if accuracy is None
+                else record["log_loss"] / max(best_loss[1], 1e-12)
+            )
+            gaps[method].append(gap)
+            ratios[method].append(ratio)
+            cells += [fmt(gap, 3), fmt(ratio, 2)]
+        rows.append(cells)
+    header = ["problem", "best MLP peer", "its accuracy", "best peer (log-loss)", "its"]
+    for method in ours:
+        header += [f"{method} Δ accuracy", "log-loss ratio"]
+    lines = [
+        "### Accuracy minus the best MLP peer's; log-loss over the lowest peer "
+        "log-loss (MLPs and boosted trees)\n",
+        markdown_table(header, rows, right_from=2),
+        "",
+    ]
+    for method in ours:
+        values = [g for g in gaps[method] if g is not None]
+        held = [g >= -0.01 for g in values]
+        loss = [r for r in ratios[method] if r is not None]
+        if not values:
+            lines.append(f"- {method}: no results")
+            continue
+        lines.append(
+            f"- {method}: Δ accuracy ≥ −0.01 on {sum(held)}/{len(held)} problems "
+            f"({np.mean(held):.0%}), min {min(values):+.3f}; median log-loss "
+            f"ratio {np.median(loss):.2f}, max {max(loss):.2f}"
+        )
+    return "\n".join(lines)
+
+
+def chance_flags(records):
+    """Records at chance level: accuracy ≤ majority rate + 0.01, or R² ≤ 0.01."""
+    flags = []
+    for record in records:
+        if "r2" in record and record["r2"] <= CHANCE_MARGIN:
+            flags.append(
+                (record["problem"], record["method"], f"R² {record['r2']:.4f}")
+            )
+        if "accuracy" in record:
+            threshold = record["majority_rate"] + CHANCE_MARGIN
+            if record["accuracy"] <= threshold:
+                flags.append(
+                    (
+                        record["problem"],
+                        record["method"],
+                        f"accuracy {record['accuracy']:.4f} ≤ majority "
+                        f"{record['majority_rate']:.4f} + {CHANCE_MARGIN}",
+                    )
+                )
+    return flags
+
+
+def failures(records):
+    return [
+        (record["problem"], record["method"], record["error"])
+        for record in records
+        if "error" in record
+    ]
+
+
+def report(args):
+    """Print the markdown tables of the records of ``--out``."""
+    records = [
+        record
+        for record in latest_records(read_records(args.out))
+        if args.half in ("all", record["half"])
+    ]
+    for task in registry.TASKS:
+        if args.task not in (None, task):
+            continue
+        task_records = [record for record in records if record["task"] == task]
+        if not task_records:
+            continue
+        table = latest_by_pair(task_records)
+        halves = "both halves" if args.half == "all" else f"{args.half} half"
+        print(f"## {task.capitalize()} ({halves})\n")
+        if task == "regression":
+            print("### Test R²\n\n" + scores_table(table, task, "r2") + "\n")
+            print(regression_summary(table) + "\n")
+        else:
+            print("### Test accuracy\n\n" + scores_table(table, task, "accuracy"))
+            print("\n### Test log-loss\n\n" + scores_table(table, task, "log_loss"))
+            print("\n" + classification_summary(table) + "\n")
+        print("### Fit seconds\n\n" + scores_table(table, task, "seconds", 2) + "\n")
+    print_flags(records)
+
+
+def latest_records(records):
+    """One record per (problem, method): the last."""
+    return [
+        record
+        for by_method in latest_by_pair(records).values()
+        for record in by_method.values()
+    ]
+
+
+def print_flags(records):
+    flags = chance_flags(records)
+    print("## At chance level (accuracy ≤ majority rate + 0.01, or R² ≤ 0.01)\n")
+    rows = [list(flag) for flag in flags]
+    print(markdown_table(["problem", "method", "score"], rows, 3) if rows else "None.")
+    errors = failures(records)
+    if errors:
+        print("\n## Fits that raised\n")
+        print(markdown_table(["problem", "method", "error"], errors, 3))
+
+
+# ------------------------------------------------------------------------ cli
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=registry.TASKS)
+    parser.add_argument("--half", choices=(*registry.HALVES, "all"), default="all")
+    parser.add_argument("--methods", nargs="+", help="method names (default: all)")
+    parser.add_argument("--problems", nargs="+", help="problem names (default: all)")
+    parser.add_argument("--quick", action="store_true", help="plumbing check")
+    parser.add_argument("--out", type=Path, help="JSON-lines file of the records")
+    parser.add_argument("--report", action="store_true", help="print tables of --out")
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = QUICK_OUT if args.quick else DEFAULT_OUT
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.report:
+        report(args)
+        return
+    run(args)
+    if args.quick:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
