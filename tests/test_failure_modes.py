@@ -1,0 +1,72 @@
+"""Failure modes of the defaults, on small instances: no default fit may end at
+chance or at its starting loss (the robust-defaults issue)."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+from sk_slim import GNvproClassifier, GNvproRegressor
+from sk_slim.networks import SeparableNet, make_mlp
+from sk_slim.training import FitData, GNvproConfig, GNvproTrainer
+
+
+def _radial(n=800, d=10, seed=0):
+    """Label: whether the squared radius of standard-normal inputs exceeds its
+    median (a balanced problem no linear model can do better than chance on)."""
+    X = np.random.default_rng(seed).standard_normal((n, d))
+    radius = (X**2).sum(axis=1)
+    return X, (radius > np.median(radius)).astype(int)
+
+
+def _fit_quietly(model, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def test_gnvpro_classifier_does_not_stall_at_chance_on_a_radial_problem():
+    # The continuation's early penalty once held the features at a constant:
+    # loss log 2 from the second iteration, read as convergence (accuracy 0.50).
+    X, y = _radial()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    model = _fit_quietly(GNvproClassifier(random_state=0), X_train, y_train)
+    assert model.loss_curve_[-1] < 0.8 * math.log(2)
+    assert model.score(X_test, y_test) > 0.75
+
+
+def test_gnvpro_regressor_does_not_stall_on_a_high_frequency_target():
+    # Poor early features made GCV shrink the head to zero (alpha_W ~ 1e3), where
+    # the reduced gradient vanishes: R^2 ~ 0 after 3 iterations.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (500, 1))
+    y = np.sin(8 * np.pi * X[:, 0]) + 0.05 * rng.standard_normal(500)
+    X = (X - 0.5) / X.std()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    model = _fit_quietly(GNvproRegressor(random_state=0), X_train, y_train)
+    assert model.score(X_test, y_test) > 0.8
+
+
+def test_converging_under_the_continuation_restarts_without_it():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 3, generator=g, dtype=torch.float64)
+    C = torch.sin(X[:, :1])
+    net = SeparableNet(make_mlp(3, (5,), generator=g, dtype=torch.float64), 5, 1)
+    start = [p.detach().clone() for p in net.feature_extractor.parameters()]
+    config = GNvproConfig(alpha=1e-4, alpha_init=1e6, tol=0.5)
+    trainer = GNvproTrainer(net, config)
+    trainer.start(FitData(X, C, None, g))
+    assert trainer.theta_alpha() > 1e5
+    while not trainer.state.continuation_over:  # a penalty this strong: a collapse
+        trainer.epoch()
+        assert not trainer.converged() or trainer.state.continuation_over
+        assert trainer.state.n_iter < 20
+    # Back at the start, with the final penalty, the radius to be measured anew.
+    for p, p0 in zip(net.feature_extractor.parameters(), start, strict=True):
+        torch.testing.assert_close(p.detach(), p0, rtol=0, atol=0)
+    assert trainer.theta_alpha() == pytest.approx(1e-4)
+    assert trainer.state.radius is None and math.isnan(trainer.state.first_grad_norm)
