@@ -67,7 +67,7 @@ from torch import nn
 
 from sk_slim import GNvproRegressor, SlimTrainRegressor
 from sk_slim.networks import SeparableNet, make_mlp
-from sk_slim.training import ReducedProblem
+from sk_slim.training import ReducedProblem, make_slimtik
 from sk_slim.training.linearization import (
     FuncDerivatives,
     NetworkLinearization,
@@ -443,6 +443,27 @@ def torch_adam_epoch_seconds(width, X, y, repeats):
     return float(np.median([seconds_of(epoch) for _ in range(10 * repeats)]))
 
 
+def slimtik_epoch_seconds(width, repeats):
+    """The slimTik head updates of one epoch alone (sGCV and the solve per
+    batch), on (BATCH, width) features: the share of slimTrain's epoch that
+    an MLP does not have."""
+    generator = torch.Generator().manual_seed(0)
+    n_batches = math.ceil(EPOCH_ROWS / BATCH)
+    features = torch.tanh(
+        torch.randn(BATCH, width, generator=generator, dtype=torch.float64)
+    )
+    Z = torch.cat([features, torch.ones(BATCH, 1, dtype=torch.float64)], dim=1)
+    C = torch.randn(BATCH, 1, generator=generator, dtype=torch.float64)
+    slimtik = make_slimtik(torch.zeros(width + 1, 1, dtype=torch.float64))
+
+    def epoch():
+        for _ in range(n_batches):
+            slimtik.update(Z, C)
+
+    epoch()  # warm-up, and a full memory
+    return float(np.median([seconds_of(epoch) for _ in range(10 * repeats)]))
+
+
 def run_epochs(plan):
     """``{width: {method: seconds per epoch}}`` on the synthetic data."""
     X, y = synthetic_data(EPOCH_ROWS)
@@ -462,6 +483,9 @@ def run_epochs(plan):
             ),
             "torch Adam loop (make_mlp + nn.Linear)": torch_adam_epoch_seconds(
                 width, X, y, repeats
+            ),
+            "slimTik updates alone (in SlimTrainRegressor's epoch)": (
+                slimtik_epoch_seconds(width, repeats)
             ),
         }
     return results
