@@ -302,7 +302,8 @@ class GNvproTrainer(Trainer):
         float
             ``alpha`` plus the decaying continuation term
             ``alpha_init * alpha_decay**k`` (``k`` counted over warm starts: the
-            path goes on).
+            path goes on) while that term exceeds ``alpha`` and no iteration
+            has converged under it (see :meth:`converged`); ``alpha`` after.
         """
         if not self._continuing():
             return self.config.alpha
