@@ -147,13 +147,16 @@ def least_squares_gauss_newton(problem, lin):
     Us = lin.U * (lin.s / (lin.s**2 + lin.head_alpha).sqrt())  # (n, q)
     eye = torch.eye(lin.W.shape[0], dtype=_DTYPE, device=W.device)
     G_inv = problem.solve_gram(lin, eye)[:-1, :-1]  # (m, m)
+    cotangent = lin.Z.new_empty(lin.Z.shape[0], W.shape[0])
 
     def matvec(v):  # (P,) -> (P,)
         dphi = maps.tangent(v).to(_DTYPE)  # (n, m); dZ = scale [dphi, 0]
         Y = scale * (dphi @ W)  # dZ W, (n, c)
         Y = torch.addmm(Y, Us, Us.T @ Y, alpha=-1.0)  # (I - H) dZ W
         S = G_inv @ (dphi.T @ R)  # G^{-1} dZ^T R without the ones row, (m, c)
-        M = torch.addmm((scale * Y) @ W.T, R, S.T)  # cotangent of phi, (n, m)
+        # The cotangent of phi, (n, m), in one buffer for all products (fresh
+        # blocks this size were page-faulted in anew on every product).
+        M = torch.mm(scale * Y, W.T, out=cotangent).addmm_(R, S.T)
         problem.work_units += 2
         return maps.adjoint(M.to(lin.theta.dtype)) + (
             problem.alpha * problem.penalized * v
