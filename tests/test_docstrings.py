@@ -29,6 +29,9 @@ PUBLIC_MODULES = (
     # The optional skorch bridge: only when skorch is installed (it is in the
     # test extra, so CI checks it).
     *(("sk_slim.skorch",) if importlib.util.find_spec("skorch") else ()),
+    "sk_slim.training.linearization",
+    # The parallel extra: only when pymgrit is installed (it is in the test extra).
+    *(("sk_slim.parallel.mgrit",) if importlib.util.find_spec("pymgrit") else ()),
 )
 
 # Every numpydoc check is enforced except these.

@@ -184,10 +184,23 @@ class FuncDerivatives:
         return self._pullback(M)[0]
 
     def row_jacobians(self, directions, rows):
-        """Per-row Jacobians of ``phi(x_i) directions`` (see
-        :meth:`NetworkLinearization.row_jacobians`), one row at a time under
-        ``vmap``. An extractor that mixes rows (batch statistics) gets per-row
-        derivatives, which is good enough for a preconditioner."""
+        """Per-row Jacobians of the features along directions, under ``vmap``.
+
+        One row at a time: an extractor that mixes rows (batch statistics) gets
+        per-row derivatives, which is good enough for a preconditioner.
+
+        Parameters
+        ----------
+        directions : Tensor of shape (m, r)
+            Directions in feature space.
+        rows : slice
+            The rows of ``X`` to differentiate.
+
+        Returns
+        -------
+        J : Tensor of shape (n_rows, r, P)
+            As :meth:`NetworkLinearization.row_jacobians`.
+        """
         directions = directions.to(self.theta.dtype)
 
         def row_outputs(theta, x):  # (d,) -> (r,)
@@ -198,8 +211,10 @@ class FuncDerivatives:
 
 
 class NetworkLinearization:
-    """The features of an sk_slim network at one ``theta``, with the tangent and
-    adjoint maps written as dense products over cached activations.
+    """The features of an sk_slim network at one ``theta``, and their derivatives.
+
+    The tangent and adjoint maps are written as dense products over the
+    activations cached by one forward pass.
 
     Parameters
     ----------
