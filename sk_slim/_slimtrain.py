@@ -28,6 +28,7 @@ class _BaseSlimTrain(_BaseSeparable):
             Interval(Integral, 1, None, closed="left"),
         ],
         "shuffle": ["boolean"],
+        "mgrit_iterations": [None, Interval(Integral, 1, None, closed="left")],
     }
 
     def _make_trainer(self, net, *, incremental):
@@ -41,7 +42,13 @@ class _BaseSlimTrain(_BaseSeparable):
             shuffle=self.shuffle,
             streaming=incremental,
             head_update="exact" if self.solver == "lsgd" else "slimtik",
+            mgrit_iterations=self.mgrit_iterations,
         )
+        if self.mgrit_iterations is not None and self.solver == "lsgd":
+            raise ValueError(
+                "mgrit_iterations propagates slimTrain's mini-batch steps; it does "
+                "not apply to solver='lsgd'."
+            )
         return SlimTrainTrainer(net, config)
 
 
@@ -102,6 +109,13 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         ``solver='lsgd'``).
     shuffle : bool, default=True
         Shuffle the rows every epoch.
+    mgrit_iterations : int, default=None
+        Propagate a ``make_resnet`` extractor (``feature_extractor=make_resnet``)
+        forward, and the loss's gradient backward, by this many iterations of
+        multigrid reduction in time per step instead of block after block: the
+        inexact layer-parallel propagation of Guenther et al. (2020), needing
+        the ``parallel`` extra (``sk_slim.parallel.mgrit``). Prediction and
+        the final head use the exact forward pass. None: serial propagation.
     max_iter : int, default=200
         Maximum number of epochs.
     tol : float, default=1e-4
@@ -204,6 +218,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         learning_rate_init=1e-2,
         batch_size="auto",
         shuffle=True,
+        mgrit_iterations=None,
         max_iter=200,
         tol=1e-4,
         n_iter_no_change=20,
@@ -227,6 +242,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.mgrit_iterations = mgrit_iterations
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
@@ -344,6 +360,13 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         ``solver='lsgd'``).
     shuffle : bool, default=True
         Shuffle the rows every epoch.
+    mgrit_iterations : int, default=None
+        Propagate a ``make_resnet`` extractor (``feature_extractor=make_resnet``)
+        forward, and the loss's gradient backward, by this many iterations of
+        multigrid reduction in time per step instead of block after block: the
+        inexact layer-parallel propagation of Guenther et al. (2020), needing
+        the ``parallel`` extra (``sk_slim.parallel.mgrit``). Prediction and
+        the final head use the exact forward pass. None: serial propagation.
     max_iter : int, default=200
         Maximum number of epochs.
     tol : float, default=1e-4
@@ -467,6 +490,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         learning_rate_init=1e-2,
         batch_size="auto",
         shuffle=True,
+        mgrit_iterations=None,
         max_iter=200,
         tol=1e-4,
         n_iter_no_change=20,
@@ -491,6 +515,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.mgrit_iterations = mgrit_iterations
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change

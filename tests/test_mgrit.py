@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,43 @@ def test_two_mpi_processes_share_the_time_points(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "RANKS OK OK" in run.stdout.splitlines()
+
+
+def test_training_with_two_mgrit_iterations_reaches_the_serial_score():
+    from sklearn.model_selection import train_test_split
+
+    from sk_slim import SlimTrainRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (600, 3))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] ** 2 - X[:, 2] + 0.05 * rng.standard_normal(600)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    fits = {}
+    for iterations in (None, 2):
+        model = SlimTrainRegressor(
+            feature_extractor=make_resnet,
+            feature_extractor_kwargs={"width": 8, "depth": 16},
+            mgrit_iterations=iterations,
+            max_iter=60,
+            random_state=0,
+        )
+        fits[iterations] = model.fit(X_train, y_train)
+    serial, inexact = fits[None], fits[2]
+    # The propagation is inexact (another path), yet the score is the same.
+    assert inexact.loss_curve_ != serial.loss_curve_
+    assert inexact.score(X_test, y_test) == pytest.approx(
+        serial.score(X_test, y_test), abs=0.01
+    )
+    assert serial.score(X_test, y_test) > 0.95
+
+
+def test_mgrit_iterations_need_a_resnet_and_a_mini_batch_solver():
+    from sk_slim import SlimTrainRegressor
+
+    X, y = np.random.default_rng(0).standard_normal((50, 3)), np.arange(50.0)
+    with pytest.raises(ValueError, match="make_resnet"):
+        SlimTrainRegressor(mgrit_iterations=2, max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="lsgd"):
+        SlimTrainRegressor(
+            feature_extractor=make_resnet, mgrit_iterations=2, solver="lsgd"
+        ).fit(X, y)

@@ -56,7 +56,9 @@ def half_mse(residual, sample_weight=None):
     return 0.5 * (sample_weight * squared).sum() / sample_weight.sum()
 
 
-def slimtrain_step(net, optimizer, slimtik, X, C, sample_weight=None):
+def slimtrain_step(
+    net, optimizer, slimtik, X, C, sample_weight=None, *, mgrit_iterations=None
+):
     """One slimTrain iteration on a mini-batch.
 
     Parameters
@@ -73,12 +75,21 @@ def slimtrain_step(net, optimizer, slimtik, X, C, sample_weight=None):
         The batch's targets.
     sample_weight : Tensor of shape (n,), default=None
         Weights of the batch's rows.
+    mgrit_iterations : int, default=None
+        Propagate a ``make_resnet`` extractor forward, and the loss's cotangent
+        backward, by this many MGRIT iterations (inexact propagation, as in
+        simultaneous layer-parallel training; Guenther et al. 2020) instead of
+        block after block. Needs the ``parallel`` extra.
 
     Returns
     -------
     loss : Tensor of shape ()
         The batch loss with the updated head (detached).
     """
+    if mgrit_iterations is not None:
+        loss = _mgrit_step(net, slimtik, X, C, sample_weight, mgrit_iterations)
+        optimizer.step()
+        return loss
     if hand_written(net.feature_extractor):
         params = list(net.feature_extractor.parameters())
         loss = _hand_written_step(net, params, slimtik, X, C, sample_weight)
@@ -94,6 +105,41 @@ def slimtrain_step(net, optimizer, slimtik, X, C, sample_weight=None):
     return loss.detach()
 
 
+def _loss_cotangent(net, R, sample_weight):
+    """``d half_mse / dZ`` for residuals ``R = Z W + b - C``: ``R / (n c)``, or
+    ``w_i R_i / (c sum w)``, times ``W^T``."""
+    if sample_weight is None:
+        dR = R / R.numel()
+    else:
+        dR = R * (sample_weight / (R.shape[1] * sample_weight.sum()))[:, None]
+    return dR @ net.W.T
+
+
+def _set_gradient(params, grad):
+    """Split a flat gradient into the parameters' ``.grad``."""
+    for p, g in zip(params, grad.split([p.numel() for p in params]), strict=True):
+        p.grad = g.view_as(p)
+
+
+@torch.no_grad()
+def _mgrit_step(net, slimtik, X, C, sample_weight, iterations):
+    """:func:`slimtrain_step`'s forward pass and gradient with MGRIT propagation
+    through a ``make_resnet`` extractor; leaves the gradient in ``p.grad``."""
+    from ..parallel.mgrit import mgrit_backward, mgrit_forward
+
+    extractor = net.feature_extractor
+    # Exactly this many iterations: a tolerance of 0 never stops them earlier.
+    options = {"max_iter": iterations, "tol": 0.0}
+    states, _ = mgrit_forward(extractor, X, **options)
+    Z = states[-1]
+    net.set_head(slimtik.update(net.augment(Z), C, sample_weight))
+    R = net.head(Z) - C
+    M = _loss_cotangent(net, R, sample_weight)
+    grad, _ = mgrit_backward(extractor, X, states, M, **options)
+    _set_gradient(list(extractor.parameters()), grad)
+    return half_mse(R, sample_weight)
+
+
 @torch.no_grad()
 def _hand_written_step(net, params, slimtik, X, C, sample_weight):
     """The forward pass, head update and gradient of :func:`slimtrain_step` for
@@ -106,19 +152,21 @@ def _hand_written_step(net, params, slimtik, X, C, sample_weight):
     Z = layers.output  # (n, m)
     net.set_head(slimtik.update(net.augment(Z), C, sample_weight))
     R = net.head(Z) - C  # (n, c)
-    # d half_mse / dR: R / (n c), or w_i R_i / (c sum w)
-    if sample_weight is None:
-        dR = R / R.numel()
-    else:
-        dR = R * (sample_weight / (R.shape[1] * sample_weight.sum()))[:, None]
-    grad = layers.adjoint(dR @ net.W.T)
-    for p, g in zip(params, grad.split([p.numel() for p in params]), strict=True):
-        p.grad = g.view_as(p)
+    _set_gradient(params, layers.adjoint(_loss_cotangent(net, R, sample_weight)))
     return half_mse(R, sample_weight)
 
 
 def slimtrain_epoch(
-    net, optimizer, slimtik, X, C, sample_weight=None, *, batch_size, generator=None
+    net,
+    optimizer,
+    slimtik,
+    X,
+    C,
+    sample_weight=None,
+    *,
+    batch_size,
+    generator=None,
+    mgrit_iterations=None,
 ):
     """One pass of slimTrain over ``(X, C)`` in mini-batches.
 
@@ -140,6 +188,8 @@ def slimtrain_epoch(
         Rows per mini-batch (the last batch may be smaller).
     generator : torch.Generator, default=None
         Shuffles the rows; ``None`` keeps their order.
+    mgrit_iterations : int, default=None
+        As in :func:`slimtrain_step`.
 
     Returns
     -------
@@ -154,7 +204,15 @@ def slimtrain_epoch(
     total, mass = X.new_zeros(()), 0.0
     for batch in order.split(batch_size):
         weight = None if sample_weight is None else sample_weight[batch]
-        loss = slimtrain_step(net, optimizer, slimtik, X[batch], C[batch], weight)
+        loss = slimtrain_step(
+            net,
+            optimizer,
+            slimtik,
+            X[batch],
+            C[batch],
+            weight,
+            mgrit_iterations=mgrit_iterations,
+        )
         batch_mass = len(batch) if weight is None else weight.sum()
         # Accumulate on the device: no host sync per step.
         total = total + loss * batch_mass
@@ -296,6 +354,9 @@ class SlimTrainConfig:
         ``'slimtik'``: slimTrain. ``'exact'``: LSGD (:func:`lsgd_epoch`), the
         ridge head on all rows before every step; ``batch_size='auto'`` is then
         all rows, as published.
+    mgrit_iterations : int or None
+        Propagate a ``make_resnet`` extractor forward and backward by this many
+        MGRIT iterations per step (``sk_slim.parallel.mgrit``); None: serially.
     """
 
     memory_depth: int = 5
@@ -307,6 +368,7 @@ class SlimTrainConfig:
     shuffle: bool = True
     streaming: bool = False
     head_update: str = "slimtik"
+    mgrit_iterations: int | None = None
 
     @property
     def ridge_alpha(self):
@@ -476,6 +538,7 @@ class SlimTrainTrainer(Trainer):
                 data.weight,
                 batch_size=batch_size,
                 generator=generator,
+                mgrit_iterations=config.mgrit_iterations,
             )
         # A NaN gradient on the last batch poisons theta after the loss was taken.
         net = self.net
