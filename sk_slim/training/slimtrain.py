@@ -123,36 +123,42 @@ def _set_gradient(params, grad):
 
 @torch.no_grad()
 def _mgrit_step(net, slimtik, X, C, sample_weight, iterations):
-    """:func:`slimtrain_step`'s forward pass and gradient with MGRIT propagation
-    through a ``make_resnet`` extractor; leaves the gradient in ``p.grad``."""
+    """:func:`slimtrain_step` with MGRIT propagation through a ``make_resnet``
+    extractor, forward and back; leaves the gradient in ``p.grad``."""
     from ..parallel.mgrit import mgrit_backward, mgrit_forward
 
     extractor = net.feature_extractor
     # Exactly this many iterations: a tolerance of 0 never stops them earlier.
     options = {"max_iter": iterations, "tol": 0.0}
     states, _ = mgrit_forward(extractor, X, **options)
-    Z = states[-1]
-    net.set_head(slimtik.update(net.augment(Z), C, sample_weight))
-    R = net.head(Z) - C
-    M = _loss_cotangent(net, R, sample_weight)
-    grad, _ = mgrit_backward(extractor, X, states, M, **options)
-    _set_gradient(list(extractor.parameters()), grad)
-    return half_mse(R, sample_weight)
+
+    def pull_back(M):
+        return mgrit_backward(extractor, X, states, M, **options)[0]
+
+    return _step_on_features(net, slimtik, C, sample_weight, states[-1], pull_back)
 
 
 @torch.no_grad()
 def _hand_written_step(net, params, slimtik, X, C, sample_weight):
-    """The forward pass, head update and gradient of :func:`slimtrain_step` for
-    the networks sk_slim builds, without autograd: their adjoint is a few dense
-    products over the forward pass's cached activations (``linearization.py``),
-    which at the sizes of a mini-batch costs less than autograd's bookkeeping.
-    Leaves the gradient in ``p.grad`` and returns the loss."""
+    """:func:`slimtrain_step` for the networks sk_slim builds, without autograd:
+    their adjoint is a few dense products over the forward pass's cached
+    activations (``linearization.py``), which at the sizes of a mini-batch costs
+    less than autograd's bookkeeping. Leaves the gradient in ``p.grad``."""
     theta = torch.cat([p.reshape(-1) for p in params])
     layers = NetworkLinearization(net.feature_extractor, theta, X)
-    Z = layers.output  # (n, m)
+    return _step_on_features(
+        net, slimtik, C, sample_weight, layers.output, layers.adjoint
+    )
+
+
+def _step_on_features(net, slimtik, C, sample_weight, Z, pull_back):
+    """The head's slimTik update on the batch's features ``Z``, then the loss's
+    gradient in ``p.grad``: its cotangent on ``Z`` pulled back to the extractor's
+    parameters by ``pull_back`` (flat). Returns the loss."""
     net.set_head(slimtik.update(net.augment(Z), C, sample_weight))
     R = net.head(Z) - C  # (n, c)
-    _set_gradient(params, layers.adjoint(_loss_cotangent(net, R, sample_weight)))
+    gradient = pull_back(_loss_cotangent(net, R, sample_weight))
+    _set_gradient(list(net.feature_extractor.parameters()), gradient)
     return half_mse(R, sample_weight)
 
 
