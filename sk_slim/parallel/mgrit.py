@@ -40,6 +40,7 @@ from pymgrit.core.vector import Vector
 from torch import nn
 
 from ..networks import ResidualBlock
+from ..training.linearization import NetworkLinearization, activation_slope
 
 __all__ = ["ResNetSteps", "mgrit_backward", "mgrit_forward"]
 
@@ -56,14 +57,6 @@ class _NumpyForPymgrit:
 
 if not hasattr(np, "in1d"):
     pymgrit.core.mgrit.np = _NumpyForPymgrit()
-
-# sigma'(a) from a and s = sigma(a); None: identically 1.
-_SLOPES = {
-    nn.Identity: None,
-    nn.Tanh: lambda a, s: 1.0 - s * s,
-    nn.Sigmoid: lambda a, s: s * (1.0 - s),
-    nn.ReLU: lambda a, s: (a > 0).to(s.dtype),
-}
 
 
 @dataclass(frozen=True)
@@ -103,11 +96,10 @@ class ResNetSteps:
         layers = list(extractor)
         blocks = layers[2:]
         valid = (
-            len(layers) >= 3
+            NetworkLinearization.supports(extractor)  # the layers and activations
+            and len(layers) >= 3
             and type(layers[0]) is nn.Linear
-            and type(layers[1]) in _SLOPES
             and all(type(block) is ResidualBlock for block in blocks)
-            and all(type(block.activation) in _SLOPES for block in blocks)
             and len({block.step for block in blocks}) == 1
         )
         if not valid:
@@ -171,11 +163,9 @@ class ResNetSteps:
         Tensor of shape (n, width) or None
             ``sigma'(a_l)``; None for the identity (all ones).
         """
-        a = self.pre_activation(layer, x)
-        activation = type(self.blocks[layer].activation)
-        if _SLOPES[activation] is None:
-            return None
-        return _SLOPES[activation](a, self.blocks[layer].activation(a))
+        return activation_slope(
+            self.blocks[layer].activation, self.pre_activation(layer, x)
+        )
 
 
 class _TensorVector(Vector):
@@ -379,9 +369,8 @@ def mgrit_backward(
         adjoint = reversed_adjoint[::-1]  # lam_0, ..., lam_L
         grads = []
         # The opening layer: x_0 = sigma(a), a = X W_0^T + b_0.
-        a = steps.opening(X)
-        slope = _SLOPES[type(steps.activation)]
-        g = adjoint[0] if slope is None else slope(a, steps.activation(a)) * adjoint[0]
+        slope = activation_slope(steps.activation, steps.opening(X))
+        g = adjoint[0] if slope is None else slope * adjoint[0]
         grads += [(g.T @ X).reshape(-1), g.sum(dim=0)]
         for layer, block in enumerate(steps.blocks):
             lam, slope = adjoint[layer + 1], application.slopes[layer]

@@ -31,6 +31,7 @@ from ..networks import ResidualBlock
 
 __all__ = [
     "FuncDerivatives",
+    "activation_slope",
     "NetworkLinearization",
     "hand_written",
     "linearize_features",
@@ -46,6 +47,25 @@ _SLOPES = {
     nn.Sigmoid: lambda a, s: s * (1.0 - s),
     nn.ReLU: lambda a, s: (a > 0).to(s.dtype),
 }
+
+
+def activation_slope(activation, a):
+    """The derivative ``sigma'(a)`` of an activation of ``make_mlp``/``make_resnet``.
+
+    Parameters
+    ----------
+    activation : nn.Module
+        ``nn.Identity``, ``nn.Tanh``, ``nn.Sigmoid`` or ``nn.ReLU``.
+    a : Tensor
+        Its input.
+
+    Returns
+    -------
+    Tensor of the shape of ``a``, or None
+        ``sigma'(a)``; None for the identity (all ones).
+    """
+    derivative = _SLOPES[type(activation)]
+    return None if derivative is None else derivative(a, activation(a))
 
 
 def hand_written(extractor):
