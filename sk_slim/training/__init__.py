@@ -17,16 +17,8 @@ from .head import (
 )
 from .protocol import FitData, Trainer
 from .reduced import ReducedProblem
-from .slimtrain import (
-    SlimTrainConfig,
-    SlimTrainState,
-    SlimTrainTrainer,
-    half_mse,
-    lsgd_epoch,
-    make_slimtik,
-    slimtrain_epoch,
-    slimtrain_step,
-)
+from .slimtrain import SlimTrainConfig, SlimTrainState, SlimTrainTrainer, make_slimtik
+from .slimtrain_steps import half_mse, lsgd_epoch, slimtrain_epoch, slimtrain_step
 
 __all__ = [
     "FitData",

@@ -1,0 +1,290 @@
+"""slimTrain's step and epoch, and LSGD's epoch (Newman et al. 2022; Cyr et al. 2020).
+
+Per mini-batch: forward pass, slimTik update of the head under no-grad, the loss
+with the new head on the same graph, backward, and one optimizer step on the
+feature extractor's parameters only (the alternating iteration of slimTrain).
+Batches are tensor slices (no DataLoader). The trainer that runs these epochs is
+in ``slimtrain.py``.
+
+References
+----------
+Newman, Chung, Chung, Ruthotto (2022), "slimTrain - A Stochastic Approximation
+Method for Training Separable Deep Neural Networks", SIAM J. Sci. Comput. 44(4),
+A2322-A2348.
+"""
+
+import math
+
+import torch
+
+from .head import features_of, ridge_head
+from .linearization import NetworkLinearization, hand_written
+
+__all__ = ["half_mse", "lsgd_epoch", "slimtrain_epoch", "slimtrain_step"]
+
+
+def half_mse(residual, sample_weight=None):
+    """Half the (weighted) mean squared error over samples and outputs.
+
+    Parameters
+    ----------
+    residual : Tensor of shape (n, c)
+        Predictions minus targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows.
+
+    Returns
+    -------
+    Tensor of shape ()
+        ``sum_i w_i ||r_i||^2 / (2 c sum_i w_i)``, as ``MLPRegressor``'s loss.
+    """
+    squared = residual.square().mean(dim=1)  # (n,)
+    if sample_weight is None:
+        return 0.5 * squared.mean()
+    return 0.5 * (sample_weight * squared).sum() / sample_weight.sum()
+
+
+def slimtrain_step(
+    net, optimizer, slimtik, X, C, sample_weight=None, *, mgrit_iterations=None
+):
+    """One slimTrain iteration on a mini-batch.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; its head buffers receive the slimTik solution.
+    optimizer : torch.optim.Optimizer
+        Steps the feature extractor's parameters (never the head).
+    slimtik : SlimTik
+        The head's sampled limited-memory Tikhonov state.
+    X : Tensor of shape (n, ...)
+        The batch's inputs.
+    C : Tensor of shape (n, c)
+        The batch's targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Weights of the batch's rows.
+    mgrit_iterations : int, default=None
+        Propagate a ``make_resnet`` extractor forward, and the loss's cotangent
+        backward, by this many MGRIT iterations (inexact propagation, as in
+        simultaneous layer-parallel training; Guenther et al. 2020) instead of
+        block after block. Needs the ``parallel`` extra.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        The batch loss with the updated head (detached).
+    """
+    if mgrit_iterations is not None:
+        loss = _mgrit_step(net, slimtik, X, C, sample_weight, mgrit_iterations)
+        optimizer.step()
+        return loss
+    if hand_written(net.feature_extractor):
+        params = list(net.feature_extractor.parameters())
+        loss = _hand_written_step(net, params, slimtik, X, C, sample_weight)
+        optimizer.step()
+        return loss
+    Z = net.features(X)  # (n, m), keeps the graph
+    with torch.no_grad():
+        net.set_head(slimtik.update(net.augment(Z.detach()), C, sample_weight))
+    loss = half_mse(net.head(Z) - C, sample_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _loss_cotangent(net, R, sample_weight):
+    """``d half_mse / dZ`` for residuals ``R = Z W + b - C``: ``R / (n c)``, or
+    ``w_i R_i / (c sum w)``, times ``W^T``."""
+    if sample_weight is None:
+        dR = R / R.numel()
+    else:
+        dR = R * (sample_weight / (R.shape[1] * sample_weight.sum()))[:, None]
+    return dR @ net.W.T
+
+
+def _set_gradient(params, grad):
+    """Split a flat gradient into the parameters' ``.grad``."""
+    for p, g in zip(params, grad.split([p.numel() for p in params]), strict=True):
+        p.grad = g.view_as(p)
+
+
+@torch.no_grad()
+def _mgrit_step(net, slimtik, X, C, sample_weight, iterations):
+    """:func:`slimtrain_step` with MGRIT propagation through a ``make_resnet``
+    extractor, forward and back; leaves the gradient in ``p.grad``."""
+    from ..parallel.mgrit import mgrit_backward, mgrit_forward
+
+    extractor = net.feature_extractor
+    # Exactly this many iterations: a tolerance of 0 never stops them earlier.
+    options = {"max_iter": iterations, "tol": 0.0}
+    states, _ = mgrit_forward(extractor, X, **options)
+
+    def pull_back(M):
+        return mgrit_backward(extractor, X, states, M, **options)[0]
+
+    return _step_on_features(net, slimtik, C, sample_weight, states[-1], pull_back)
+
+
+@torch.no_grad()
+def _hand_written_step(net, params, slimtik, X, C, sample_weight):
+    """:func:`slimtrain_step` for the networks sk_slim builds, without autograd:
+    their adjoint is a few dense products over the forward pass's cached
+    activations (``linearization.py``), which at the sizes of a mini-batch costs
+    less than autograd's bookkeeping. Leaves the gradient in ``p.grad``."""
+    theta = torch.cat([p.reshape(-1) for p in params])
+    layers = NetworkLinearization(net.feature_extractor, theta, X)
+    return _step_on_features(
+        net, slimtik, C, sample_weight, layers.output, layers.adjoint
+    )
+
+
+def _step_on_features(net, slimtik, C, sample_weight, Z, pull_back):
+    """The head's slimTik update on the batch's features ``Z``, then the loss's
+    gradient in ``p.grad``: its cotangent on ``Z`` pulled back to the extractor's
+    parameters by ``pull_back`` (flat). Returns the loss."""
+    net.set_head(slimtik.update(net.augment(Z), C, sample_weight))
+    R = net.head(Z) - C  # (n, c)
+    gradient = pull_back(_loss_cotangent(net, R, sample_weight))
+    _set_gradient(list(net.feature_extractor.parameters()), gradient)
+    return half_mse(R, sample_weight)
+
+
+def slimtrain_epoch(
+    net,
+    optimizer,
+    slimtik,
+    X,
+    C,
+    sample_weight=None,
+    *,
+    batch_size,
+    generator=None,
+    mgrit_iterations=None,
+):
+    """One pass of slimTrain over ``(X, C)`` in mini-batches.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        As in :func:`slimtrain_step`.
+    optimizer : torch.optim.Optimizer
+        As in :func:`slimtrain_step`.
+    slimtik : SlimTik
+        As in :func:`slimtrain_step`.
+    X : Tensor of shape (n, ...)
+        Training inputs.
+    C : Tensor of shape (n, c)
+        Training targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows.
+    batch_size : int
+        Rows per mini-batch (the last batch may be smaller).
+    generator : torch.Generator, default=None
+        Shuffles the rows; ``None`` keeps their order.
+    mgrit_iterations : int, default=None
+        As in :func:`slimtrain_step`.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        The mean of the batch losses, weighted by batch size (or weight sum).
+    """
+    n = X.shape[0]
+    if generator is None:
+        order = torch.arange(n, device=X.device)
+    else:
+        order = torch.randperm(n, generator=generator).to(X.device)
+    total, mass = X.new_zeros(()), 0.0
+    for batch in order.split(batch_size):
+        weight = None if sample_weight is None else sample_weight[batch]
+        loss = slimtrain_step(
+            net,
+            optimizer,
+            slimtik,
+            X[batch],
+            C[batch],
+            weight,
+            mgrit_iterations=mgrit_iterations,
+        )
+        batch_mass = len(batch) if weight is None else weight.sum()
+        # Accumulate on the device: no host sync per step.
+        total = total + loss * batch_mass
+        mass = mass + batch_mass
+    return total / mass
+
+
+def lsgd_epoch(
+    net,
+    optimizer,
+    X,
+    C,
+    sample_weight=None,
+    *,
+    head_alpha="gcv",
+    batch_size=None,
+    generator=None,
+):
+    """One pass of the hybrid least-squares/gradient-descent method (LSGD).
+
+    Per mini-batch: the head is solved exactly, by ridge on *all* rows at the
+    current ``theta`` (Cyr et al. 2020: least squares for the last layer after
+    every gradient step on the hidden ones), then ``theta`` takes one optimizer
+    step on the batch's loss with that head. With full batches (the method as
+    published) the head's features come from the same forward pass as the
+    gradient; with mini-batches each step adds a no-grad pass over all rows.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; its head buffers receive each solution.
+    optimizer : torch.optim.Optimizer
+        Steps the feature extractor's parameters (never the head).
+    X : Tensor of shape (n, ...)
+        Training inputs.
+    C : Tensor of shape (n, c)
+        Training targets.
+    sample_weight : Tensor of shape (n,), default=None
+        Weights of the rows (repetitions).
+    head_alpha : 'gcv' or float, default='gcv'
+        The head's ridge weight on the mean loss, or GCV at every step.
+    batch_size : int, default=None
+        Rows per gradient step; None: all of them.
+    generator : torch.Generator, default=None
+        Shuffles the rows; ``None`` keeps their order.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        The mean of the batch losses, weighted by batch size (or weight sum).
+    alpha : float
+        The head's ridge weight at the last step.
+
+    References
+    ----------
+    Cyr, Gulian, Patel, Perego, Trask (2020), "Robust training and
+    initialization of deep neural networks: an adaptive basis viewpoint",
+    MSML, PMLR 107.
+    """
+    n = X.shape[0]
+    batch_size = n if batch_size is None else batch_size
+    if generator is None or batch_size >= n:  # a full batch: no order to draw
+        order = torch.arange(n, device=X.device)
+    else:
+        order = torch.randperm(n, generator=generator).to(X.device)
+    total, mass, alpha = X.new_zeros(()), 0.0, math.nan
+    for batch in order.split(batch_size):
+        weight = None if sample_weight is None else sample_weight[batch]
+        Z = net.features(X[batch])  # (b, m), keeps the graph
+        with torch.no_grad():
+            full = Z.detach() if len(batch) == n else features_of(net, X)
+            W, alpha = ridge_head(net.augment(full), C, sample_weight, head_alpha)
+            net.set_head(W)
+        loss = half_mse(net.head(Z) - C[batch], weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_mass = len(batch) if weight is None else weight.sum()
+        total = total + loss.detach() * batch_mass
+        mass = mass + batch_mass
+    return total / mass, alpha
