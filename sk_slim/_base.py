@@ -31,9 +31,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._loop import _EpochLoopMixin
+from ._loop import _EpochLoopMixin, _gather_rows
 from ._runtime import draw_seed, n_threads, resolve_device, torch_threads
 from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
+from .parallel.distributed import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -45,11 +46,14 @@ _AUTO_EARLY_STOPPING_MIN_SAMPLES = 200
 
 @dataclass(frozen=True)
 class _ValidationSplit:
-    """The rows held out for early stopping, in the original units."""
+    """The rows held out for early stopping, in the original units (this
+    process's share of them in a data-parallel fit)."""
 
     X: np.ndarray  # (n_val, d)
     y: np.ndarray  # (n_val, c) encoded targets
     weight: np.ndarray | None  # (n_val,)
+    y_all: np.ndarray  # all processes' y, what the score is of
+    weight_all: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class _Fit:
     X: np.ndarray  # the data given to fit, for callbacks that score it
     y: np.ndarray
     incremental: bool
+    n_rows: int  # training rows, of all processes in a data-parallel fit
 
 
 class _BaseSeparable(
@@ -101,6 +106,8 @@ class _BaseSeparable(
 
     # The trainer's per-epoch records (``Trainer.record``) -> fitted list attributes.
     _history_attributes = {}
+    # Whether fit may run data-parallel (sk_slim.parallel.distributed).
+    _supports_split_rows = False
 
     # ------------------------------------------------------------------ fitting
 
@@ -124,30 +131,31 @@ class _BaseSeparable(
 
     def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
         continuing = (incremental or self.warm_start) and hasattr(self, "module_")
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=not continuing,
-            dtype=(np.float64, np.float32),
-            ensure_min_samples=2,
-            **self._target_validation,
-        )
-        y2d = self._encode_targets(y, reset=not continuing, classes=classes)
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
-        sample_weight = self._weight_targets(y, sample_weight, incremental)
-        if continuing and y2d.shape[1] != self.n_outputs_:
-            raise ValueError(
-                f"y has {y2d.shape[1]} outputs, but {type(self).__name__} was fitted "
-                f"with {self.n_outputs_}."
+        # Inside a torch.distributed process group each rank holds a shard of the
+        # rows; a rank that fails makes all fail (none waits in a collective).
+        rows = row_group()
+        try:
+            X, y, y2d, sample_weight = self._validate_fit_data(
+                X, y, sample_weight, continuing, incremental, classes, rows
             )
+        except Exception as error:
+            rows.agree(error)
+            raise
+        rows.agree(None)
+        if rows.distributed:
+            shapes = rows.gather_objects((X.shape[1], y2d.shape[1]))
+            if len(set(shapes)) > 1:
+                raise ValueError(
+                    "Every rank of a data-parallel fit needs the same numbers of "
+                    f"features and outputs; got (features, outputs) = {shapes}."
+                )
         if not continuing:
-            self._init_fitted_state(X, y, y2d, sample_weight)
+            self._init_fitted_state(X, y, y2d, sample_weight, rows)
         else:  # e.g. a CUDA model unpickled (on the CPU) on a CUDA machine
             self.module_.to(self._device())
-        fit = self._make_fit(X, y, y2d, sample_weight, incremental=incremental)
+        fit = self._make_fit(
+            X, y, y2d, sample_weight, incremental=incremental, rows=rows
+        )
 
         callback_ctx = self._init_callback_context(
             max_subtasks=1 if incremental else self.max_iter
@@ -170,7 +178,39 @@ class _BaseSeparable(
         callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
-    def _init_fitted_state(self, X, y, y2d, sample_weight):
+    def _validate_fit_data(
+        self, X, y, sample_weight, continuing, incremental, classes, rows
+    ):
+        """Validate fit's inputs; encode and weight the targets."""
+        if rows.distributed and not self._supports_split_rows:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not train data-parallel yet: fit was "
+                "called inside a torch.distributed process group of "
+                f"{rows.world_size} ranks. SlimTrainRegressor and GNvproRegressor "
+                "do; or fit outside the group."
+            )
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=not continuing,
+            dtype=(np.float64, np.float32),
+            ensure_min_samples=2,
+            **self._target_validation,
+        )
+        y2d = self._encode_targets(y, reset=not continuing, classes=classes)
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        sample_weight = self._weight_targets(y, sample_weight, incremental)
+        if continuing and y2d.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y2d.shape[1]} outputs, but {type(self).__name__} was fitted "
+                f"with {self.n_outputs_}."
+            )
+        return X, y, y2d, sample_weight
+
+    def _init_fitted_state(self, X, y, y2d, sample_weight, rows):
         """First fit: device, dtype, RNG, target scaling, the network, history."""
         self.device_ = resolve_device(self.device)
         self._dtype = (
@@ -181,17 +221,21 @@ class _BaseSeparable(
         # 1-D targets in, 1-D predictions out (labels are encoded in columns).
         self._y_1d = y.ndim == 1 and y2d.shape[1] == 1
         self.n_outputs_ = y2d.shape[1]
-        self._seed = draw_seed(self.random_state)
+        # Every rank draws what rank 0 draws (random_state=None included).
+        self._seed = rows.broadcast_object(draw_seed(self.random_state))
         generator = torch.Generator().manual_seed(self._seed)
-        self._y_mean, self._y_scale = self._target_scaling(y2d, sample_weight)
+        self._y_mean, self._y_scale = self._target_scaling(y2d, sample_weight, rows)
         self.module_ = self._build_module(X, generator)
+        # A user's extractor (or box initialization, which reads the data) may
+        # differ between ranks: all start from rank 0's.
+        rows.broadcast_module_(self.module_)
         self._rng_state = generator.get_state()
         self._trainer_state = None
         self.n_iter_, self.t_ = 0, 0
         self.loss_curve_, self.head_alpha_curve_ = [], []
         for name in self._history_attributes.values():
             setattr(self, name, [])
-        self._early_stopping = self._uses_early_stopping(len(X))
+        self._early_stopping = self._uses_early_stopping(round(rows.sum_floats(len(X))))
         self.validation_scores_ = [] if self._early_stopping else None
         self.best_validation_score_ = -np.inf if self._early_stopping else None
         self.best_loss_ = None if self._early_stopping else np.inf
@@ -209,8 +253,14 @@ class _BaseSeparable(
         """Hook: fold target-dependent weights (``class_weight``) into the rows'."""
         return sample_weight
 
-    def _target_scaling(self, y2d, sample_weight):
-        """Mean and scale that standardize the targets the head is solved for."""
+    def _target_scaling(self, y2d, sample_weight, rows):
+        """Mean and scale that standardize the targets the head is solved for
+        (over all ranks' rows in a data-parallel fit)."""
+        if rows.distributed:
+            mass, total = _row_sums(rows, sample_weight, y2d)
+            mean = total / mass
+            var = _row_sums(rows, sample_weight, (y2d - mean) ** 2)[1] / mass
+            return mean, np.where(var > 0, np.sqrt(var), 1.0)
         mean = np.average(y2d, axis=0, weights=sample_weight)
         var = np.average((y2d - mean) ** 2, axis=0, weights=sample_weight)
         # Constant targets keep unit scale: the head then only fits the mean.
@@ -236,7 +286,7 @@ class _BaseSeparable(
         if not fit.incremental:
             data = fit.data
             posterior = head_posterior(
-                net, data.X, data.C, data.weight, alpha=self.head_alpha_
+                net, data.X, data.C, data.weight, self.head_alpha_, data.rows
             )
             validation = fit.validation
             if validation is not None:
@@ -247,6 +297,7 @@ class _BaseSeparable(
                     self._to_tensor(validation.X),
                     self._to_tensor(C_val),
                     self._to_tensor(validation.weight),
+                    data.rows,
                 )
             self._head_posterior = HeadPosterior(
                 posterior.covariance.cpu(), posterior.noise_variance.cpu()
@@ -300,41 +351,38 @@ class _BaseSeparable(
             return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
         return self.early_stopping
 
-    def _make_fit(self, X, y, y2d, sample_weight, *, incremental):
-        """Split off validation data, standardize targets, move tensors."""
+    def _make_fit(self, X, y, y2d, sample_weight, *, incremental, rows):
+        """Split off validation data, standardize targets, move tensors.
+
+        In a data-parallel fit each rank splits its own rows (with the same
+        seed) and keeps its share of the training and the validation rows.
+        """
         X_fit, y_fit = X, y
         X_val = y_val = weight_val = None
         if self._early_stopping and not incremental:
-            n_val = math.ceil(self.validation_fraction * len(X))
-            if n_val < 2 or len(X) - n_val < 2:
-                raise ValueError(
-                    f"The validation set is too small: {len(X)} samples with "
-                    f"validation_fraction={self.validation_fraction}. Need at least 2 "
-                    "samples in both the training and the validation split."
-                )
-            split = train_test_split(
-                X,
-                y2d,
-                sample_weight,
-                test_size=n_val,
-                random_state=np.random.RandomState(self._seed),
-                stratify=self._stratify(y2d),
-            )
+            try:
+                split = self._validation_split(X, y2d, sample_weight)
+            except Exception as error:
+                rows.agree(error)
+                raise
+            rows.agree(None)
             X, X_val, y2d, y_val, sample_weight, weight_val = split
         # Zero-weight rows carry nothing; dropping them keeps every mini-batch's
         # weights summing to > 0 and makes weights act exactly as repetitions.
         keep = sample_weight > 0
         if not keep.all():
             X, y2d, sample_weight = X[keep], y2d[keep], sample_weight[keep]
-        if sample_weight.sum() < len(sample_weight):
+        mass, n_rows = rows.sum_floats(sample_weight.sum(), len(sample_weight))
+        if mass < n_rows:
             # Weights are repetitions (integer weights act as repeated rows), but
             # weights summing to fewer than the rows they weight (e.g. normalized
             # to sum to 1) are read as relative: GCV needs a sample count. The
             # validation rows get the same factor (a calibration counts them).
-            factor = len(sample_weight) / sample_weight.sum()
+            factor = n_rows / mass
             sample_weight = sample_weight * factor
             weight_val = None if weight_val is None else weight_val * factor
-        unweighted = bool(np.all(sample_weight == 1.0))
+        # Unweighted on every rank: the weighted path is taken by all or none.
+        unweighted = rows.all(np.all(sample_weight == 1.0))
         C = (y2d - self._y_mean) / self._y_scale
         generator = torch.Generator()
         generator.set_state(self._rng_state)
@@ -343,11 +391,37 @@ class _BaseSeparable(
             C=self._to_tensor(C),
             weight=None if unweighted else self._to_tensor(sample_weight),
             generator=generator,
+            rows=rows,
         )
         validation = None
         if X_val is not None:
-            validation = _ValidationSplit(X_val, y_val, weight_val)
-        return _Fit(data, validation, X_fit, y_fit, incremental)
+            validation = _ValidationSplit(
+                X_val,
+                y_val,
+                weight_val,
+                _gather_rows(rows, y_val),
+                _gather_rows(rows, weight_val),
+            )
+        return _Fit(data, validation, X_fit, y_fit, incremental, round(n_rows))
+
+    def _validation_split(self, X, y2d, sample_weight):
+        """Hold out ``validation_fraction`` of the rows (seeded, stratified
+        where the estimator stratifies)."""
+        n_val = math.ceil(self.validation_fraction * len(X))
+        if n_val < 2 or len(X) - n_val < 2:
+            raise ValueError(
+                f"The validation set is too small: {len(X)} samples with "
+                f"validation_fraction={self.validation_fraction}. Need at least 2 "
+                "samples in both the training and the validation split."
+            )
+        return train_test_split(
+            X,
+            y2d,
+            sample_weight,
+            test_size=n_val,
+            random_state=np.random.RandomState(self._seed),
+            stratify=self._stratify(y2d),
+        )
 
     # ---------------------------------------------------------------- inference
 
@@ -526,6 +600,13 @@ class _BaseSeparable(
         tags.target_tags.single_output = True
         tags.non_deterministic = False
         return tags
+
+
+def _row_sums(rows, sample_weight, values):
+    """``(sum_i w_i, sum_i w_i v_i)`` over all ranks' rows, float64."""
+    weighted = (sample_weight[:, None] * values).sum(axis=0)
+    mass, *totals = rows.sum_floats(sample_weight.sum(), *weighted)
+    return mass, np.asarray(totals)
 
 
 def _is_fitted_state(name):

@@ -66,7 +66,7 @@ class _SeparableClassifierMixin(ClassifierMixin):
             class_weight = {k: v for k, v in class_weight.items() if k in present}
         return sample_weight * compute_sample_weight(class_weight, y)
 
-    def _target_scaling(self, y2d, sample_weight):
+    def _target_scaling(self, y2d, sample_weight, rows):
         # One-hot targets are on a fixed scale: no standardization.
         n_classes = y2d.shape[1]
         return np.zeros(n_classes), np.ones(n_classes)

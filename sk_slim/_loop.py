@@ -11,6 +11,7 @@ import time
 import warnings
 from functools import partial
 
+import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
@@ -56,7 +57,7 @@ class _EpochLoopMixin:
                 continue
             epoch, retries = epoch + 1, 0
             self._record_history(trainer, loss, fit)
-            score = self._score_validation(trainer, fit.validation)
+            score = self._score_validation(trainer, fit)
             if score is not None and score > self.best_validation_score_:
                 best = trainer.snapshot()
             improved = self._update_best(loss, score)
@@ -101,22 +102,25 @@ class _EpochLoopMixin:
     def _record_history(self, trainer, loss, fit):
         """Append the epoch to the loss, head-alpha and trainer histories."""
         self.n_iter_ += 1
-        self.t_ += fit.data.X.shape[0]
+        self.t_ += fit.n_rows
         self.loss_curve_.append(loss)
         self.head_alpha_curve_.append(trainer.head_alpha)
         record = trainer.record()
         for key, name in self._history_attributes.items():
             getattr(self, name).append(record[key])
 
-    def _score_validation(self, trainer, validation):
+    def _score_validation(self, trainer, fit):
         """The validation score of the model ``fit`` would return now (these
         features with the full-data head; the streaming head is a noisy proxy
-        for it), or None without early stopping."""
+        for it), or None without early stopping. In a data-parallel fit it is
+        the score on all ranks' validation rows."""
+        validation = fit.validation
         if self.validation_scores_ is None or validation is None:
             return None
         trainer.solve_head()
         scores = self._predict_scaled(trainer.net, validation.X)
-        score = self._validation_score(validation.y, scores, validation.weight)
+        scores = _gather_rows(fit.data.rows, scores)
+        score = self._validation_score(validation.y_all, scores, validation.weight_all)
         self.validation_scores_.append(score)
         return score
 
@@ -148,3 +152,11 @@ class _EpochLoopMixin:
         if score is not None:
             message += f", validation score = {score:.6f}"
         return f"{message}, {seconds:.3f} s"
+
+
+def _gather_rows(rows, array):
+    """Every rank's rows of a numpy array (or None), concatenated in rank order."""
+    if not rows.distributed:
+        return array
+    parts = rows.gather_objects(array)
+    return None if parts[0] is None else np.concatenate(parts)

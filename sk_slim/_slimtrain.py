@@ -203,6 +203,8 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
     (2,)
     """
 
+    _supports_split_rows = True
+
     def __init__(
         self,
         hidden_layer_sizes=(64, 64),

@@ -127,6 +127,9 @@ class SlimTik:
     ----------
     state : SlimTikState
         The mutable state; :meth:`update` replaces ``state.W`` and friends.
+    batch_samples : float
+        The samples the last update's batch stood for (its weight sum, over
+        all processes when its rows are split); nan before the first.
 
     Notes
     -----
@@ -181,6 +184,7 @@ class SlimTik:
         self.upper_bound = upper_bound
         self.n_trials = n_trials
         self._positive_trials = None  # 0 and the positive grid, built once
+        self.batch_samples = math.nan
         if W0 is None:
             W0 = torch.zeros(n_features, n_targets, dtype=_DTYPE, device=device)
         W0 = W0.to(dtype=_DTYPE, device=device).reshape(n_features, n_targets)
@@ -196,7 +200,7 @@ class SlimTik:
         """The current head, shape (p, c), float64."""
         return self.state.W
 
-    def update(self, Z, C, sample_weight=None):
+    def update(self, Z, C, sample_weight=None, rows=None):
         """Take one slimTik step on a mini-batch and return the new head.
 
         Parameters
@@ -209,6 +213,11 @@ class SlimTik:
             Non-negative weights, read as repetitions: the batch loss is the
             weighted mean ``sum_i w_i ||z_i W - c_i||^2 / sum_i w_i`` and the
             sGCV residual count is ``c sum_i w_i``.
+        rows : RowGroup, default=None
+            When the batch's rows are split over processes
+            (:mod:`sk_slim.parallel.distributed`): the batch is all processes'
+            rows together, and its statistics are summed over them. None: all
+            of the batch is here.
 
         Returns
         -------
@@ -216,7 +225,7 @@ class SlimTik:
             The updated head (float64); also stored in :attr:`state`.
         """
         state = self.state
-        batch = self._prepare(Z, C, sample_weight)
+        batch = self._prepare(Z, C, sample_weight, rows)
         if self.lam == "sgcv":
             lams = self.trial_increments().to(batch.V.device)
             scores = self._sgcv_values(batch, lams)
@@ -233,6 +242,7 @@ class SlimTik:
         state.Lambda, state.lam, state.sgcv = Lambda, lam, score
         state.n_updates += 1
         self._remember(batch.gram)
+        self.batch_samples = batch.n_samples
         return state.W
 
     def sgcv(self, Z, C, lams, sample_weight=None):
@@ -288,27 +298,35 @@ class SlimTik:
         # score alike, so argmin picks what it would pick among unique values.
         return trials.clamp_min_(lb - Lambda)
 
-    def _prepare(self, Z, C, sample_weight):
-        """Scale the batch and decompose the memory Gram it will join."""
+    def _prepare(self, Z, C, sample_weight, rows=None):
+        """Reduce the batch to its (weighted) sums over rows, scaled to a mean,
+        and decompose the memory Gram it will join."""
         n = Z.shape[0]
+        Z = Z.to(_DTYPE)  # (n, p)
+        C = C.to(_DTYPE).reshape(n, -1)  # (n, c)
         if sample_weight is None:
-            n_eff, scale = float(n), 1.0 / math.sqrt(n)
+            n_eff = Z.new_tensor(float(n))
         else:
+            # Rows scaled by sqrt(w): integer weights act exactly as repeated rows.
             weight = torch.as_tensor(sample_weight, dtype=_DTYPE, device=Z.device)
-            n_eff = float(weight.sum())
-            if not n_eff > 0:
-                raise ValueError("The batch's sample weights sum to zero.")
-            # Rows scaled by sqrt(w / sum(w)): the batch loss is a weighted mean,
-            # and integer weights act exactly as repeated rows.
-            scale = (weight / n_eff).sqrt()[:, None]  # (n, 1)
-        Z = scale * Z.to(_DTYPE)  # (n, p)
-        C = scale * C.to(_DTYPE).reshape(n, -1)  # (n, c)
-        gram = Z.T @ Z  # (p, p)
-        eigvals, V = torch.linalg.eigh(self._memory_gram_with(gram))  # ascending
+            n_eff = weight.sum()
+            root = weight.sqrt()[:, None]  # (n, 1)
+            Z, C = root * Z, root * C
         R0 = Z @ self.state.W - C  # (n, c)
+        sums = (Z.T @ Z, Z.T @ R0, (R0**2).sum(), n_eff)
+        if rows is not None:  # the batch's rows on all processes
+            sums = rows.sum(*sums)
+        gram, ZtR0, R0_norm2, n_eff = sums
+        # A plain count needs no device sync.
+        n_eff = float(n) if sample_weight is None and rows is None else float(n_eff)
+        if not n_eff > 0:
+            raise ValueError("The batch's sample weights sum to zero.")
+        # Divided by sum(w): the batch loss is a weighted mean.
+        gram, ZtR0, R0_norm2 = gram / n_eff, ZtR0 / n_eff, R0_norm2 / n_eff
+        eigvals, V = torch.linalg.eigh(self._memory_gram_with(gram))  # ascending
         return _Batch(
-            ZtR0=Z.T @ R0,
-            R0_norm2=(R0**2).sum(),
+            ZtR0=ZtR0,
+            R0_norm2=R0_norm2,
             n_samples=n_eff,
             n_targets=C.shape[1],
             gram=gram,

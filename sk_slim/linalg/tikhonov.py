@@ -42,6 +42,9 @@ class TikhonovSVD:
         The row-weighted targets ``sqrt(w) * C``.
     n_samples : float
         Effective number of samples: ``n``, or ``sum(sample_weight)``.
+    perp : Tensor of shape () or None
+        :attr:`residual_perp`, when the factorization computed it (rows split
+        over processes: ``U`` and ``C`` then hold this process's rows only).
     """
 
     U: Tensor
@@ -50,6 +53,7 @@ class TikhonovSVD:
     UtC: Tensor
     C: Tensor
     n_samples: float
+    perp: Tensor | None = None
 
     @cached_property
     def residual_perp(self):
@@ -58,6 +62,8 @@ class TikhonovSVD:
         Computed on first use (only GCV needs it); formed directly rather than
         as ``||C||^2 - ||U^T C||^2``, which cancels when the fit is good.
         """
+        if self.perp is not None:
+            return self.perp
         return ((self.C - self.U @ self.UtC) ** 2).sum()
 
     @property
@@ -243,7 +249,7 @@ class GCVResult:
     scores: Tensor
 
 
-def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None):
+def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None, rows=None):
     """Factor the features once for Tikhonov solves at many ``lam``.
 
     Parameters
@@ -258,11 +264,17 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None):
         Singular values below ``rcond * s_max`` are dropped (they would only be
         amplified by ``lam = 0``). Defaults to ``eps * max(n, p)``, as
         ``torch.linalg.pinv`` does.
+    rows : RowGroup, default=None
+        When the rows are split over processes
+        (:mod:`sk_slim.parallel.distributed`): ``Z``, ``C`` and the weights
+        are this process's rows, and the factorization is of all of them, by
+        a tall-skinny QR. None: all rows are here.
 
     Returns
     -------
     factors : TikhonovSVD
-        The thin SVD and the projected targets; call its ``solve(lam)``.
+        The thin SVD and the projected targets; call its ``solve(lam)``. With
+        split rows, ``U`` and ``C`` are this process's rows.
     """
     Z = Z.to(_DTYPE)
     C = C.to(_DTYPE).reshape(Z.shape[0], -1)
@@ -272,6 +284,8 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None):
         root = weight.sqrt()[:, None]  # (n, 1)
         Z, C = root * Z, root * C
         n_samples = float(weight.sum())
+    if rows is not None and rows.distributed:
+        return _tsqr_factor(Z, C, n_samples, rcond, rows)
     U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
     if rcond is None:
         rcond = torch.finfo(_DTYPE).eps * max(Z.shape)
@@ -279,6 +293,34 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None):
     if not keep.all():  # drop negligible directions (copies only when needed)
         U, s, Vh = U[:, keep], s[keep], Vh[keep]
     return TikhonovSVD(U, s, Vh, U.T @ C, C, n_samples)
+
+
+def _tsqr_factor(Z, C, n_samples, rcond, rows):
+    """:func:`tikhonov_factor` of rows split over processes (weights applied).
+
+    Tall-skinny QR (Demmel, Grigori, Hoemmen, Langou 2012): each process
+    factors its rows, ``Z_k = Q_k R_k``; the stacked ``R_k`` (and ``Q_k^T C_k``)
+    of all processes are gathered and their SVD, ``[R_1; ...] = U' s V^T``, is
+    that of ``Z``, with this process's rows of ``U`` equal to ``Q_k U'_k``.
+    Squaring ``Z`` into its Gram would lose the small singular values the
+    papers' tiny ridge weights resolve.
+    """
+    n, p = Z.shape
+    Q, R = torch.linalg.qr(Z)  # (n, k), (k, p) with k = min(n, p)
+    if R.shape[0] < p:  # fewer rows here than features: pad the factor to (p, p)
+        R = torch.cat([R, R.new_zeros(p - R.shape[0], p)])
+        Q = torch.cat([Q, Q.new_zeros(n, p - Q.shape[1])], dim=1)
+    blocks = torch.cat(rows.gather(torch.cat([R, Q.T @ C], dim=1)))  # (K p, p + c)
+    U_stack, s, Vh = torch.linalg.svd(blocks[:, :p], full_matrices=False)
+    n_total, n_samples = rows.sum_floats(n, n_samples)
+    if rcond is None:
+        rcond = torch.finfo(_DTYPE).eps * max(n_total, p)
+    keep = s > rcond * s[0] if s.numel() else s > 0
+    U_stack, s, Vh = U_stack[:, keep], s[keep], Vh[keep]
+    UtC = U_stack.T @ blocks[:, p:]  # (q, c)
+    U = Q @ U_stack[rows.rank * p : (rows.rank + 1) * p]  # this process's rows
+    perp = rows.sum(((C - U @ UtC) ** 2).sum())
+    return TikhonovSVD(U, s, Vh, UtC, C, n_samples, perp)
 
 
 def tikhonov_svd(Z, C, lam, sample_weight=None):

@@ -71,10 +71,13 @@ def kaufman_factor(problem, lin):
         multiply-adds or ``_JACOBIAN_MAX`` stored entries, or it cannot be
         factored.
     """
-    theta = lin.theta
+    theta, rows = lin.theta, problem.rows
     n_params, n_rows = theta.numel(), problem.X.shape[0]
     Q, q, _ = torch.linalg.svd(lin.W[:-1], full_matrices=False)  # features only
     rank = int((q > 1e-6 * q[0]).sum()) if q.numel() and q[0] > 0 else 0
+    # The cost of one process (rows split over several: the one with the most),
+    # so that all decide alike.
+    n_rows = rows.max_int(n_rows)
     too_big = (
         n_params > _PRECONDITIONER_MAX_PARAMS
         or n_rows * rank * n_params > _JACOBIAN_MAX
@@ -85,21 +88,23 @@ def kaufman_factor(problem, lin):
     directions = Q[:, :rank] * q[:rank]  # (p - 1, r)
     chunk = max(1, _JACOBIAN_CHUNK // (rank * n_params))
     maps = problem.derivative_maps(lin)
+    local_rows = problem.X.shape[0]
     A = torch.cat(
         [
             maps.row_jacobians(directions, slice(start, start + chunk))
-            for start in range(0, n_rows, chunk)
+            for start in range(0, local_rows, chunk)
         ]
+        or [lin.Z.new_empty(0, rank, n_params)]
     ).to(_DTYPE)  # (n, r, P)
     problem.work_units += 1 + rank
     A = A * problem.scale[:, :, None]
     s2 = lin.s**2 + lin.head_alpha
-    UtA = torch.einsum("nq,nrj->rqj", lin.U, A)  # (r, q, P)
+    UtA = rows.sum(torch.einsum("nq,nrj->rqj", lin.U, A))  # (r, q, P)
     projected = A - torch.einsum("nq,rqj->nrj", lin.U, (lin.s**2 / s2)[:, None] * UtA)
     head = (lin.s / s2)[:, None] * UtA  # G^{-1} Z^T A in the basis V
     projected = projected.reshape(-1, n_params)
     head = head.reshape(-1, n_params)
-    K = projected.T @ projected + lin.head_alpha * (head.T @ head)
+    K = rows.sum(projected.T @ projected) + lin.head_alpha * (head.T @ head)
     K += torch.diag(problem.alpha * problem.penalized.to(_DTYPE))
     return _damped_cholesky(K)
 
@@ -149,16 +154,20 @@ def least_squares_gauss_newton(problem, lin):
     G_inv = problem.solve_gram(lin, eye)[:-1, :-1]  # (m, m)
     cotangent = lin.Z.new_empty(lin.Z.shape[0], W.shape[0])
 
+    rows = problem.rows
+
     def matvec(v):  # (P,) -> (P,)
         dphi = maps.tangent(v).to(_DTYPE)  # (n, m); dZ = scale [dphi, 0]
         Y = scale * (dphi @ W)  # dZ W, (n, c)
-        Y = torch.addmm(Y, Us, Us.T @ Y, alpha=-1.0)  # (I - H) dZ W
-        S = G_inv @ (dphi.T @ R)  # G^{-1} dZ^T R without the ones row, (m, c)
+        # Both sums over rows at once (one all-reduce when the rows are split).
+        UtY, dZtR = rows.sum(Us.T @ Y, dphi.T @ R)
+        Y = torch.addmm(Y, Us, UtY, alpha=-1.0)  # (I - H) dZ W
+        S = G_inv @ dZtR  # G^{-1} dZ^T R without the ones row, (m, c)
         # The cotangent of phi, (n, m), in one buffer for all products (fresh
         # blocks this size were page-faulted in anew on every product).
         M = torch.mm(scale * Y, W.T, out=cotangent).addmm_(R, S.T)
         problem.work_units += 2
-        return maps.adjoint(M.to(lin.theta.dtype)) + (
+        return rows.sum(maps.adjoint(M.to(lin.theta.dtype))) + (
             problem.alpha * problem.penalized * v
         )
 

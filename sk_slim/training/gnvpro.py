@@ -146,7 +146,8 @@ def gnvpro_step(
         problem, state, lin, g, space, krylov_max_iter, krylov_tol, max_trials
     )
     if curvature is not problem:  # its passes, as fractions of a full pass
-        problem.work_units += curvature.work_units * len(curvature.X) / len(problem.X)
+        sampled, total = problem.rows.sum_floats(len(curvature.X), len(problem.X))
+        problem.work_units += curvature.work_units * sampled / total
     problem.net.set_head(current.W)  # the optimal head of the current theta
     problem.current = current
     return current.value
@@ -332,18 +333,19 @@ class GNvproTrainer(Trainer):
         data = self.data
         X, C, weight = data.X, data.C, data.weight
         n, batch_size = len(X), self.config.batch_size
-        if batch_size is not None and batch_size < n:
+        if batch_size is not None and batch_size < n:  # per process, split rows
             rows = torch.randperm(n, generator=data.generator)[:batch_size]
             rows = rows.to(X.device)
             X, C = X[rows], C[rows]
             weight = None if weight is None else weight[rows]
-        n_eff = float(len(X) if weight is None else weight.sum())
-        problem = (
-            ReducedLogisticProblem
-            if self.config.loss == "cross_entropy"
-            else ReducedProblem
+        n_eff = data.rows.sum_floats(len(X) if weight is None else weight.sum())
+        if self.config.loss == "cross_entropy":
+            return ReducedLogisticProblem(
+                self.net, X, C, weight, alpha=self.theta_alpha() / n_eff
+            )
+        return ReducedProblem(
+            self.net, X, C, weight, alpha=self.theta_alpha() / n_eff, rows=data.rows
         )
-        return problem(self.net, X, C, weight, alpha=self.theta_alpha() / n_eff)
 
     def _curvature_rows(self, problem):
         """A fresh sample of the rows for the inner solve's curvature, or None."""
@@ -351,13 +353,16 @@ class GNvproTrainer(Trainer):
         if fraction is None:
             return None
         n = len(problem.X)
+        n_total = round(problem.rows.sum_floats(n))  # over all processes
         # Twice as many residuals as parameters at least: with fewer the
         # sample's Gauss-Newton matrix is rank-deficient.
         n_params = problem.get_theta().numel()
         floor = -(-2 * n_params // self.data.C.shape[1])  # ceil
-        m = max(round(fraction * n), floor)
-        if m >= n:
+        m = max(round(fraction * n_total), floor)
+        if m >= n_total:
             return None
+        if n < n_total:  # rows split over processes: each samples its share
+            m = min(n, -(-m * n // n_total))
         rows = torch.randperm(n, generator=self.data.generator)[:m]
         return rows.to(problem.X.device)
 
@@ -499,7 +504,7 @@ class GNvproTrainer(Trainer):
             W, alpha = ridge_head_factored(current.factors, alpha)
             net.set_head(W)
             return alpha
-        return solve_head(net, data.X, data.C, data.weight, alpha)
+        return solve_head(net, data.X, data.C, data.weight, alpha, data.rows)
 
     def finish(self, net=None):
         """Solve the final head at the end of a call.

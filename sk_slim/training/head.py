@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..linalg import gcv, logistic_head, tikhonov_factor, tikhonov_svd
+from ..linalg import logistic_head, tikhonov_factor
+from ..parallel.distributed import LOCAL_ROWS
 
 __all__ = [
     "HeadPosterior",
@@ -48,15 +49,16 @@ def features_of(net, X, chunk_size=16384):
         net.train(training)
 
 
-def _finite_augmented_features(net, X):
-    """``[phi(X), 1]`` in eval mode; FloatingPointError if not finite."""
+def _finite_augmented_features(net, X, rows=LOCAL_ROWS):
+    """``[phi(X), 1]`` in eval mode; FloatingPointError (on every rank) if not
+    finite."""
     Z = net.augment(features_of(net, X))
-    if not torch.isfinite(Z).all():
+    if not rows.all(torch.isfinite(Z).all()):
         raise FloatingPointError("The learned features are not finite.")
     return Z
 
 
-def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
+def solve_head(net, X, C, sample_weight=None, alpha="gcv", rows=LOCAL_ROWS):
     """Solve the head of ``net`` on all of ``(X, C)`` and store it in its buffers.
 
     Solves ``min_W sum_i w_i ||[phi(x_i), 1] W - c_i||^2 / sum_i w_i + alpha ||W||^2``
@@ -76,6 +78,9 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
     alpha : 'gcv' or float, default='gcv'
         The ridge weight, or ``'gcv'`` to choose it by generalized
         cross-validation.
+    rows : RowGroup, default=LOCAL_ROWS
+        Where the rows are (:mod:`sk_slim.parallel.distributed`): here all of
+        them, or this process's share of a data-parallel fit.
 
     Returns
     -------
@@ -87,13 +92,13 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv"):
     FloatingPointError
         If the features are not finite.
     """
-    Z = _finite_augmented_features(net, X)  # (n, m + 1)
-    W, alpha = ridge_head(Z, C, sample_weight, alpha)
+    Z = _finite_augmented_features(net, X, rows)  # (n, m + 1)
+    W, alpha = ridge_head(Z, C, sample_weight, alpha, rows=rows)
     net.set_head(W)
     return alpha
 
 
-def ridge_head(Z, C, sample_weight=None, alpha="gcv"):
+def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
     """Solve ``min_W sum_i w_i ||z_i W - c_i||^2 / sum_i w_i + alpha ||W||^2``.
 
     Parameters
@@ -106,7 +111,9 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv"):
         Positive weights, read as repetitions.
     alpha : 'gcv' or float, default='gcv'
         The ridge weight (mean-loss scale), or ``'gcv'`` to choose it by
-        generalized cross-validation.
+        generalized cross-validation (:func:`sk_slim.linalg.gcv`'s range).
+    rows : RowGroup, default=LOCAL_ROWS
+        As in :func:`solve_head`.
 
     Returns
     -------
@@ -115,12 +122,13 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv"):
     alpha : float
         The ridge weight used.
     """
-    n_eff = float(Z.shape[0] if sample_weight is None else sample_weight.sum())
+    factors = tikhonov_factor(Z, C, sample_weight, rows=rows)
+    n_eff = factors.n_samples
     # Sum-of-squares form: lam = alpha * n_eff (weights read as repetitions).
     if alpha == "gcv":
-        result = gcv(Z, C, sample_weight)
-        return result.W, float(result.lam / n_eff)
-    return tikhonov_svd(Z, C, alpha * n_eff, sample_weight), float(alpha)
+        lam = factors.minimize_gcv()[0]
+        return factors.solve(lam), float(lam / n_eff)
+    return factors.solve(alpha * n_eff), float(alpha)
 
 
 def ridge_head_factored(factors, alpha="gcv"):
@@ -243,7 +251,7 @@ class HeadPosterior:
         return ((Z @ self.covariance) * Z).sum(dim=1)
 
 
-def head_posterior(net, X, C, sample_weight=None, alpha=0.0):
+def head_posterior(net, X, C, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS):
     """The posterior of ``net``'s ridge head, solved on ``(X, C)`` with ``alpha``.
 
     Parameters
@@ -259,23 +267,26 @@ def head_posterior(net, X, C, sample_weight=None, alpha=0.0):
         Positive weights, read as repetitions.
     alpha : float, default=0.0
         The head's ridge weight on the mean-loss scale (``lam = alpha n``).
+    rows : RowGroup, default=LOCAL_ROWS
+        As in :func:`solve_head`.
 
     Returns
     -------
     HeadPosterior
         Ignores the uncertainty in the features (``theta`` is taken as exact).
     """
-    Z = _finite_augmented_features(net, X)  # (n, p)
-    factors = tikhonov_factor(Z, C, sample_weight)
+    Z = _finite_augmented_features(net, X, rows)  # (n, p)
+    factors = tikhonov_factor(Z, C, sample_weight, rows=rows)
     lam = float(alpha) * factors.n_samples
     R = _head_residual(net, Z, C)  # (n, c)
     squared = R.square() if sample_weight is None else sample_weight[:, None] * R**2
     dof = factors.residual_dof(lam)
-    noise = squared.sum(dim=0) / dof if dof > 0 else torch.full_like(R[0], torch.nan)
+    squared = rows.sum(squared.sum(dim=0))
+    noise = squared / dof if dof > 0 else torch.full_like(R[0], torch.nan)
     return HeadPosterior(factors.covariance(lam), noise)
 
 
-def held_out_noise(posterior, net, X, C, sample_weight=None):
+def held_out_noise(posterior, net, X, C, sample_weight=None, rows=LOCAL_ROWS):
     """The posterior with its noise variance estimated on held-out rows.
 
     The in-sample estimate ``sum_i w_i r_ik^2 / (n - tr H)`` counts the head's
@@ -300,22 +311,25 @@ def held_out_noise(posterior, net, X, C, sample_weight=None):
         Their targets, on the scale the head was solved on.
     sample_weight : Tensor of shape (m,), default=None
         Their weights.
+    rows : RowGroup, default=LOCAL_ROWS
+        As in :func:`solve_head`: the held-out rows may be split too.
 
     Returns
     -------
     HeadPosterior
         The same covariance, the held-out noise variance.
     """
-    Z = _finite_augmented_features(net, X)  # (m, p)
+    Z = _finite_augmented_features(net, X, rows)  # (m, p)
     R = _head_residual(net, Z, C)  # (m, c)
     leverage = posterior.leverage(Z)  # (m,)
     scaled = R.to(leverage).square() / (1.0 + leverage[:, None])
     if sample_weight is None:
-        noise = scaled.mean(dim=0)
+        total, mass = scaled.sum(dim=0), scaled.new_tensor(float(len(scaled)))
     else:
         w = sample_weight.to(scaled)[:, None]
-        noise = (w * scaled).sum(dim=0) / w.sum()
-    return HeadPosterior(posterior.covariance, noise)
+        total, mass = (w * scaled).sum(dim=0), w.sum()
+    total, mass = rows.sum(total, mass)
+    return HeadPosterior(posterior.covariance, total / mass)
 
 
 def _head_residual(net, Z, C):

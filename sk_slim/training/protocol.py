@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..parallel.distributed import LOCAL_ROWS, RowGroup
+
 __all__ = ["FitData", "Trainer"]
 
 
@@ -39,17 +41,22 @@ class FitData:
         Positive row weights, read as repetitions; None when all are one.
     generator : torch.Generator
         The fit's random stream (shuffling, sub-sampling).
+    rows : RowGroup
+        Where the rows are: all here (``LOCAL_ROWS``), or this process's share
+        of a data-parallel fit (:mod:`sk_slim.parallel.distributed`).
     """
 
     X: torch.Tensor
     C: torch.Tensor
     weight: torch.Tensor | None
     generator: torch.Generator
+    rows: RowGroup = LOCAL_ROWS
 
     @property
     def n_effective(self):
-        """The number of samples the rows stand for, ``sum(weight)``."""
-        return float(len(self.X) if self.weight is None else self.weight.sum())
+        """The number of samples all the rows stand for, ``sum(weight)``."""
+        local = float(len(self.X) if self.weight is None else self.weight.sum())
+        return self.rows.sum_floats(local)
 
 
 class Trainer(ABC):

@@ -27,6 +27,7 @@ import torch
 from torch.func import functional_call
 
 from ..linalg import tikhonov_factor
+from ..parallel.distributed import LOCAL_ROWS
 from .gauss_newton import kaufman_factor, least_squares_gauss_newton
 from .linearization import linearize_features
 
@@ -74,6 +75,10 @@ class _ReducedBase:
     alpha : float, default=0.0
         Ridge weight on the extractor's weight matrices (not biases), on the
         mean-loss scale.
+    rows : RowGroup, default=LOCAL_ROWS
+        Where the rows are (:mod:`sk_slim.parallel.distributed`): all here, or
+        this process's share; every sum over rows is then summed over the
+        processes.
 
     Attributes
     ----------
@@ -90,9 +95,10 @@ class _ReducedBase:
     # The linearization at the iterate gnvpro_step last returned (it sets it).
     current = None
 
-    def __init__(self, net, X, sample_weight=None, alpha=0.0):
+    def __init__(self, net, X, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS):
         self.net = net
         self.X = X
+        self.rows = rows
         weight = torch.ones(len(X), dtype=_DTYPE, device=X.device)
         if sample_weight is not None:
             weight = sample_weight.to(_DTYPE)
@@ -259,7 +265,7 @@ class _ReducedBase:
     def _envelope_gradient(self, lin, dPhi_dZ):
         """Pull ``dPhi/dZ`` (n, p) back through the features (one backward pass,
         the head frozen) and add the ridge term on ``theta``."""
-        g = self.feature_adjoint(lin, dPhi_dZ)
+        g = self.rows.sum(self.feature_adjoint(lin, dPhi_dZ))
         self.work_units += 1
         return g + self.alpha * self.penalized * lin.theta
 
@@ -306,6 +312,8 @@ class ReducedProblem(_ReducedBase):
     alpha : float, default=0.0
         Ridge weight on the extractor's weight matrices (not biases), on the
         mean-loss scale.
+    rows : RowGroup, default=LOCAL_ROWS
+        As in the base class: this process's rows, or all of them.
 
     Attributes
     ----------
@@ -315,10 +323,11 @@ class ReducedProblem(_ReducedBase):
         a sample of the rows counts as its share of a pass).
     """
 
-    def __init__(self, net, X, C, sample_weight=None, alpha=0.0):
-        super().__init__(net, X, sample_weight, alpha)
+    def __init__(self, net, X, C, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS):
+        super().__init__(net, X, sample_weight, alpha, rows)
         self.C = C.to(_DTYPE)
-        self.scale = (self.weight / self.weight.sum()).sqrt()[:, None]  # (n, 1)
+        self.n_samples = rows.sum(self.weight.sum())  # all processes' rows
+        self.scale = (self.weight / self.n_samples).sqrt()[:, None]  # (n, 1)
 
     def on_rows(self, rows):
         """The same problem on some of the rows: same network, targets and alpha.
@@ -334,7 +343,12 @@ class ReducedProblem(_ReducedBase):
             The problem on those rows, a mean loss over them.
         """
         return ReducedProblem(
-            self.net, self.X[rows], self.C[rows], self.weight[rows], self.alpha
+            self.net,
+            self.X[rows],
+            self.C[rows],
+            self.weight[rows],
+            self.alpha,
+            self.rows,
         )
 
     # ----------------------------------------------------------------- the head
@@ -358,21 +372,23 @@ class ReducedProblem(_ReducedBase):
             None if the features are not finite.
         """
         Z, maps = self._evaluate(theta, differentiable)  # (n, p)
-        if not torch.isfinite(Z).all():
+        if not self.rows.all(torch.isfinite(Z).all()):
             return None
         # One SVD serves GCV, the head and the Gram inverse.
         C = self.C * self.scale  # (n, c)
         # The rows stand for sum(w) samples (weights as repetitions); with that
         # count the GCV of these scaled rows is the weighted problem's, rescaled,
         # so its minimiser is alpha_W itself.
-        factors = replace(tikhonov_factor(Z, C), n_samples=float(self.weight.sum()))
+        factors = tikhonov_factor(Z, C, rows=self.rows)
+        factors = replace(factors, n_samples=float(self.n_samples))
         if head_alpha == "gcv":
             s_max2 = float(factors.s[0] ** 2)
             lam_range = (_GCV_RANGE[0] * s_max2, _GCV_RANGE[1] * s_max2)
             head_alpha = factors.minimize_gcv(lam_range)[0]
         W = factors.solve(head_alpha)  # (p, c)
         R = Z @ W - C  # (n, c)
-        value = 0.5 * float(R.square().sum() + head_alpha * W.square().sum())
+        misfit = self.rows.sum(R.square().sum())
+        value = 0.5 * float(misfit + head_alpha * W.square().sum())
         value += self._theta_penalty(theta)
         return _Linearization(
             theta,
@@ -443,7 +459,7 @@ class ReducedProblem(_ReducedBase):
         dW : Tensor of shape (p, c)
             The first-order change of ``W(theta)``.
         """
-        return -self.solve_gram(lin, dZ.T @ lin.R + lin.Z.T @ dZ @ lin.W)
+        return -self.solve_gram(lin, self.rows.sum(dZ.T @ lin.R + lin.Z.T @ dZ @ lin.W))
 
     def kaufman_factor(self, lin):
         """Cholesky factor of Kaufman's Gauss-Newton matrix, to precondition CG.

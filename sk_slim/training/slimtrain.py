@@ -198,6 +198,8 @@ class SlimTrainTrainer(Trainer):
         batch_mass = config.batch_size_for(len(data.X))
         if data.weight is not None:
             batch_mass *= float(data.weight.mean())
+        # Split rows: a step's batch is every process's batch together.
+        batch_mass = data.rows.sum_floats(batch_mass)
         params = list(self.net.feature_extractor.parameters())
         groups = [
             {
@@ -255,6 +257,7 @@ class SlimTrainTrainer(Trainer):
                 head_alpha=config.ridge_alpha,
                 batch_size=batch_size,
                 generator=generator,
+                rows=data.rows,
             )
         else:
             loss = slimtrain_epoch(
@@ -267,6 +270,7 @@ class SlimTrainTrainer(Trainer):
                 batch_size=batch_size,
                 generator=generator,
                 mgrit_iterations=config.mgrit_iterations,
+                rows=data.rows,
             )
         # A NaN gradient on the last batch poisons theta after the loss was taken.
         net = self.net
@@ -352,7 +356,9 @@ class SlimTrainTrainer(Trainer):
         """
         data = self.data
         net = self.net if net is None else net
-        return solve_head(net, data.X, data.C, data.weight, self.config.ridge_alpha)
+        return solve_head(
+            net, data.X, data.C, data.weight, self.config.ridge_alpha, data.rows
+        )
 
     def finish(self, net=None):
         """Solve the final head at the end of a call.

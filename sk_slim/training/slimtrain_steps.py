@@ -17,13 +17,14 @@ import math
 
 import torch
 
+from ..parallel.distributed import LOCAL_ROWS
 from .head import features_of, ridge_head
 from .linearization import NetworkLinearization, hand_written
 
 __all__ = ["half_mse", "lsgd_epoch", "slimtrain_epoch", "slimtrain_step"]
 
 
-def half_mse(residual, sample_weight=None):
+def half_mse(residual, sample_weight=None, n_samples=None):
     """Half the (weighted) mean squared error over samples and outputs.
 
     Parameters
@@ -32,6 +33,9 @@ def half_mse(residual, sample_weight=None):
         Predictions minus targets.
     sample_weight : Tensor of shape (n,), default=None
         Weights of the rows.
+    n_samples : float, default=None
+        The mean's denominator, ``sum_i w_i`` by default; the count of all
+        processes' rows when these are one process's share of a batch.
 
     Returns
     -------
@@ -39,13 +43,24 @@ def half_mse(residual, sample_weight=None):
         ``sum_i w_i ||r_i||^2 / (2 c sum_i w_i)``, as ``MLPRegressor``'s loss.
     """
     squared = residual.square().mean(dim=1)  # (n,)
-    if sample_weight is None:
+    if sample_weight is not None:
+        squared = sample_weight * squared
+        n_samples = sample_weight.sum() if n_samples is None else n_samples
+    elif n_samples is None:
         return 0.5 * squared.mean()
-    return 0.5 * (sample_weight * squared).sum() / sample_weight.sum()
+    return 0.5 * squared.sum() / n_samples
 
 
 def slimtrain_step(
-    net, optimizer, slimtik, X, C, sample_weight=None, *, mgrit_iterations=None
+    net,
+    optimizer,
+    slimtik,
+    X,
+    C,
+    sample_weight=None,
+    *,
+    mgrit_iterations=None,
+    rows=LOCAL_ROWS,
 ):
     """One slimTrain iteration on a mini-batch.
 
@@ -68,6 +83,10 @@ def slimtrain_step(
         backward, by this many MGRIT iterations (inexact propagation, as in
         simultaneous layer-parallel training; Guenther et al. 2020) instead of
         block after block. Needs the ``parallel`` extra.
+    rows : RowGroup, default=LOCAL_ROWS
+        Where the batch's rows are (:mod:`sk_slim.parallel.distributed`): the
+        batch is then all processes' rows together; the head's statistics and
+        theta's gradient are summed over them.
 
     Returns
     -------
@@ -75,31 +94,55 @@ def slimtrain_step(
         The batch loss with the updated head (detached).
     """
     if mgrit_iterations is not None:
-        loss = _mgrit_step(net, slimtik, X, C, sample_weight, mgrit_iterations)
+        loss = _mgrit_step(net, slimtik, X, C, sample_weight, mgrit_iterations, rows)
         optimizer.step()
         return loss
     if hand_written(net.feature_extractor):
         params = list(net.feature_extractor.parameters())
-        loss = _hand_written_step(net, params, slimtik, X, C, sample_weight)
+        loss = _hand_written_step(net, params, slimtik, X, C, sample_weight, rows)
         optimizer.step()
         return loss
     Z = net.features(X)  # (n, m), keeps the graph
     with torch.no_grad():
-        net.set_head(slimtik.update(net.augment(Z.detach()), C, sample_weight))
-    loss = half_mse(net.head(Z) - C, sample_weight)
+        head = slimtik.update(net.augment(Z.detach()), C, sample_weight, _split(rows))
+        net.set_head(head)
+    loss = half_mse(net.head(Z) - C, sample_weight, _denominator(slimtik, rows))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if rows.distributed:
+        loss = _sum_gradients(net, loss.detach(), rows)
     optimizer.step()
     return loss.detach()
 
 
-def _loss_cotangent(net, R, sample_weight):
+def _sum_gradients(net, loss, rows):
+    """Sum each process's share of the extractor's gradient and of the loss over
+    the processes (one all-reduce); return the loss."""
+    params = list(net.feature_extractor.parameters())
+    local = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    gradient, loss = rows.sum(torch.cat([g.reshape(-1) for g in local]), loss)
+    _set_gradient(params, gradient)
+    return loss
+
+
+def _split(rows):
+    """``rows`` for slimTik when the batch is split over processes, else None."""
+    return rows if rows.distributed else None
+
+
+def _denominator(slimtik, rows):
+    """The batch mean's denominator: all processes' weight sum when split."""
+    return slimtik.batch_samples if rows.distributed else None
+
+
+def _loss_cotangent(net, R, sample_weight, n_samples):
     """``d half_mse / dZ`` for residuals ``R = Z W + b - C``: ``R / (n c)``, or
-    ``w_i R_i / (c sum w)``, times ``W^T``."""
+    ``w_i R_i / (c sum w)``, times ``W^T`` (``n_samples``: ``n`` or
+    ``sum w``)."""
     if sample_weight is None:
-        dR = R / R.numel()
+        dR = R / (R.shape[1] * n_samples)
     else:
-        dR = R * (sample_weight / (R.shape[1] * sample_weight.sum()))[:, None]
+        dR = R * (sample_weight / (R.shape[1] * n_samples))[:, None]
     return dR @ net.W.T
 
 
@@ -110,7 +153,7 @@ def _set_gradient(params, grad):
 
 
 @torch.no_grad()
-def _mgrit_step(net, slimtik, X, C, sample_weight, iterations):
+def _mgrit_step(net, slimtik, X, C, sample_weight, iterations, rows):
     """:func:`slimtrain_step` with MGRIT propagation through a ``make_resnet``
     extractor, forward and back; leaves the gradient in ``p.grad``."""
     from ..parallel.mgrit import mgrit_backward, mgrit_forward
@@ -123,11 +166,13 @@ def _mgrit_step(net, slimtik, X, C, sample_weight, iterations):
     def pull_back(M):
         return mgrit_backward(extractor, X, states, M, **options)[0]
 
-    return _step_on_features(net, slimtik, C, sample_weight, states[-1], pull_back)
+    return _step_on_features(
+        net, slimtik, C, sample_weight, states[-1], pull_back, rows
+    )
 
 
 @torch.no_grad()
-def _hand_written_step(net, params, slimtik, X, C, sample_weight):
+def _hand_written_step(net, params, slimtik, X, C, sample_weight, rows):
     """:func:`slimtrain_step` for the networks sk_slim builds, without autograd:
     their adjoint is a few dense products over the forward pass's cached
     activations (``linearization.py``), which at the sizes of a mini-batch costs
@@ -135,19 +180,23 @@ def _hand_written_step(net, params, slimtik, X, C, sample_weight):
     theta = torch.cat([p.reshape(-1) for p in params])
     layers = NetworkLinearization(net.feature_extractor, theta, X)
     return _step_on_features(
-        net, slimtik, C, sample_weight, layers.output, layers.adjoint
+        net, slimtik, C, sample_weight, layers.output, layers.adjoint, rows
     )
 
 
-def _step_on_features(net, slimtik, C, sample_weight, Z, pull_back):
+def _step_on_features(net, slimtik, C, sample_weight, Z, pull_back, rows):
     """The head's slimTik update on the batch's features ``Z``, then the loss's
     gradient in ``p.grad``: its cotangent on ``Z`` pulled back to the extractor's
     parameters by ``pull_back`` (flat). Returns the loss."""
-    net.set_head(slimtik.update(net.augment(Z), C, sample_weight))
+    net.set_head(slimtik.update(net.augment(Z), C, sample_weight, _split(rows)))
     R = net.head(Z) - C  # (n, c)
-    gradient = pull_back(_loss_cotangent(net, R, sample_weight))
+    n_samples = slimtik.batch_samples  # over all processes' rows
+    gradient = pull_back(_loss_cotangent(net, R, sample_weight, n_samples))
+    loss = half_mse(R, sample_weight, n_samples)
+    if rows.distributed:  # this process's shares of both: one all-reduce
+        gradient, loss = rows.sum(gradient, loss)
     _set_gradient(list(net.feature_extractor.parameters()), gradient)
-    return half_mse(R, sample_weight)
+    return loss
 
 
 def slimtrain_epoch(
@@ -161,6 +210,7 @@ def slimtrain_epoch(
     batch_size,
     generator=None,
     mgrit_iterations=None,
+    rows=LOCAL_ROWS,
 ):
     """One pass of slimTrain over ``(X, C)`` in mini-batches.
 
@@ -184,6 +234,9 @@ def slimtrain_epoch(
         Shuffles the rows; ``None`` keeps their order.
     mgrit_iterations : int, default=None
         As in :func:`slimtrain_step`.
+    rows : RowGroup, default=LOCAL_ROWS
+        As in :func:`slimtrain_step`: each process draws ``batch_size`` rows
+        of its own per step (as ``DistributedDataParallel`` does).
 
     Returns
     -------
@@ -196,7 +249,7 @@ def slimtrain_epoch(
     else:
         order = torch.randperm(n, generator=generator).to(X.device)
     total, mass = X.new_zeros(()), 0.0
-    for batch in order.split(batch_size):
+    for batch in _batches(order, batch_size, rows):
         weight = None if sample_weight is None else sample_weight[batch]
         loss = slimtrain_step(
             net,
@@ -206,12 +259,22 @@ def slimtrain_epoch(
             C[batch],
             weight,
             mgrit_iterations=mgrit_iterations,
+            rows=rows,
         )
-        batch_mass = len(batch) if weight is None else weight.sum()
         # Accumulate on the device: no host sync per step.
-        total = total + loss * batch_mass
-        mass = mass + batch_mass
+        total = total + loss * slimtik.batch_samples
+        mass = mass + slimtik.batch_samples
     return total / mass
+
+
+def _batches(order, batch_size, rows):
+    """Split a permutation of the rows into mini-batches. With rows split over
+    processes, every process takes as many steps as the one with the most rows:
+    its batches are as even as they can be (some empty when it has few rows)."""
+    if not rows.distributed:
+        return order.split(batch_size)
+    n_steps = rows.max_int(-(-len(order) // batch_size))
+    return order.tensor_split(n_steps)
 
 
 def lsgd_epoch(
@@ -224,6 +287,7 @@ def lsgd_epoch(
     head_alpha="gcv",
     batch_size=None,
     generator=None,
+    rows=LOCAL_ROWS,
 ):
     """One pass of the hybrid least-squares/gradient-descent method (LSGD).
 
@@ -252,6 +316,8 @@ def lsgd_epoch(
         Rows per gradient step; None: all of them.
     generator : torch.Generator, default=None
         Shuffles the rows; ``None`` keeps their order.
+    rows : RowGroup, default=LOCAL_ROWS
+        As in :func:`slimtrain_epoch`.
 
     Returns
     -------
@@ -273,18 +339,23 @@ def lsgd_epoch(
     else:
         order = torch.randperm(n, generator=generator).to(X.device)
     total, mass, alpha = X.new_zeros(()), 0.0, math.nan
-    for batch in order.split(batch_size):
+    for batch in _batches(order, batch_size, rows):
         weight = None if sample_weight is None else sample_weight[batch]
         Z = net.features(X[batch])  # (b, m), keeps the graph
         with torch.no_grad():
             full = Z.detach() if len(batch) == n else features_of(net, X)
-            W, alpha = ridge_head(net.augment(full), C, sample_weight, head_alpha)
+            W, alpha = ridge_head(
+                net.augment(full), C, sample_weight, head_alpha, rows=rows
+            )
             net.set_head(W)
-        loss = half_mse(net.head(Z) - C[batch], weight)
+        batch_mass = float(len(batch) if weight is None else weight.sum())
+        batch_mass = rows.sum_floats(batch_mass)
+        loss = half_mse(net.head(Z) - C[batch], weight, batch_mass)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if rows.distributed:
+            loss = _sum_gradients(net, loss.detach(), rows)
         optimizer.step()
-        batch_mass = len(batch) if weight is None else weight.sum()
         total = total + loss.detach() * batch_mass
         mass = mass + batch_mass
     return total / mass, alpha

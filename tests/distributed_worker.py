@@ -1,0 +1,88 @@
+"""One rank of the data-parallel fits of ``test_distributed.py`` (not a test).
+
+Usage: ``python distributed_worker.py RANK WORLD_SIZE INIT_FILE CASES_JSON OUT_DIR``.
+With ``WORLD_SIZE`` 1 it fits on all rows without a process group (the
+reference). Each case fits one estimator on this rank's shard of a seeded data
+set and saves what the test compares to ``OUT_DIR/<case>-<rank>.npz``; a fit
+that raises saves its error message instead.
+"""
+
+import json
+import sys
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from sklearn.datasets import make_friedman1
+
+import sk_slim
+
+
+def shard(n_rows, world_size, rank, fractions):
+    """This rank's rows: contiguous blocks, of the given fractions of n."""
+    if world_size == 1:
+        return np.arange(n_rows)
+    bounds = np.round(np.cumsum([0.0, *fractions]) * n_rows).astype(int)
+    return np.arange(bounds[rank], bounds[rank + 1])
+
+
+def run_case(case, rank, world_size):
+    X, y = make_friedman1(n_samples=case["n"], noise=0.3, random_state=0)
+    X_test, _ = make_friedman1(n_samples=50, noise=0.0, random_state=1)
+    weight = None
+    if case.get("weighted"):
+        weight = np.random.default_rng(2).integers(1, 4, case["n"]).astype(float)
+    rows = shard(case["n"], world_size, rank, case.get("fractions", [0.5, 0.5]))
+    X_rank = X[rows]
+    if case.get("nan_on_rank") == rank:
+        X_rank = X_rank.copy()
+        X_rank[0, 0] = np.nan
+    estimator = getattr(sk_slim, case["estimator"])(**case["params"])
+    y_rank = y[rows] if "Classifier" not in case["estimator"] else y[rows] > 14
+    estimator.fit(
+        X_rank, y_rank, sample_weight=None if weight is None else weight[rows]
+    )
+    result = {
+        "predict": estimator.predict(X_test),
+        "coef": estimator.coef_,
+        "loss_curve": np.asarray(estimator.loss_curve_),
+        "n_iter": estimator.n_iter_,
+        "t": estimator.t_,
+        "theta": torch.cat(
+            [p.detach().reshape(-1) for p in estimator.module_.parameters()]
+        ).numpy(),
+    }
+    if estimator.validation_scores_ is not None:
+        result["validation_scores"] = np.asarray(estimator.validation_scores_)
+    if case.get("return_std"):
+        result["std"] = estimator.predict(X_test, return_std=True)[1]
+    return result
+
+
+def main(rank, world_size, init_file, cases_json, out_dir):
+    torch.set_num_threads(1)
+    if world_size > 1:
+        dist.init_process_group(
+            "gloo",
+            init_method=f"file://{init_file}",
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(seconds=60),
+        )
+    with open(cases_json) as file:
+        cases = json.load(file)
+    for name, case in cases.items():
+        try:
+            result = run_case(case, rank, world_size)
+        except Exception as error:  # the test reads the message
+            result = {"error": np.asarray(f"{type(error).__name__}: {error}")}
+        np.savez(f"{out_dir}/{name}-{rank}.npz", **result)
+    if world_size > 1:
+        dist.barrier()  # no rank tears down its connections while another reads
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    rank, world_size = int(sys.argv[1]), int(sys.argv[2])
+    main(rank, world_size, *sys.argv[3:6])

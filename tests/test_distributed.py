@@ -1,0 +1,205 @@
+"""Data-parallel fits on torch.distributed: 2 gloo ranks against 1 process.
+
+The ranks run in subprocesses (``distributed_worker.py``), one thread each,
+talking over loopback with a file store, and are killed after a timeout. One
+launch runs every case; the tests read its results.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+TIMEOUT = 240  # seconds for all cases, per launch
+
+FULL_BATCH = {"early_stopping": False, "random_state": 0}
+CASES = {
+    # Full batches: the 2-rank fit is the 1-process fit, up to summation order.
+    "slimtrain_full": {
+        "estimator": "SlimTrainRegressor",
+        "n": 240,
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 1000,
+            "max_iter": 15,
+        },
+        "return_std": True,
+    },
+    "slimtrain_full_weighted": {
+        "estimator": "SlimTrainRegressor",
+        "n": 240,
+        "weighted": True,
+        "fractions": [0.6, 0.4],
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 1000,
+            "max_iter": 10,
+        },
+    },
+    "lsgd_full": {
+        "estimator": "SlimTrainRegressor",
+        "n": 240,
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            "solver": "lsgd",
+            "max_iter": 10,
+        },
+    },
+    "gnvpro_full": {
+        "estimator": "GNvproRegressor",
+        "n": 240,
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            "max_iter": 4,
+            "curvature_fraction": None,
+        },
+        "return_std": True,
+    },
+    # Mini-batches, early stopping, sub-sampled curvature, unequal shards: the
+    # ranks must agree on every decision and end with the same model.
+    "slimtrain_minibatch": {
+        "estimator": "SlimTrainRegressor",
+        "n": 400,
+        "weighted": True,
+        "fractions": [0.65, 0.35],
+        "params": {
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 32,
+            "max_iter": 30,
+            "early_stopping": True,
+            "n_iter_no_change": 3,
+            "random_state": 0,
+        },
+        "return_std": True,
+    },
+    "gnvpro_early_stopping": {
+        "estimator": "GNvproRegressor",
+        "n": 400,
+        "fractions": [0.3, 0.7],
+        "params": {"hidden_layer_sizes": (8, 8), "max_iter": 12, "random_state": 0},
+        "return_std": True,
+    },
+    # Failures: every rank raises, none waits forever.
+    "nan_on_one_rank": {
+        "estimator": "SlimTrainRegressor",
+        "n": 100,
+        "nan_on_rank": 1,
+        "params": {"max_iter": 2},
+    },
+    "classifier": {
+        "estimator": "SlimTrainClassifier",
+        "n": 100,
+        "params": {"max_iter": 2},
+    },
+}
+
+
+def _launch(tmp_path, world_size):
+    """Run every case on ``world_size`` ranks; return {(case, rank): result}."""
+    out = tmp_path / f"world{world_size}"
+    out.mkdir()
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps(CASES))
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "GLOO_SOCKET_IFNAME": "lo",  # loopback only
+        "PYTHONWARNINGS": "ignore",
+    }
+    store = tmp_path / f"store{world_size}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(rank), str(world_size), str(store)]
+            + [str(cases), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank in range(world_size)
+    ]
+    try:
+        logs = [p.communicate(timeout=TIMEOUT)[0].decode() for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, log in zip(processes, logs, strict=True):
+        assert p.returncode == 0, f"world {world_size}: {log[-3000:]}"
+    return {
+        (case, rank): dict(np.load(out / f"{case}-{rank}.npz"))
+        for case in CASES
+        for rank in range(world_size)
+    }
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    tmp_path = tmp_path_factory.mktemp("distributed")
+    return {"one": _launch(tmp_path, 1), "two": _launch(tmp_path, 2)}
+
+
+def _ok(result):
+    assert "error" not in result, str(result.get("error"))
+    return result
+
+
+@pytest.mark.parametrize("case", list(CASES)[:6])  # the cases that fit
+def test_ranks_end_with_the_same_model(results, case):
+    rank0 = _ok(results["two"][case, 0])
+    rank1 = _ok(results["two"][case, 1])
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "case", ["slimtrain_full", "slimtrain_full_weighted", "lsgd_full", "gnvpro_full"]
+)
+def test_two_ranks_equal_one_process_on_full_batches(results, case):
+    one = _ok(results["one"][case, 0])
+    two = _ok(results["two"][case, 0])
+    assert two["n_iter"] == one["n_iter"]
+    assert two["t"] == one["t"] == CASES[case]["n"] * one["n_iter"]
+    for key in ("predict", "coef", "theta", "loss_curve", "std"):
+        if key in one:
+            scale = np.abs(one[key]).max()
+            np.testing.assert_allclose(two[key], one[key], rtol=0, atol=1e-8 * scale)
+
+
+@pytest.mark.parametrize("case", ["slimtrain_minibatch", "gnvpro_early_stopping"])
+def test_split_fits_with_early_stopping_learn(results, case):
+    # Not the 1-process fit (other batches and validation rows), but a fit that
+    # learns as that one does.
+    one = _ok(results["one"][case, 0])
+    two = _ok(results["two"][case, 0])
+    assert len(two["validation_scores"]) == two["n_iter"]
+    assert two["validation_scores"].max() > 0.6
+    assert two["validation_scores"].max() > one["validation_scores"].max() - 0.2
+    assert np.isfinite(two["std"]).all() and (two["std"] > 0).all()
+
+
+def test_a_failure_on_one_rank_fails_all(results):
+    assert "ValueError: Input X contains NaN" in str(
+        results["two"]["nan_on_one_rank", 1]["error"]
+    )
+    assert "failed on rank 1" in str(results["two"]["nan_on_one_rank", 0]["error"])
+
+
+def test_estimators_without_split_rows_say_so(results):
+    for rank in (0, 1):
+        message = str(results["two"]["classifier", rank]["error"])
+        assert message.startswith("NotImplementedError")
+        assert "data-parallel" in message
+    _ok(results["one"]["classifier", 0])  # a plain fit outside a group works
