@@ -313,10 +313,11 @@ class SlimTik:
             root = weight.sqrt()[:, None]  # (n, 1)
             Z, C = root * Z, root * C
         R0 = Z @ self.state.W - C  # (n, c)
-        sums = (Z.T @ Z, Z.T @ R0, (R0**2).sum(), n_eff)
+        gram = Z.T @ Z  # (p, p)
+        sums = (Z.T @ R0, (R0**2).sum(), n_eff)
         if rows is not None:  # the batch's rows on all processes
-            sums = rows.sum(*sums)
-        gram, ZtR0, R0_norm2, n_eff = sums
+            gram, *sums = _sum_symmetric(rows, gram, *sums)
+        ZtR0, R0_norm2, n_eff = sums
         # A plain count needs no device sync.
         n_eff = float(n) if sample_weight is None and rows is None else float(n_eff)
         if not n_eff > 0:
@@ -375,6 +376,17 @@ class SlimTik:
         c = batch.n_targets
         residual_count = batch.n_samples * c - c * (d @ K.diagonal())  # (T,)
         return torch.where(residual_count > 0, rho / residual_count**2, torch.inf)
+
+
+def _sum_symmetric(rows, gram, *tensors):
+    """Sum a symmetric Gram (sent as its upper triangle: half the bytes of the
+    all-reduce that dominates a data-parallel step) and other tensors over the
+    processes."""
+    upper = torch.triu_indices(*gram.shape, device=gram.device)
+    packed, *tensors = rows.sum(gram[upper[0], upper[1]], *tensors)
+    gram = gram.new_zeros(gram.shape)
+    gram[upper[0], upper[1]] = packed
+    return (gram + gram.triu(1).T, *tensors)
 
 
 @dataclass(frozen=True)
