@@ -134,14 +134,12 @@ class _BaseSeparable(
         # Inside a torch.distributed process group each rank holds a shard of the
         # rows; a rank that fails makes all fail (none waits in a collective).
         rows = row_group()
-        try:
-            X, y, y2d, sample_weight = self._validate_fit_data(
-                X, y, sample_weight, continuing, incremental, classes, rows
-            )
-        except Exception as error:
-            rows.agree(error)
-            raise
-        rows.agree(None)
+        X, y, sample_weight = rows.agreed(
+            self._validate_fit_data, X, y, sample_weight, continuing, rows
+        )
+        classes = self._classes_of_all_ranks(y, classes, continuing, rows)
+        y2d = rows.agreed(self._encode_fit_targets, y, continuing, classes)
+        sample_weight = self._weight_targets(y, sample_weight, incremental, rows)
         if rows.distributed:
             shapes = rows.gather_objects((X.shape[1], y2d.shape[1]))
             if len(set(shapes)) > 1:
@@ -178,16 +176,14 @@ class _BaseSeparable(
         callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
-    def _validate_fit_data(
-        self, X, y, sample_weight, continuing, incremental, classes, rows
-    ):
-        """Validate fit's inputs; encode and weight the targets."""
+    def _validate_fit_data(self, X, y, sample_weight, continuing, rows):
+        """Validate fit's inputs (this rank's, in a data-parallel fit)."""
         if rows.distributed and not self._supports_split_rows:
             raise NotImplementedError(
                 f"{type(self).__name__} does not train data-parallel yet: fit was "
                 "called inside a torch.distributed process group of "
-                f"{rows.world_size} ranks. SlimTrainRegressor and GNvproRegressor "
-                "do; or fit outside the group."
+                f"{rows.world_size} ranks. SlimTrainRegressor, SlimTrainClassifier "
+                "and GNvproRegressor do; or fit outside the group."
             )
         X, y = validate_data(
             self,
@@ -198,17 +194,20 @@ class _BaseSeparable(
             ensure_min_samples=2,
             **self._target_validation,
         )
-        y2d = self._encode_targets(y, reset=not continuing, classes=classes)
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
-        sample_weight = self._weight_targets(y, sample_weight, incremental)
+        return X, y, sample_weight
+
+    def _encode_fit_targets(self, y, continuing, classes):
+        """Encode validated targets for the head; check their outputs."""
+        y2d = self._encode_targets(y, reset=not continuing, classes=classes)
         if continuing and y2d.shape[1] != self.n_outputs_:
             raise ValueError(
                 f"y has {y2d.shape[1]} outputs, but {type(self).__name__} was fitted "
                 f"with {self.n_outputs_}."
             )
-        return X, y, y2d, sample_weight
+        return y2d
 
     def _init_fitted_state(self, X, y, y2d, sample_weight, rows):
         """First fit: device, dtype, RNG, target scaling, the network, history."""
@@ -249,7 +248,12 @@ class _BaseSeparable(
         """Validated ``y`` -> float64 targets of shape (n, c) for the head."""
         return y.reshape(len(y), -1).astype(np.float64, copy=False)
 
-    def _weight_targets(self, y, sample_weight, incremental):
+    def _classes_of_all_ranks(self, y, classes, continuing, rows):
+        """Hook: the labels of all ranks' rows, for a classifier's first fit in
+        a data-parallel group (``classes`` otherwise)."""
+        return classes
+
+    def _weight_targets(self, y, sample_weight, incremental, rows):
         """Hook: fold target-dependent weights (``class_weight``) into the rows'."""
         return sample_weight
 
@@ -360,12 +364,7 @@ class _BaseSeparable(
         X_fit, y_fit = X, y
         X_val = y_val = weight_val = None
         if self._early_stopping and not incremental:
-            try:
-                split = self._validation_split(X, y2d, sample_weight)
-            except Exception as error:
-                rows.agree(error)
-                raise
-            rows.agree(None)
+            split = rows.agreed(self._validation_split, X, y2d, sample_weight)
             X, X_val, y2d, y_val, sample_weight, weight_val = split
         # Zero-weight rows carry nothing; dropping them keeps every mini-batch's
         # weights summing to > 0 and makes weights act exactly as repetitions.

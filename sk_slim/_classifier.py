@@ -44,7 +44,12 @@ class _SeparableClassifierMixin(ClassifierMixin):
         indices = np.searchsorted(self.classes_, y)
         return np.eye(len(self.classes_))[indices]
 
-    def _weight_targets(self, y, sample_weight, incremental):
+    def _classes_of_all_ranks(self, y, classes, continuing, rows):
+        if not rows.distributed or continuing or classes is not None:
+            return classes
+        return np.unique(np.concatenate(rows.gather_objects(np.unique(y))))
+
+    def _weight_targets(self, y, sample_weight, incremental, rows):
         if self.class_weight is None:
             return sample_weight
         if incremental and self.class_weight == "balanced":
@@ -54,6 +59,17 @@ class _SeparableClassifierMixin(ClassifierMixin):
                 "weights instead."
             )
         class_weight = self.class_weight
+        if class_weight == "balanced" and rows.distributed:
+            # The frequencies of all ranks' rows: n / (n_classes * n_k), as
+            # compute_sample_weight gives on all of them.
+            counts = np.array(
+                rows.sum_floats(*(np.sum(y == label) for label in self.classes_))
+            )
+            class_weight = {
+                label: counts.sum() / (len(counts) * count)
+                for label, count in zip(self.classes_, counts, strict=True)
+                if count > 0
+            }
         if isinstance(class_weight, dict):
             unknown = [k for k in class_weight if k not in set(self.classes_)]
             if unknown:

@@ -477,6 +477,8 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         "class_weight": [None, dict, StrOptions({"balanced"})],
     }
 
+    _supports_split_rows = True
+
     def __init__(
         self,
         hidden_layer_sizes=(64, 64),
@@ -606,4 +608,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
             with torch.no_grad():
                 S = net.head(features_of(net, fit.data.X))
             Y, weight = fit.data.C, fit.data.weight
-        return fit_temperature(S, Y.argmax(dim=1), weight)
+        rows = fit.data.rows
+        return fit_temperature(
+            S, Y.argmax(dim=1), weight, rows=rows if rows.distributed else None
+        )

@@ -32,6 +32,18 @@ CASES = {
         },
         "return_std": True,
     },
+    "classifier_full": {
+        "estimator": "SlimTrainClassifier",
+        "n": 240,
+        "fractions": [0.4, 0.6],
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 1000,
+            "max_iter": 10,
+            "class_weight": "balanced",
+        },
+    },
     "slimtrain_full_weighted": {
         "estimator": "SlimTrainRegressor",
         "n": 240,
@@ -82,6 +94,13 @@ CASES = {
         },
         "return_std": True,
     },
+    "classifier_early_stopping": {
+        "estimator": "SlimTrainClassifier",
+        "n": 400,
+        "classes": 3,
+        "fractions": [0.5, 0.5],
+        "params": {"hidden_layer_sizes": (8, 8), "max_iter": 30, "random_state": 0},
+    },
     "gnvpro_early_stopping": {
         "estimator": "GNvproRegressor",
         "n": 400,
@@ -97,7 +116,7 @@ CASES = {
         "params": {"max_iter": 2},
     },
     "classifier": {
-        "estimator": "SlimTrainClassifier",
+        "estimator": "GNvproClassifier",
         "n": 100,
         "params": {"max_iter": 2},
     },
@@ -155,7 +174,7 @@ def _ok(result):
     return result
 
 
-@pytest.mark.parametrize("case", list(CASES)[:6])  # the cases that fit
+@pytest.mark.parametrize("case", list(CASES)[:8])  # the cases that fit
 def test_ranks_end_with_the_same_model(results, case):
     rank0 = _ok(results["two"][case, 0])
     rank1 = _ok(results["two"][case, 1])
@@ -165,29 +184,51 @@ def test_ranks_end_with_the_same_model(results, case):
 
 
 @pytest.mark.parametrize(
-    "case", ["slimtrain_full", "slimtrain_full_weighted", "lsgd_full", "gnvpro_full"]
+    "case",
+    [
+        "slimtrain_full",
+        "classifier_full",
+        "slimtrain_full_weighted",
+        "lsgd_full",
+        "gnvpro_full",
+    ],
 )
 def test_two_ranks_equal_one_process_on_full_batches(results, case):
     one = _ok(results["one"][case, 0])
     two = _ok(results["two"][case, 0])
     assert two["n_iter"] == one["n_iter"]
     assert two["t"] == one["t"] == CASES[case]["n"] * one["n_iter"]
-    for key in ("predict", "coef", "theta", "loss_curve", "std"):
+    for key in ("predict", "coef", "theta", "loss_curve", "std", "proba"):
         if key in one:
             scale = np.abs(one[key]).max()
             np.testing.assert_allclose(two[key], one[key], rtol=0, atol=1e-8 * scale)
 
 
-@pytest.mark.parametrize("case", ["slimtrain_minibatch", "gnvpro_early_stopping"])
+@pytest.mark.parametrize(
+    "case",
+    ["slimtrain_minibatch", "classifier_early_stopping", "gnvpro_early_stopping"],
+)
 def test_split_fits_with_early_stopping_learn(results, case):
     # Not the 1-process fit (other batches and validation rows), but a fit that
     # learns as that one does.
     one = _ok(results["one"][case, 0])
     two = _ok(results["two"][case, 0])
     assert len(two["validation_scores"]) == two["n_iter"]
+    if "proba" in two:  # a classifier: the negative Brier score, and accuracy
+        assert two["accuracy"] > 0.55  # 3 classes: chance is 1/3
+        assert two["accuracy"] > one["accuracy"] - 0.1
+        np.testing.assert_allclose(two["proba"].sum(axis=1), 1.0)
+        return
     assert two["validation_scores"].max() > 0.6
     assert two["validation_scores"].max() > one["validation_scores"].max() - 0.2
     assert np.isfinite(two["std"]).all() and (two["std"] > 0).all()
+
+
+def test_classes_are_those_of_all_ranks(results):
+    # Rank 0 sees 2 of the 3 classes only (its rows are sorted by label).
+    rank0 = _ok(results["two"]["classifier_early_stopping", 0])
+    assert rank0["classes"].tolist() == [0, 1, 2]
+    assert rank0["proba"].shape[1] == 3
 
 
 def test_a_failure_on_one_rank_fails_all(results):

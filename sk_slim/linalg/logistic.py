@@ -285,10 +285,9 @@ def logistic_head(
     )
 
 
-def _smoothed_targets(labels, c, sample_weight=None):
-    """Soft targets: ``(n + 1) / (n + 2)`` on the true class of each of ``n``
-    rows (weights as repetitions), the rest shared by the other classes."""
-    n = float(len(labels) if sample_weight is None else sample_weight.sum())
+def _smoothed_targets(labels, c, n):
+    """Soft targets: ``(n + 1) / (n + 2)`` on the true class of each row of
+    ``n`` (weights as repetitions), the rest shared by the other classes."""
     T = torch.full(
         (len(labels), c),
         1.0 / ((c - 1) * (n + 2)),
@@ -298,7 +297,7 @@ def _smoothed_targets(labels, c, sample_weight=None):
     return T.scatter(1, labels[:, None], (n + 1) / (n + 2))
 
 
-def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
+def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0, rows=None):
     """The inverse temperature that calibrates scores into probabilities.
 
     Minimizes the weighted mean cross-entropy of ``softmax(beta S)`` against
@@ -325,6 +324,10 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
     max_logit_range : float, default=30.0
         A safeguard: ``beta`` stays below ``max_logit_range`` over the widest
         row's score range.
+    rows : RowGroup, default=None
+        When the rows are split over processes
+        (:mod:`sk_slim.parallel.distributed`): these are this process's, and
+        the loss is over all of them. None: all rows are here.
 
     Returns
     -------
@@ -339,18 +342,24 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0):
     """
     S = S.to(torch.float64)
     S = S - S.mean(dim=1, keepdim=True)
-    omega = _normalized(sample_weight, S.shape[0], S)[:, 0]
+    n = float(len(S) if sample_weight is None else sample_weight.sum())
+    widest = float((S.amax(dim=1) - S.amin(dim=1)).max()) if len(S) else 0.0
+    if rows is not None:  # over all processes' rows
+        n = rows.sum_floats(n)
+        widest = max(rows.gather_objects(widest))
+    omega = (S.new_ones(len(S)) if sample_weight is None else sample_weight.to(S)) / n
     labels = labels.long()
-    targets = _smoothed_targets(labels, S.shape[1], sample_weight)
+    targets = _smoothed_targets(labels, S.shape[1], n)
     target_score = (targets * S).sum(dim=1)
 
     def slope(beta):  # d/dbeta of the mean cross-entropy: E_softmax[s] - E_t[s]
         P = torch.softmax(beta * S, dim=1)
-        return float((omega * ((P * S).sum(dim=1) - target_score)).sum())
+        local = float((omega * ((P * S).sum(dim=1) - target_score)).sum())
+        return local if rows is None else rows.sum_floats(local)
 
     if slope(0.0) >= 0:  # the scores carry no signal: uniform probabilities
         return 0.0
-    max_beta = max_logit_range / float((S.amax(dim=1) - S.amin(dim=1)).max())
+    max_beta = max_logit_range / widest
     low, high = math.log(1e-9 * max_beta), math.log(max_beta)
     if slope(max_beta) <= 0:
         return max_beta

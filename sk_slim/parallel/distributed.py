@@ -154,6 +154,30 @@ class RowGroup:
             This rank's module, of the same structure on every rank.
         """
 
+    def agreed(self, function, *args, **kwargs):
+        """Run a step that may fail on some ranks only (input validation); if
+        it fails on any, raise on every rank.
+
+        Parameters
+        ----------
+        function : callable
+            The step; it must not call collectives.
+        *args, **kwargs
+            Its arguments.
+
+        Returns
+        -------
+        object
+            What ``function`` returns.
+        """
+        try:
+            result = function(*args, **kwargs)
+        except Exception as error:
+            self.agree(error)
+            raise
+        self.agree(None)
+        return result
+
     def agree(self, error):
         """Raise on every rank when any rank failed, so that none waits forever
         in a collective the failed one never reaches.
