@@ -106,8 +106,6 @@ class _BaseSeparable(
 
     # The trainer's per-epoch records (``Trainer.record``) -> fitted list attributes.
     _history_attributes = {}
-    # Whether fit may run data-parallel (sk_slim.parallel.distributed).
-    _supports_split_rows = False
 
     # ------------------------------------------------------------------ fitting
 
@@ -135,7 +133,7 @@ class _BaseSeparable(
         # rows; a rank that fails makes all fail (none waits in a collective).
         rows = row_group()
         X, y, sample_weight = rows.agreed(
-            self._validate_fit_data, X, y, sample_weight, continuing, rows
+            self._validate_fit_data, X, y, sample_weight, continuing
         )
         classes = self._classes_of_all_ranks(y, classes, continuing, rows)
         y2d = rows.agreed(self._encode_fit_targets, y, continuing, classes)
@@ -176,15 +174,8 @@ class _BaseSeparable(
         callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
-    def _validate_fit_data(self, X, y, sample_weight, continuing, rows):
+    def _validate_fit_data(self, X, y, sample_weight, continuing):
         """Validate fit's inputs (this rank's, in a data-parallel fit)."""
-        if rows.distributed and not self._supports_split_rows:
-            raise NotImplementedError(
-                f"{type(self).__name__} does not train data-parallel yet: fit was "
-                "called inside a torch.distributed process group of "
-                f"{rows.world_size} ranks. SlimTrainRegressor, SlimTrainClassifier "
-                "and GNvproRegressor do; or fit outside the group."
-            )
         X, y = validate_data(
             self,
             X,

@@ -206,8 +206,6 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
     (2,)
     """
 
-    _supports_split_rows = True
-
     def __init__(
         self,
         hidden_layer_sizes=(16, 16),

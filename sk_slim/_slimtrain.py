@@ -203,8 +203,6 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
     (2,)
     """
 
-    _supports_split_rows = True
-
     def __init__(
         self,
         hidden_layer_sizes=(64, 64),
@@ -476,8 +474,6 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         **_BaseSlimTrain._parameter_constraints,
         "class_weight": [None, dict, StrOptions({"balanced"})],
     }
-
-    _supports_split_rows = True
 
     def __init__(
         self,

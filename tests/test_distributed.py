@@ -44,6 +44,16 @@ CASES = {
             "class_weight": "balanced",
         },
     },
+    "gnvpro_classifier_full": {
+        "estimator": "GNvproClassifier",
+        "n": 240,
+        "classes": 3,
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            "max_iter": 4,
+        },
+    },
     "slimtrain_full_weighted": {
         "estimator": "SlimTrainRegressor",
         "n": 240,
@@ -101,6 +111,13 @@ CASES = {
         "fractions": [0.5, 0.5],
         "params": {"hidden_layer_sizes": (8, 8), "max_iter": 30, "random_state": 0},
     },
+    "gnvpro_classifier_early_stopping": {
+        "estimator": "GNvproClassifier",
+        "n": 400,
+        "classes": 3,
+        "fractions": [0.45, 0.55],
+        "params": {"hidden_layer_sizes": (8, 8), "max_iter": 10, "random_state": 0},
+    },
     "gnvpro_early_stopping": {
         "estimator": "GNvproRegressor",
         "n": 400,
@@ -113,11 +130,6 @@ CASES = {
         "estimator": "SlimTrainRegressor",
         "n": 100,
         "nan_on_rank": 1,
-        "params": {"max_iter": 2},
-    },
-    "classifier": {
-        "estimator": "GNvproClassifier",
-        "n": 100,
         "params": {"max_iter": 2},
     },
 }
@@ -174,7 +186,7 @@ def _ok(result):
     return result
 
 
-@pytest.mark.parametrize("case", list(CASES)[:8])  # the cases that fit
+@pytest.mark.parametrize("case", [c for c in CASES if "nan_on_rank" not in CASES[c]])
 def test_ranks_end_with_the_same_model(results, case):
     rank0 = _ok(results["two"][case, 0])
     rank1 = _ok(results["two"][case, 1])
@@ -188,6 +200,7 @@ def test_ranks_end_with_the_same_model(results, case):
     [
         "slimtrain_full",
         "classifier_full",
+        "gnvpro_classifier_full",
         "slimtrain_full_weighted",
         "lsgd_full",
         "gnvpro_full",
@@ -206,7 +219,12 @@ def test_two_ranks_equal_one_process_on_full_batches(results, case):
 
 @pytest.mark.parametrize(
     "case",
-    ["slimtrain_minibatch", "classifier_early_stopping", "gnvpro_early_stopping"],
+    [
+        "slimtrain_minibatch",
+        "classifier_early_stopping",
+        "gnvpro_classifier_early_stopping",
+        "gnvpro_early_stopping",
+    ],
 )
 def test_split_fits_with_early_stopping_learn(results, case):
     # Not the 1-process fit (other batches and validation rows), but a fit that
@@ -224,9 +242,12 @@ def test_split_fits_with_early_stopping_learn(results, case):
     assert np.isfinite(two["std"]).all() and (two["std"] > 0).all()
 
 
-def test_classes_are_those_of_all_ranks(results):
+@pytest.mark.parametrize(
+    "case", ["classifier_early_stopping", "gnvpro_classifier_early_stopping"]
+)
+def test_classes_are_those_of_all_ranks(results, case):
     # Rank 0 sees 2 of the 3 classes only (its rows are sorted by label).
-    rank0 = _ok(results["two"]["classifier_early_stopping", 0])
+    rank0 = _ok(results["two"][case, 0])
     assert rank0["classes"].tolist() == [0, 1, 2]
     assert rank0["proba"].shape[1] == 3
 
@@ -236,11 +257,3 @@ def test_a_failure_on_one_rank_fails_all(results):
         results["two"]["nan_on_one_rank", 1]["error"]
     )
     assert "failed on rank 1" in str(results["two"]["nan_on_one_rank", 0]["error"])
-
-
-def test_estimators_without_split_rows_say_so(results):
-    for rank in (0, 1):
-        message = str(results["two"]["classifier", rank]["error"])
-        assert message.startswith("NotImplementedError")
-        assert "data-parallel" in message
-    _ok(results["one"]["classifier", 0])  # a plain fit outside a group works

@@ -58,15 +58,18 @@ class LogisticResult:
     converged: bool
 
 
-def _normalized(weight, n, like):
-    """Weights summing to one (uniform when None), shape (n, 1)."""
+def _normalized(weight, n, like, rows=None):
+    """Weights summing to one (uniform when None), shape (n, 1); over all
+    processes' rows when ``rows`` splits them."""
+    total = float(n) if weight is None else weight.sum()
+    if rows is not None:
+        total = rows.sum(like.new_tensor(total))
     if weight is None:
-        return like.new_full((n, 1), 1.0 / n)
-    weight = weight.to(like)
-    return (weight / weight.sum())[:, None]
+        return like.new_ones(n, 1) / total
+    return (weight.to(like) / total)[:, None]
 
 
-def logistic_loss(Z, Y, W, alpha, sample_weight=None):
+def logistic_loss(Z, Y, W, alpha, sample_weight=None, rows=None):
     """Value and gradient of the ridge-regularized multinomial logistic loss.
 
     Parameters
@@ -81,6 +84,11 @@ def logistic_loss(Z, Y, W, alpha, sample_weight=None):
         Ridge weight on all of ``W``.
     sample_weight : Tensor of shape (n,), default=None
         Nonnegative weights, normalized to sum to one.
+    rows : RowGroup, default=None
+        When the rows are split over processes
+        (:mod:`sk_slim.parallel.distributed`): ``Z`` and ``Y`` hold this
+        process's, and the sums over rows are over all of them. None: all rows
+        are here.
 
     Returns
     -------
@@ -91,13 +99,14 @@ def logistic_loss(Z, Y, W, alpha, sample_weight=None):
     P : Tensor of shape (n, c)
         ``softmax(Z W)`` by rows.
     """
-    omega = _normalized(sample_weight, Z.shape[0], Z)
+    omega = _normalized(sample_weight, Z.shape[0], Z, rows)
     S = Z @ W  # (n, c)
     log_P = torch.log_softmax(S, dim=1)
-    value = -(omega * Y * log_P).sum() + 0.5 * alpha * W.square().sum()
     P = log_P.exp()
-    grad = Z.T @ (omega * (P - Y)) + alpha * W
-    return value, grad, P
+    value, grad = -(omega * Y * log_P).sum(), Z.T @ (omega * (P - Y))
+    if rows is not None:
+        value, grad = rows.sum(value, grad)
+    return value + 0.5 * alpha * W.square().sum(), grad + alpha * W, P
 
 
 def softmax_jacobian_product(P, A):
@@ -118,7 +127,7 @@ def softmax_jacobian_product(P, A):
     return P * (A - (P * A).sum(dim=1, keepdim=True))
 
 
-def logistic_hessian(Z, P, alpha, sample_weight=None):
+def logistic_hessian(Z, P, alpha, sample_weight=None, rows=None):
     """The loss's Hessian at probabilities ``P`` as a matvec closure.
 
     Parameters
@@ -131,6 +140,8 @@ def logistic_hessian(Z, P, alpha, sample_weight=None):
         Ridge weight.
     sample_weight : Tensor of shape (n,), default=None
         Nonnegative weights (normalized to sum to one).
+    rows : RowGroup, default=None
+        As in :func:`logistic_loss`.
 
     Returns
     -------
@@ -138,15 +149,18 @@ def logistic_hessian(Z, P, alpha, sample_weight=None):
         ``V (p, c) -> Z^T diag(w) [(diag(p_i) - p_i p_i^T) (Z V)_i]_i + alpha V``,
         in ``O(n p c)`` per product.
     """
-    omega = _normalized(sample_weight, Z.shape[0], Z)
+    omega = _normalized(sample_weight, Z.shape[0], Z, rows)
 
     def matvec(V):
-        return Z.T @ (omega * softmax_jacobian_product(P, Z @ V)) + alpha * V
+        product = Z.T @ (omega * softmax_jacobian_product(P, Z @ V))
+        if rows is not None:
+            product = rows.sum(product)
+        return product + alpha * V
 
     return matvec
 
 
-def logistic_hessian_dense(Z, P, alpha, sample_weight=None):
+def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=None):
     """The loss's Hessian at ``P`` as a dense (p c, p c) matrix.
 
     Row-major ``vec``: entry ``(a c + k, b c + l)`` is the second derivative in
@@ -163,6 +177,8 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None):
         Ridge weight.
     sample_weight : Tensor of shape (n,), default=None
         Nonnegative weights (normalized to sum to one).
+    rows : RowGroup, default=None
+        As in :func:`logistic_loss`.
 
     Returns
     -------
@@ -171,7 +187,7 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None):
     """
     n, p = Z.shape
     c = P.shape[1]
-    omega = _normalized(sample_weight, n, Z)
+    omega = _normalized(sample_weight, n, Z, rows)
     # sum_i w_i (z_i z_i^T) kron diag(p_i): one (p, p) Gram per class.
     diagonal = torch.einsum("ia,ik,ib->akb", Z, omega * P, Z)  # (p, c, p)
     H = torch.zeros(p, c, p, c, dtype=Z.dtype, device=Z.device)
@@ -181,6 +197,8 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None):
     M = (omega.sqrt() * Z)[:, :, None] * P[:, None, :]  # (n, p, c)
     M = M.reshape(n, p * c)
     H = H.reshape(p * c, p * c) - M.T @ M
+    if rows is not None:
+        H = rows.sum(H)
     return H + alpha * torch.eye(p * c, dtype=Z.dtype, device=Z.device)
 
 
@@ -199,6 +217,7 @@ def logistic_head(
     tol=1e-10,
     max_iter=100,
     krylov_max_iter=None,
+    rows=None,
 ):
     """Solve the ridge-regularized multinomial logistic regression on ``Z``.
 
@@ -227,6 +246,8 @@ def logistic_head(
         Maximum Newton iterations.
     krylov_max_iter : int, default=None
         Maximum CG iterations per Newton step; ``p c`` by default.
+    rows : RowGroup, default=None
+        As in :func:`logistic_loss`: every process then takes the same steps.
 
     Returns
     -------
@@ -249,14 +270,14 @@ def logistic_head(
     p, c = Z.shape[1], Y.shape[1]
     W = Z.new_zeros(p, c) if W0 is None else W0.to(Z).clone()
     krylov_max_iter = p * c if krylov_max_iter is None else krylov_max_iter
-    value, grad, P = logistic_loss(Z, Y, W, alpha, sample_weight)
+    value, grad, P = logistic_loss(Z, Y, W, alpha, sample_weight, rows)
     grad_norm = float(torch.linalg.vector_norm(grad))
     n_iter = 0
     while grad_norm > tol and n_iter < max_iter:
         n_iter += 1
         forcing = min(0.5, math.sqrt(grad_norm))
         step = cg(
-            _flat(logistic_hessian(Z, P, alpha, sample_weight), p, c),
+            _flat(logistic_hessian(Z, P, alpha, sample_weight, rows), p, c),
             -grad.reshape(-1),
             rtol=forcing,
             max_iter=krylov_max_iter,
@@ -266,7 +287,7 @@ def logistic_head(
             step, slope = -grad, -(grad_norm**2)
         t = 1.0
         for _ in range(50):
-            trial = logistic_loss(Z, Y, W + t * step, alpha, sample_weight)
+            trial = logistic_loss(Z, Y, W + t * step, alpha, sample_weight, rows)
             if trial[0] <= value + 1e-4 * t * slope:
                 break
             t *= 0.5

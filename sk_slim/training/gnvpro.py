@@ -341,7 +341,7 @@ class GNvproTrainer(Trainer):
         n_eff = data.rows.sum_floats(len(X) if weight is None else weight.sum())
         if self.config.loss == "cross_entropy":
             return ReducedLogisticProblem(
-                self.net, X, C, weight, alpha=self.theta_alpha() / n_eff
+                self.net, X, C, weight, self.theta_alpha() / n_eff, rows=data.rows
             )
         return ReducedProblem(
             self.net, X, C, weight, alpha=self.theta_alpha() / n_eff, rows=data.rows
@@ -498,7 +498,9 @@ class GNvproTrainer(Trainer):
         data, alpha = self.data, self._head_alpha_value()
         net = self.net if net is None else net
         if self.config.loss == "cross_entropy":
-            return solve_logistic_head(net, data.X, data.C, data.weight, alpha)
+            return solve_logistic_head(
+                net, data.X, data.C, data.weight, alpha, rows=data.rows
+            )
         current = self._current
         if current is not None and torch.equal(current.theta, _theta_of(net)):
             W, alpha = ridge_head_factored(current.factors, alpha)

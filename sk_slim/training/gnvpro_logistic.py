@@ -21,6 +21,7 @@ from ..linalg import (
     logistic_hessian_dense,
     softmax_jacobian_product,
 )
+from ..parallel.distributed import LOCAL_ROWS
 from .reduced import _DTYPE, _ReducedBase
 
 __all__ = ["ReducedLogisticProblem"]
@@ -67,6 +68,10 @@ class ReducedLogisticProblem(_ReducedBase):
     inner_tol : float, default=1e-10
         Gradient-norm tolerance of the inner logistic solve (the envelope
         gradient is exact only at the inner optimum).
+    rows : RowGroup, default=LOCAL_ROWS
+        Where the rows are (:mod:`sk_slim.parallel.distributed`): all here, or
+        this process's share; every sum over rows is then summed over the
+        processes.
 
     Attributes
     ----------
@@ -74,10 +79,19 @@ class ReducedLogisticProblem(_ReducedBase):
         Passes over the data so far (forward, backward or jvp passes).
     """
 
-    def __init__(self, net, X, Y, sample_weight=None, alpha=0.0, inner_tol=1e-10):
-        super().__init__(net, X, sample_weight, alpha)
+    def __init__(
+        self,
+        net,
+        X,
+        Y,
+        sample_weight=None,
+        alpha=0.0,
+        inner_tol=1e-10,
+        rows=LOCAL_ROWS,
+    ):
+        super().__init__(net, X, sample_weight, alpha, rows)
         self.Y = Y.to(_DTYPE)
-        self.omega = (self.weight / self.weight.sum())[:, None]  # (n, 1)
+        self.omega = (self.weight / rows.sum(self.weight.sum()))[:, None]  # (n, 1)
         self.inner_tol = inner_tol
         self._W_start = net.augmented_head.detach().to(_DTYPE)
 
@@ -101,6 +115,7 @@ class ReducedLogisticProblem(_ReducedBase):
             self.weight[rows],
             self.alpha,
             self.inner_tol,
+            self.rows,
         )
 
     def linearize(self, theta, head_alpha, *, differentiable=False):
@@ -123,11 +138,17 @@ class ReducedLogisticProblem(_ReducedBase):
             the features or the head are not finite.
         """
         Z, maps = self._evaluate(theta, differentiable)  # (n, p)
-        if not torch.isfinite(Z).all():
+        if not self.rows.all(torch.isfinite(Z).all()):
             return None
         # Warm start from the last head solved (the previous theta is close).
         result = logistic_head(
-            Z, self.Y, head_alpha, self.weight, self._W_start, tol=self.inner_tol
+            Z,
+            self.Y,
+            head_alpha,
+            self.weight,
+            self._W_start,
+            tol=self.inner_tol,
+            rows=self.rows if self.rows.distributed else None,
         )
         if not torch.isfinite(result.W).all():
             return None
@@ -143,16 +164,18 @@ class ReducedLogisticProblem(_ReducedBase):
     def _hessian_solver(self, Z, P, head_alpha):
         """``V -> H_W^{-1} V`` for the inner Hessian at ``(Z, P)``."""
         p, c = Z.shape[1], P.shape[1]
-        if p * c <= _DENSE_HESSIAN_MAX and len(Z) * p * c <= _DENSE_ASSEMBLY_MAX:
+        rows = self.rows if self.rows.distributed else None
+        n_rows = self.rows.max_int(len(Z))  # the same choice on every process
+        if p * c <= _DENSE_HESSIAN_MAX and n_rows * p * c <= _DENSE_ASSEMBLY_MAX:
             factor = torch.linalg.cholesky(
-                logistic_hessian_dense(Z, P, head_alpha, self.weight)
+                logistic_hessian_dense(Z, P, head_alpha, self.weight, rows)
             )
 
             def solve(V):
                 return torch.cholesky_solve(V.reshape(-1, 1), factor).view(p, c)
 
             return solve
-        hessian = logistic_hessian(Z, P, head_alpha, self.weight)
+        hessian = logistic_hessian(Z, P, head_alpha, self.weight, rows)
 
         def solve(V):
             return cg(
@@ -202,7 +225,7 @@ class ReducedLogisticProblem(_ReducedBase):
         """
         E = self.omega * (lin.P - self.Y)  # (n, c)
         curvature = self.omega * softmax_jacobian_product(lin.P, dZ @ lin.W)
-        return -lin.solve_hessian(dZ.T @ E + lin.Z.T @ curvature)
+        return -lin.solve_hessian(self.rows.sum(dZ.T @ E + lin.Z.T @ curvature))
 
     def gauss_newton(self, lin):
         """The Gauss-Newton matrix of the reduced problem as a matvec closure.
@@ -240,10 +263,11 @@ class ReducedLogisticProblem(_ReducedBase):
             dW = self.delta_head(lin, dZ)  # (p, c)
             dS = dZ @ lin.W + lin.Z @ dW  # (n, c)
             U = self.omega * softmax_jacobian_product(lin.P, dS)
-            lam = lin.solve_hessian(lin.Z.T @ U + lin.head_alpha * dW)  # (p, c)
+            ZtU = self.rows.sum(lin.Z.T @ U)
+            lam = lin.solve_hessian(ZtU + lin.head_alpha * dW)  # (p, c)
             U = U - self.omega * softmax_jacobian_product(lin.P, lin.Z @ lam)
             M = U @ lin.W.T - E @ lam.T  # (n, p)
-            Hv = self.feature_adjoint(lin, M)
+            Hv = self.rows.sum(self.feature_adjoint(lin, M))
             self.work_units += 2
             return Hv + self.alpha * self.penalized * v
 

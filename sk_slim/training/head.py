@@ -155,7 +155,9 @@ def ridge_head_factored(factors, alpha="gcv"):
     return factors.solve(alpha), float(alpha)
 
 
-def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):
+def solve_logistic_head(
+    net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10, rows=LOCAL_ROWS
+):
     """Solve the cross-entropy head of ``net`` on all of ``(X, Y)`` and store it.
 
     Solves the ridge-regularized multinomial logistic regression
@@ -177,6 +179,8 @@ def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):
         The ridge weight, > 0.
     tol : float, default=1e-10
         Gradient-norm tolerance of the Newton iteration.
+    rows : RowGroup, default=LOCAL_ROWS
+        As in :func:`solve_head`.
 
     Returns
     -------
@@ -188,9 +192,10 @@ def solve_logistic_head(net, X, Y, sample_weight=None, alpha=1e-3, tol=1e-10):
     FloatingPointError
         If the features or the solution are not finite.
     """
-    Z = _finite_augmented_features(net, X)  # (n, m + 1)
+    Z = _finite_augmented_features(net, X, rows)  # (n, m + 1)
     W0 = net.augmented_head.detach()
-    result = logistic_head(Z, Y, alpha, sample_weight, W0, tol=tol)
+    split = rows if rows.distributed else None
+    result = logistic_head(Z, Y, alpha, sample_weight, W0, tol=tol, rows=split)
     if not torch.isfinite(result.W).all():
         raise FloatingPointError("The logistic head is not finite.")
     net.set_head(result.W)
