@@ -17,6 +17,7 @@ import torch.distributed as dist
 from sklearn.datasets import make_friedman1
 
 import sk_slim
+from sk_slim.parallel.distributed import local_fits
 
 
 def shard(n_rows, world_size, rank, fractions):
@@ -47,6 +48,10 @@ def run_case(case, rank, world_size):
         X_rank = X_rank.copy()
         X_rank[0, 0] = np.nan
     estimator = getattr(sk_slim, case["estimator"])(**case["params"])
+    if case.get("local"):  # each rank its own model, on its own rows
+        with local_fits():
+            estimator.fit(X[rows], y[rows])
+        return {"predict": estimator.predict(X_test), "n_rows": len(rows)}
     estimator.fit(
         X_rank, y[rows], sample_weight=None if weight is None else weight[rows]
     )

@@ -125,6 +125,14 @@ CASES = {
         "params": {"hidden_layer_sizes": (8, 8), "max_iter": 12, "random_state": 0},
         "return_std": True,
     },
+    # Independent fits inside the group: each rank's model of its own rows.
+    "local_fits": {
+        "estimator": "SlimTrainRegressor",
+        "n": 200,
+        "local": True,
+        "fractions": [0.3, 0.7],
+        "params": {"max_iter": 3, "random_state": 0},
+    },
     # Failures: every rank raises, none waits forever.
     "nan_on_one_rank": {
         "estimator": "SlimTrainRegressor",
@@ -186,7 +194,9 @@ def _ok(result):
     return result
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "nan_on_rank" not in CASES[c]])
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if not {"nan_on_rank", "local"} & set(CASES[c])]
+)
 def test_ranks_end_with_the_same_model(results, case):
     rank0 = _ok(results["two"][case, 0])
     rank1 = _ok(results["two"][case, 1])
@@ -257,3 +267,10 @@ def test_a_failure_on_one_rank_fails_all(results):
         results["two"]["nan_on_one_rank", 1]["error"]
     )
     assert "failed on rank 1" in str(results["two"]["nan_on_one_rank", 0]["error"])
+
+
+def test_local_fits_train_one_model_per_rank(results):
+    rank0 = _ok(results["two"]["local_fits", 0])
+    rank1 = _ok(results["two"]["local_fits", 1])
+    assert (rank0["n_rows"], rank1["n_rows"]) == (60, 140)
+    assert not np.allclose(rank0["predict"], rank1["predict"])

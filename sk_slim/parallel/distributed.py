@@ -23,9 +23,15 @@ sees; :data:`LOCAL_ROWS` (all rows in this process) makes every collective the
 identity.
 """
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 
-__all__ = ["LOCAL_ROWS", "DistributedRows", "RowGroup", "row_group"]
+__all__ = ["LOCAL_ROWS", "DistributedRows", "RowGroup", "local_fits", "row_group"]
+
+# Set by local_fits(): fits see all their rows here even inside a process group.
+_LOCAL_ONLY = ContextVar("sk_slim_local_fits", default=False)
 
 
 class RowGroup:
@@ -290,9 +296,32 @@ def row_group():
     -------
     RowGroup
         :class:`DistributedRows` inside an initialized ``torch.distributed``
-        process group of more than one rank; :data:`LOCAL_ROWS` otherwise.
+        process group of more than one rank (outside :func:`local_fits`);
+        :data:`LOCAL_ROWS` otherwise.
     """
     dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return DistributedRows()
-    return LOCAL_ROWS
+    if _LOCAL_ONLY.get() or not (dist.is_available() and dist.is_initialized()):
+        return LOCAL_ROWS
+    return DistributedRows() if dist.get_world_size() > 1 else LOCAL_ROWS
+
+
+@contextmanager
+def local_fits():
+    """Fit on this process's rows alone, inside a process group too.
+
+    Inside this context every ``fit`` trains its own model on the rows it is
+    given, as outside a ``torch.distributed`` process group (for example one
+    cross-validation fold per rank).
+
+    Examples
+    --------
+    >>> from sk_slim.parallel.distributed import local_fits, row_group
+    >>> with local_fits():
+    ...     row_group().distributed
+    False
+    """
+    token = _LOCAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY.reset(token)
