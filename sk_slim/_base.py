@@ -212,7 +212,7 @@ class _BaseSeparable(
         self._y_1d = y.ndim == 1 and y2d.shape[1] == 1
         self.n_outputs_ = y2d.shape[1]
         # Every rank draws what rank 0 draws (random_state=None included).
-        self._seed = rows.broadcast_object(draw_seed(self.random_state))
+        self._seed = rows.broadcast_object(self._new_seed())
         generator = torch.Generator().manual_seed(self._seed)
         self._y_mean, self._y_scale = self._target_scaling(y2d, sample_weight, rows)
         self.module_ = self._build_module(X, generator)
@@ -229,6 +229,10 @@ class _BaseSeparable(
         self.validation_scores_ = [] if self._early_stopping else None
         self.best_validation_score_ = -np.inf if self._early_stopping else None
         self.best_loss_ = None if self._early_stopping else np.inf
+
+    def _new_seed(self):
+        """The seed of a fresh fit, from ``random_state``."""
+        return draw_seed(self.random_state)
 
     # ------------------------------------- targets (classifiers override these)
 

@@ -70,3 +70,67 @@ def test_converging_under_the_continuation_restarts_without_it():
         torch.testing.assert_close(p.detach(), p0, rtol=0, atol=0)
     assert trainer.theta_alpha() == pytest.approx(1e-4)
     assert trainer.state.radius is None and math.isnan(trainer.state.first_grad_norm)
+
+
+def _moons(n=1000, seed=0):
+    """make_moons with noise 0.3: 75/25, stratified, X standardized on the
+    training part (the benchmark suite's tune-half problem)."""
+    from sklearn.datasets import make_moons
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_moons(n_samples=n, noise=0.3, random_state=seed)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y
+    )
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+def test_gnvpro_classifier_does_not_stop_on_the_continuations_plateau():
+    # Along the continuation the validation accuracy (75 rows) peaked at the 5th
+    # iteration, under a penalty of 30 * 0.8**5, and then only tied it: early
+    # stopping kept that near-chance iterate (test 0.848 on 5 of 6 seeds, log-loss
+    # 0.68). alpha_init='auto' also fits without the path and keeps the better.
+    X_train, X_test, y_train, y_test = _moons()
+    path = _fit_quietly(
+        GNvproClassifier(alpha_init=30.0, random_state=0), X_train, y_train
+    )
+    model = _fit_quietly(GNvproClassifier(random_state=0), X_train, y_train)
+    assert path.score(X_test, y_test) < 0.87  # the failure this guards against
+    assert model.score(X_test, y_test) > 0.9
+    assert model.alpha_init_ is None
+
+
+@pytest.mark.parametrize("start", [100.0, None])
+def test_auto_continuation_keeps_the_better_validated_fit(start):
+    # The kept fit is, to the bit, the one of that alpha_init from the same seed;
+    # its validation score is the better of the two.
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, (400, 3))
+    y = np.floor(3 * X[:, 0]) + (X[:, 1] if start else 0.2 * np.sin(9 * X[:, 1]))
+    fits = {
+        a: _fit_quietly(
+            GNvproRegressor(alpha_init=a, max_iter=30, random_state=3), X, y
+        )
+        for a in (100.0, None)
+    }
+    model = _fit_quietly(GNvproRegressor(max_iter=30, random_state=3), X, y)
+    scores = {a: fit.best_validation_score_ for a, fit in fits.items()}
+    kept = 100.0 if scores[100.0] >= scores[None] else None
+    assert model.alpha_init_ == kept
+    assert model.best_validation_score_ == max(scores.values())
+    np.testing.assert_array_equal(model.predict(X), fits[kept].predict(X))
+    assert model.validation_scores_ == fits[kept].validation_scores_
+    assert model.get_params()["alpha_init"] == "auto"
+
+
+def test_auto_continuation_without_early_stopping_is_the_path():
+    X_train, _, y_train, _ = _moons(n=180)  # below 200 rows: no validation split
+    model = _fit_quietly(GNvproClassifier(max_iter=8, random_state=0), X_train, y_train)
+    path = _fit_quietly(
+        GNvproClassifier(alpha_init=30.0, max_iter=8, random_state=0), X_train, y_train
+    )
+    assert model.alpha_init_ == 30.0
+    np.testing.assert_array_equal(
+        model.predict_proba(X_train), path.predict_proba(X_train)
+    )
