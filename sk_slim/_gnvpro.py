@@ -135,8 +135,8 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         along the path from 100 and without it, from the same network and
         validation split, and keep the fit with the better validation score
         (smooth, noisy or many-output targets want the path, jumps do not);
-        without early stopping, the path from 100. Measurements: the user
-        guide.
+        without early stopping, the path from 100. Both fits run, so
+        callbacks and ``verbose`` see two. Measurements: the user guide.
     head_alpha : 'auto' or float, default='auto'
         The head's ridge weight on the mean loss; ``'auto'`` chooses it by GCV at
         every outer iteration (held fixed within the iteration).
@@ -388,7 +388,8 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         best iterate. ``'auto'``: with early stopping, fit along the path from
         30 and without it, from the same network and validation split, and
         keep the fit with the better validation score; without early
-        stopping, the path from 30. Measurements: the user guide.
+        stopping, the path from 30. Both fits run, so callbacks and
+        ``verbose`` see two. Measurements: the user guide.
     head_alpha : 'auto' or float, default='auto'
         The logistic head's ridge weight on the mean cross-entropy, > 0;
         ``'auto'`` is ``1 / n_samples``, the regularization of
