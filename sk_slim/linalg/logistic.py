@@ -63,7 +63,7 @@ def _normalized(weight, n, like, rows=None):
     processes' rows when ``rows`` splits them."""
     total = float(n) if weight is None else weight.sum()
     if rows is not None:
-        total = rows.sum(like.new_tensor(total))
+        total = rows.sum(torch.as_tensor(total, dtype=like.dtype, device=like.device))
     if weight is None:
         return like.new_ones(n, 1) / total
     return (weight.to(like) / total)[:, None]
