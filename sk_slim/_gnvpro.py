@@ -1,5 +1,6 @@
 """GNvpro estimators: Gauss-Newton on the variable-projection reduced objective."""
 
+import warnings
 from numbers import Integral, Real
 
 from sklearn.base import RegressorMixin, _fit_context
@@ -63,22 +64,36 @@ class _BaseGNvpro(_BaseSeparable):
             self.alpha_init_ = self.alpha_init
             return fit(*arguments, **options)
         if self.warm_start and hasattr(self, "module_"):
+            if not hasattr(self, "alpha_init_"):  # a model pickled before 'auto'
+                self.alpha_init_ = self._continuation_start
             return fit(*arguments, **options)  # on along the path chosen
         self.alpha_init_ = self._continuation_start
         fit(*arguments, **options)
-        if not self._early_stopping:
+        if not self._early_stopping or self._fit_interrupted:
             return self
         along_path = dict(self.__dict__)  # the second fit replaces, not mutates
         del self.module_  # a fresh start, with warm_start too
         self._pinned_seed, self.alpha_init_ = self._seed, None
         try:
             fit(*arguments, **options)
+        except Exception as error:  # keep the first fit rather than none
+            self._restore(along_path)
+            warnings.warn(
+                f"{type(self).__name__}: the fit without the continuation "
+                f"(alpha_init='auto') failed ({error}); keeping the fit along it.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return self
         finally:
-            del self._pinned_seed
+            self.__dict__.pop("_pinned_seed", None)
         if self.best_validation_score_ <= along_path["best_validation_score_"]:
-            self.__dict__.clear()
-            self.__dict__.update(along_path)
+            self._restore(along_path)
         return self
+
+    def _restore(self, state):
+        self.__dict__.clear()
+        self.__dict__.update(state)
 
     def _new_seed(self):
         # The second fit of alpha_init='auto' starts where the first did.

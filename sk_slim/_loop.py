@@ -30,6 +30,7 @@ class _EpochLoopMixin:
         Returns the snapshot of the best epoch by validation score, or None.
         """
         n_epochs = self.max_iter if n_epochs is None else n_epochs
+        self._fit_interrupted = False
         self._no_improvement_count = 0
         retries, epoch, epoch_ctx, best = 0, 0, None, None
         while epoch < n_epochs:
@@ -42,6 +43,7 @@ class _EpochLoopMixin:
                 trainer.net.train()
                 loss = trainer.epoch()
             except KeyboardInterrupt:
+                self._fit_interrupted = True
                 trainer.restore(snapshot)
                 warnings.warn(
                     "Training interrupted by the user; keeping the best weights so "
@@ -73,7 +75,9 @@ class _EpochLoopMixin:
                 ),
             )
             epoch_ctx = None
-            if stop:
+            # Every rank of a data-parallel fit stops together (a callback may
+            # stop one).
+            if not fit.data.rows.all(not stop):
                 return best
         if not fit.incremental:
             warnings.warn(

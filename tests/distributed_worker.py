@@ -9,6 +9,7 @@ that raises saves its error message instead.
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import numpy as np
@@ -48,10 +49,13 @@ def run_case(case, rank, world_size):
         X_rank = X_rank.copy()
         X_rank[0, 0] = np.nan
     estimator = getattr(sk_slim, case["estimator"])(**case["params"])
-    if case.get("local"):  # each rank its own model, on its own rows
-        with local_fits():
-            estimator.fit(X[rows], y[rows])
+    if case.get("local"):  # each rank its own model, on its own rows (in a thread)
+        with local_fits(), ThreadPoolExecutor(1) as pool:
+            pool.submit(estimator.fit, X[rows], y[rows]).result()
         return {"predict": estimator.predict(X_test), "n_rows": len(rows)}
+    if case.get("zero_weight_on_rank") == rank:
+        weight = weight.copy()
+        weight[rows] = 0.0
     estimator.fit(
         X_rank, y[rows], sample_weight=None if weight is None else weight[rows]
     )

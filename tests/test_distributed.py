@@ -125,6 +125,18 @@ CASES = {
         "params": {"hidden_layer_sizes": (8, 8), "max_iter": 12, "random_state": 0},
         "return_std": True,
     },
+    # Sub-sampled rows on one rank only (batch_size between the shards' sizes).
+    "gnvpro_batch_on_one_rank": {
+        "estimator": "GNvproRegressor",
+        "n": 300,
+        "fractions": [0.7, 0.3],
+        "params": {
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 150,
+            "max_iter": 4,
+            "random_state": 0,
+        },
+    },
     # Independent fits inside the group: each rank's model of its own rows.
     "local_fits": {
         "estimator": "SlimTrainRegressor",
@@ -134,6 +146,13 @@ CASES = {
         "params": {"max_iter": 3, "random_state": 0},
     },
     # Failures: every rank raises, none waits forever.
+    "zero_weights_on_one_rank": {
+        "estimator": "SlimTrainRegressor",
+        "n": 100,
+        "weighted": True,
+        "zero_weight_on_rank": 1,
+        "params": {"max_iter": 2},
+    },
     "nan_on_one_rank": {
         "estimator": "SlimTrainRegressor",
         "n": 100,
@@ -195,7 +214,12 @@ def _ok(result):
 
 
 @pytest.mark.parametrize(
-    "case", [c for c in CASES if not {"nan_on_rank", "local"} & set(CASES[c])]
+    "case",
+    [
+        c
+        for c in CASES
+        if not {"nan_on_rank", "local", "zero_weight_on_rank"} & set(CASES[c])
+    ],
 )
 def test_ranks_end_with_the_same_model(results, case):
     rank0 = _ok(results["two"][case, 0])
@@ -269,7 +293,17 @@ def test_a_failure_on_one_rank_fails_all(results):
     assert "failed on rank 1" in str(results["two"]["nan_on_one_rank", 0]["error"])
 
 
+def test_a_rank_without_weighted_rows_fails_all(results):
+    # sklearn's sample-weight check fails on rank 1, and every rank raises.
+    errors = [
+        str(results["two"]["zero_weights_on_one_rank", r]["error"]) for r in (0, 1)
+    ]
+    assert "failed on rank 1" in errors[0]
+    assert "non-zero" in errors[1]
+
+
 def test_local_fits_train_one_model_per_rank(results):
+    # The fits run in a thread inside local_fits(): the flag reaches threads.
     rank0 = _ok(results["two"]["local_fits", 0])
     rank1 = _ok(results["two"]["local_fits", 1])
     assert (rank0["n_rows"], rank1["n_rows"]) == (60, 140)

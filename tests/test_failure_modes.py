@@ -134,3 +134,21 @@ def test_auto_continuation_without_early_stopping_is_the_path():
     np.testing.assert_array_equal(
         model.predict_proba(X_train), path.predict_proba(X_train)
     )
+
+
+def test_auto_continuation_keeps_the_first_fit_when_the_second_fails():
+    builds = []
+
+    def extractor(n_in):
+        builds.append(n_in)
+        if len(builds) == 2:
+            raise RuntimeError("second build fails")
+        return make_mlp(n_in, (8,), dtype=torch.float64)
+
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(-1, 1, (300, 3)), rng.standard_normal(300)
+    model = GNvproRegressor(feature_extractor=extractor, max_iter=5, random_state=0)
+    with pytest.warns(UserWarning, match="without the continuation"):
+        _fit_quietly(model, X, y)
+    assert model.alpha_init_ == 100.0
+    assert np.isfinite(model.predict(X)).all()

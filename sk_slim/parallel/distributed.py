@@ -23,15 +23,17 @@ sees; :data:`LOCAL_ROWS` (all rows in this process) makes every collective the
 identity.
 """
 
+import threading
 from contextlib import contextmanager
-from contextvars import ContextVar
 
 import torch
 
 __all__ = ["LOCAL_ROWS", "DistributedRows", "RowGroup", "local_fits", "row_group"]
 
-# Set by local_fits(): fits see all their rows here even inside a process group.
-_LOCAL_ONLY = ContextVar("sk_slim_local_fits", default=False)
+# local_fits() depth: while above 0, fits see all their rows here even inside a
+# process group. Process-wide, not a context variable, so that the threads of a
+# threading joblib backend started inside the context see it too.
+_local_fits = {"depth": 0, "lock": threading.Lock()}
 
 
 class RowGroup:
@@ -300,7 +302,8 @@ def row_group():
         :data:`LOCAL_ROWS` otherwise.
     """
     dist = torch.distributed
-    if _LOCAL_ONLY.get() or not (dist.is_available() and dist.is_initialized()):
+    local = _local_fits["depth"] > 0
+    if local or not (dist.is_available() and dist.is_initialized()):
         return LOCAL_ROWS
     return DistributedRows() if dist.get_world_size() > 1 else LOCAL_ROWS
 
@@ -309,9 +312,10 @@ def row_group():
 def local_fits():
     """Fit on this process's rows alone, inside a process group too.
 
-    Inside this context every ``fit`` trains its own model on the rows it is
-    given, as outside a ``torch.distributed`` process group (for example one
-    cross-validation fold per rank).
+    Inside this context every ``fit`` of this process (its threads included)
+    trains its own model on the rows it is given, as outside a
+    ``torch.distributed`` process group (for example one cross-validation fold
+    per rank).
 
     Examples
     --------
@@ -320,8 +324,10 @@ def local_fits():
     ...     row_group().distributed
     False
     """
-    token = _LOCAL_ONLY.set(True)
+    with _local_fits["lock"]:
+        _local_fits["depth"] += 1
     try:
         yield
     finally:
-        _LOCAL_ONLY.reset(token)
+        with _local_fits["lock"]:
+            _local_fits["depth"] -= 1

@@ -390,7 +390,8 @@ class GNvproTrainer(Trainer):
         self._current = None
         if not math.isfinite(value):  # undone by the loop: not an iteration
             return value
-        if problem.X is self.data.X and hand_written(self.net.feature_extractor):
+        every_row = self.data.rows.all(problem.X is self.data.X)  # on every rank
+        if every_row and hand_written(self.net.feature_extractor):
             # Its SVD of all rows' features serves solve_head at this theta (the
             # features of these networks do not depend on train/eval mode).
             self._current = problem.current

@@ -117,8 +117,8 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
 
     Returns
     -------
-    W : Tensor of shape (p, c)
-        The head, float64.
+    W : Tensor of shape (p, c), or (p,) for 1-D ``C``
+        The head, computed in float64, in the result dtype of ``Z`` and ``C``.
     alpha : float
         The ridge weight used.
     """
@@ -127,8 +127,11 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
     # Sum-of-squares form: lam = alpha * n_eff (weights read as repetitions).
     if alpha == "gcv":
         lam = factors.minimize_gcv()[0]
-        return factors.solve(lam), float(lam / n_eff)
-    return factors.solve(alpha * n_eff), float(alpha)
+        alpha = lam / n_eff
+    else:
+        lam = alpha * n_eff
+    W = factors.solve(lam).to(torch.result_type(Z, C))
+    return (W.reshape(-1) if C.ndim == 1 else W), float(alpha)
 
 
 def ridge_head_factored(factors, alpha="gcv"):

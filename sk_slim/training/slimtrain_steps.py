@@ -118,9 +118,10 @@ def slimtrain_step(
 def _sum_gradients(net, loss, rows):
     """Sum each process's share of the extractor's gradient and of the loss over
     the processes (one all-reduce); return the loss."""
-    params = list(net.feature_extractor.parameters())
-    local = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    gradient, loss = rows.sum(torch.cat([g.reshape(-1) for g in local]), loss)
+    # Which parameters have a gradient is the network's structure, the same on
+    # every rank; the others stay untouched, as in a single process.
+    params = [p for p in net.feature_extractor.parameters() if p.grad is not None]
+    gradient, loss = rows.sum(torch.cat([p.grad.reshape(-1) for p in params]), loss)
     _set_gradient(params, gradient)
     return loss
 
