@@ -65,6 +65,7 @@ GROUPS = {
         {
             "head_alpha": "the classifier's head fits one-hot targets",
             "early_stopping": "validation R^2 against the Brier score and calibration",
+            "tol": "defaults differ: 1e-6 for the regressor (noiseless R^2), 1e-4",
         },
     ),
     "GNvpro": (
@@ -76,6 +77,7 @@ GROUPS = {
             "head_alpha": "a GCV-chosen ridge against a logistic head's 1 / n_samples",
             "batch_size": "the classifier's logistic head is warm-started",
             "early_stopping": "validation R^2 against stratified accuracy",
+            "tol": "defaults differ: 1e-6 for the regressor (noiseless R^2), 1e-4",
         },
     ),
 }
