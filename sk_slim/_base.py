@@ -255,13 +255,9 @@ class _BaseSeparable(
     def _target_scaling(self, y2d, sample_weight, rows):
         """Mean and scale that standardize the targets the head is solved for
         (over all ranks' rows in a data-parallel fit)."""
-        if rows.distributed:
-            mass, total = _row_sums(rows, sample_weight, y2d)
-            mean = total / mass
-            var = _row_sums(rows, sample_weight, (y2d - mean) ** 2)[1] / mass
-            return mean, np.where(var > 0, np.sqrt(var), 1.0)
-        mean = np.average(y2d, axis=0, weights=sample_weight)
-        var = np.average((y2d - mean) ** 2, axis=0, weights=sample_weight)
+        mass, total = _row_sums(rows, sample_weight, y2d)
+        mean = total / mass
+        var = _row_sums(rows, sample_weight, (y2d - mean) ** 2)[1] / mass
         # Constant targets keep unit scale: the head then only fits the mean.
         return mean, np.where(var > 0, np.sqrt(var), 1.0)
 

@@ -607,7 +607,4 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
             with torch.no_grad():
                 S = net.head(features_of(net, fit.data.X))
             Y, weight = fit.data.C, fit.data.weight
-        rows = fit.data.rows
-        return fit_temperature(
-            S, Y.argmax(dim=1), weight, rows=rows if rows.distributed else None
-        )
+        return fit_temperature(S, Y.argmax(dim=1), weight, rows=fit.data.rows)

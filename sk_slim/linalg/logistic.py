@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..parallel.distributed import LOCAL_ROWS
 from .krylov import cg
 
 __all__ = [
@@ -58,18 +59,18 @@ class LogisticResult:
     converged: bool
 
 
-def _normalized(weight, n, like, rows=None):
+def _normalized(weight, n, like, rows=LOCAL_ROWS):
     """Weights summing to one (uniform when None), shape (n, 1); over all
     processes' rows when ``rows`` splits them."""
     total = float(n) if weight is None else weight.sum()
-    if rows is not None:
+    if rows.distributed:
         total = rows.sum(torch.as_tensor(total, dtype=like.dtype, device=like.device))
     if weight is None:
         return like.new_ones(n, 1) / total
     return (weight.to(like) / total)[:, None]
 
 
-def logistic_loss(Z, Y, W, alpha, sample_weight=None, rows=None):
+def logistic_loss(Z, Y, W, alpha, sample_weight=None, rows=LOCAL_ROWS):
     """Value and gradient of the ridge-regularized multinomial logistic loss.
 
     Parameters
@@ -84,11 +85,11 @@ def logistic_loss(Z, Y, W, alpha, sample_weight=None, rows=None):
         Ridge weight on all of ``W``.
     sample_weight : Tensor of shape (n,), default=None
         Nonnegative weights, normalized to sum to one.
-    rows : RowGroup, default=None
+    rows : RowGroup, default=LOCAL_ROWS
         When the rows are split over processes
         (:mod:`sk_slim.parallel.distributed`): ``Z`` and ``Y`` hold this
-        process's, and the sums over rows are over all of them. None: all rows
-        are here.
+        process's, and the sums over rows are over all of them. ``LOCAL_ROWS``:
+        all rows are here.
 
     Returns
     -------
@@ -104,7 +105,7 @@ def logistic_loss(Z, Y, W, alpha, sample_weight=None, rows=None):
     log_P = torch.log_softmax(S, dim=1)
     P = log_P.exp()
     value, grad = -(omega * Y * log_P).sum(), Z.T @ (omega * (P - Y))
-    if rows is not None:
+    if rows.distributed:
         value, grad = rows.sum(value, grad)
     return value + 0.5 * alpha * W.square().sum(), grad + alpha * W, P
 
@@ -127,7 +128,7 @@ def softmax_jacobian_product(P, A):
     return P * (A - (P * A).sum(dim=1, keepdim=True))
 
 
-def logistic_hessian(Z, P, alpha, sample_weight=None, rows=None):
+def logistic_hessian(Z, P, alpha, sample_weight=None, rows=LOCAL_ROWS):
     """The loss's Hessian at probabilities ``P`` as a matvec closure.
 
     Parameters
@@ -140,7 +141,7 @@ def logistic_hessian(Z, P, alpha, sample_weight=None, rows=None):
         Ridge weight.
     sample_weight : Tensor of shape (n,), default=None
         Nonnegative weights (normalized to sum to one).
-    rows : RowGroup, default=None
+    rows : RowGroup, default=LOCAL_ROWS
         As in :func:`logistic_loss`.
 
     Returns
@@ -153,14 +154,14 @@ def logistic_hessian(Z, P, alpha, sample_weight=None, rows=None):
 
     def matvec(V):
         product = Z.T @ (omega * softmax_jacobian_product(P, Z @ V))
-        if rows is not None:
+        if rows.distributed:
             product = rows.sum(product)
         return product + alpha * V
 
     return matvec
 
 
-def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=None):
+def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=LOCAL_ROWS):
     """The loss's Hessian at ``P`` as a dense (p c, p c) matrix.
 
     Row-major ``vec``: entry ``(a c + k, b c + l)`` is the second derivative in
@@ -177,7 +178,7 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=None):
         Ridge weight.
     sample_weight : Tensor of shape (n,), default=None
         Nonnegative weights (normalized to sum to one).
-    rows : RowGroup, default=None
+    rows : RowGroup, default=LOCAL_ROWS
         As in :func:`logistic_loss`.
 
     Returns
@@ -197,7 +198,7 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=None):
     M = (omega.sqrt() * Z)[:, :, None] * P[:, None, :]  # (n, p, c)
     M = M.reshape(n, p * c)
     H = H.reshape(p * c, p * c) - M.T @ M
-    if rows is not None:
+    if rows.distributed:
         H = rows.sum(H)
     return H + alpha * torch.eye(p * c, dtype=Z.dtype, device=Z.device)
 
@@ -217,7 +218,7 @@ def logistic_head(
     tol=1e-10,
     max_iter=100,
     krylov_max_iter=None,
-    rows=None,
+    rows=LOCAL_ROWS,
 ):
     """Solve the ridge-regularized multinomial logistic regression on ``Z``.
 
@@ -246,7 +247,7 @@ def logistic_head(
         Maximum Newton iterations.
     krylov_max_iter : int, default=None
         Maximum CG iterations per Newton step; ``p c`` by default.
-    rows : RowGroup, default=None
+    rows : RowGroup, default=LOCAL_ROWS
         As in :func:`logistic_loss`: every process then takes the same steps.
 
     Returns
@@ -318,7 +319,9 @@ def _smoothed_targets(labels, c, n):
     return T.scatter(1, labels[:, None], (n + 1) / (n + 2))
 
 
-def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0, rows=None):
+def fit_temperature(
+    S, labels, sample_weight=None, *, max_logit_range=30.0, rows=LOCAL_ROWS
+):
     """The inverse temperature that calibrates scores into probabilities.
 
     Minimizes the weighted mean cross-entropy of ``softmax(beta S)`` against
@@ -345,10 +348,10 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0, rows
     max_logit_range : float, default=30.0
         A safeguard: ``beta`` stays below ``max_logit_range`` over the widest
         row's score range.
-    rows : RowGroup, default=None
+    rows : RowGroup, default=LOCAL_ROWS
         When the rows are split over processes
         (:mod:`sk_slim.parallel.distributed`): these are this process's, and
-        the loss is over all of them. None: all rows are here.
+        the loss is over all of them. ``LOCAL_ROWS``: all rows are here.
 
     Returns
     -------
@@ -365,7 +368,7 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0, rows
     S = S - S.mean(dim=1, keepdim=True)
     n = float(len(S) if sample_weight is None else sample_weight.sum())
     widest = float((S.amax(dim=1) - S.amin(dim=1)).max()) if len(S) else 0.0
-    if rows is not None:  # over all processes' rows
+    if rows.distributed:  # over all processes' rows
         n = rows.sum_floats(n)
         widest = max(rows.gather_objects(widest))
     omega = (S.new_ones(len(S)) if sample_weight is None else sample_weight.to(S)) / n
@@ -376,7 +379,7 @@ def fit_temperature(S, labels, sample_weight=None, *, max_logit_range=30.0, rows
     def slope(beta):  # d/dbeta of the mean cross-entropy: E_softmax[s] - E_t[s]
         P = torch.softmax(beta * S, dim=1)
         local = float((omega * ((P * S).sum(dim=1) - target_score)).sum())
-        return local if rows is None else rows.sum_floats(local)
+        return rows.sum_floats(local)
 
     if slope(0.0) >= 0:  # the scores carry no signal: uniform probabilities
         return 0.0

@@ -17,6 +17,8 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from ..parallel.distributed import LOCAL_ROWS
+
 __all__ = ["SlimTik", "SlimTikState"]
 
 _DTYPE = torch.float64
@@ -200,7 +202,7 @@ class SlimTik:
         """The current head, shape (p, c), float64."""
         return self.state.W
 
-    def update(self, Z, C, sample_weight=None, rows=None):
+    def update(self, Z, C, sample_weight=None, rows=LOCAL_ROWS):
         """Take one slimTik step on a mini-batch and return the new head.
 
         Parameters
@@ -213,11 +215,11 @@ class SlimTik:
             Non-negative weights, read as repetitions: the batch loss is the
             weighted mean ``sum_i w_i ||z_i W - c_i||^2 / sum_i w_i`` and the
             sGCV residual count is ``c sum_i w_i``.
-        rows : RowGroup, default=None
+        rows : RowGroup, default=LOCAL_ROWS
             When the batch's rows are split over processes
             (:mod:`sk_slim.parallel.distributed`): the batch is all processes'
-            rows together, and its statistics are summed over them. None: all
-            of the batch is here.
+            rows together, and its statistics are summed over them.
+            ``LOCAL_ROWS``: all of the batch is here.
 
         Returns
         -------
@@ -298,7 +300,7 @@ class SlimTik:
         # score alike, so argmin picks what it would pick among unique values.
         return trials.clamp_min_(lb - Lambda)
 
-    def _prepare(self, Z, C, sample_weight, rows=None):
+    def _prepare(self, Z, C, sample_weight, rows=LOCAL_ROWS):
         """Reduce the batch to its (weighted) sums over rows, scaled to a mean,
         and decompose the memory Gram it will join."""
         n = Z.shape[0]
@@ -315,11 +317,12 @@ class SlimTik:
         R0 = Z @ self.state.W - C  # (n, c)
         gram = Z.T @ Z  # (p, p)
         sums = (Z.T @ R0, (R0**2).sum(), n_eff)
-        if rows is not None:  # the batch's rows on all processes
+        if rows.distributed:  # the batch's rows on all processes
             gram, *sums = _sum_symmetric(rows, gram, *sums)
         ZtR0, R0_norm2, n_eff = sums
         # A plain count needs no device sync.
-        n_eff = float(n) if sample_weight is None and rows is None else float(n_eff)
+        local = sample_weight is None and not rows.distributed
+        n_eff = float(n) if local else float(n_eff)
         if not n_eff > 0:
             raise ValueError("The batch's sample weights sum to zero.")
         # Divided by sum(w): the batch loss is a weighted mean.

@@ -14,6 +14,8 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from ..parallel.distributed import LOCAL_ROWS
+
 __all__ = ["GCVResult", "TikhonovSVD", "gcv", "tikhonov_factor", "tikhonov_svd"]
 
 # Head algebra runs in float64 whatever the network's dtype: the SVD route copes
@@ -249,7 +251,7 @@ class GCVResult:
     scores: Tensor
 
 
-def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None, rows=None):
+def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None, rows=LOCAL_ROWS):
     """Factor the features once for Tikhonov solves at many ``lam``.
 
     Parameters
@@ -264,11 +266,11 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None, rows=None):
         Singular values below ``rcond * s_max`` are dropped (they would only be
         amplified by ``lam = 0``). Defaults to ``eps * max(n, p)``, as
         ``torch.linalg.pinv`` does.
-    rows : RowGroup, default=None
+    rows : RowGroup, default=LOCAL_ROWS
         When the rows are split over processes
         (:mod:`sk_slim.parallel.distributed`): ``Z``, ``C`` and the weights
         are this process's rows, and the factorization is of all of them, by
-        a tall-skinny QR. None: all rows are here.
+        a tall-skinny QR. ``LOCAL_ROWS``: all rows are here.
 
     Returns
     -------
@@ -284,7 +286,7 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None, rows=None):
         root = weight.sqrt()[:, None]  # (n, 1)
         Z, C = root * Z, root * C
         n_samples = float(weight.sum())
-    if rows is not None and rows.distributed:
+    if rows.distributed:
         return _tsqr_factor(Z, C, n_samples, rcond, rows)
     U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
     if rcond is None:

@@ -148,7 +148,7 @@ class ReducedLogisticProblem(_ReducedBase):
             self.weight,
             self._W_start,
             tol=self.inner_tol,
-            rows=self.rows if self.rows.distributed else None,
+            rows=self.rows,
         )
         if not torch.isfinite(result.W).all():
             return None
@@ -164,8 +164,8 @@ class ReducedLogisticProblem(_ReducedBase):
     def _hessian_solver(self, Z, P, head_alpha):
         """``V -> H_W^{-1} V`` for the inner Hessian at ``(Z, P)``."""
         p, c = Z.shape[1], P.shape[1]
-        rows = self.rows if self.rows.distributed else None
-        n_rows = self.rows.max_int(len(Z))  # the same choice on every process
+        rows = self.rows
+        n_rows = rows.max_int(len(Z))  # the same choice on every process
         if p * c <= _DENSE_HESSIAN_MAX and n_rows * p * c <= _DENSE_ASSEMBLY_MAX:
             factor = torch.linalg.cholesky(
                 logistic_hessian_dense(Z, P, head_alpha, self.weight, rows)

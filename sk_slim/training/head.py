@@ -197,8 +197,7 @@ def solve_logistic_head(
     """
     Z = _finite_augmented_features(net, X, rows)  # (n, m + 1)
     W0 = net.augmented_head.detach()
-    split = rows if rows.distributed else None
-    result = logistic_head(Z, Y, alpha, sample_weight, W0, tol=tol, rows=split)
+    result = logistic_head(Z, Y, alpha, sample_weight, W0, tol=tol, rows=rows)
     if not torch.isfinite(result.W).all():
         raise FloatingPointError("The logistic head is not finite.")
     net.set_head(result.W)

@@ -104,7 +104,7 @@ def slimtrain_step(
         return loss
     Z = net.features(X)  # (n, m), keeps the graph
     with torch.no_grad():
-        head = slimtik.update(net.augment(Z.detach()), C, sample_weight, _split(rows))
+        head = slimtik.update(net.augment(Z.detach()), C, sample_weight, rows)
         net.set_head(head)
     loss = half_mse(net.head(Z) - C, sample_weight, _denominator(slimtik, rows))
     optimizer.zero_grad(set_to_none=True)
@@ -124,11 +124,6 @@ def _sum_gradients(net, loss, rows):
     gradient, loss = rows.sum(torch.cat([p.grad.reshape(-1) for p in params]), loss)
     _set_gradient(params, gradient)
     return loss
-
-
-def _split(rows):
-    """``rows`` for slimTik when the batch is split over processes, else None."""
-    return rows if rows.distributed else None
 
 
 def _denominator(slimtik, rows):
@@ -189,7 +184,7 @@ def _step_on_features(net, slimtik, C, sample_weight, Z, pull_back, rows):
     """The head's slimTik update on the batch's features ``Z``, then the loss's
     gradient in ``p.grad``: its cotangent on ``Z`` pulled back to the extractor's
     parameters by ``pull_back`` (flat). Returns the loss."""
-    net.set_head(slimtik.update(net.augment(Z), C, sample_weight, _split(rows)))
+    net.set_head(slimtik.update(net.augment(Z), C, sample_weight, rows))
     R = net.head(Z) - C  # (n, c)
     n_samples = slimtik.batch_samples  # over all processes' rows
     gradient = pull_back(_loss_cotangent(net, R, sample_weight, n_samples))
