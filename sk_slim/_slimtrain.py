@@ -10,7 +10,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import _BaseSeparable
 from ._classifier import _SeparableClassifierMixin
 from .linalg import fit_temperature
-from .training import SlimTrainConfig, SlimTrainTrainer, features_of
+from .training import (
+    SlimTrainConfig,
+    SlimTrainTrainer,
+    features_of,
+    solve_logistic_head,
+    validated_logistic_head,
+)
 
 __all__ = ["SlimTrainClassifier", "SlimTrainRegressor"]
 
@@ -308,12 +314,14 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     As in the slimTrain paper, the head is a least-squares fit to one-hot
     targets: per mini-batch it is updated by sampled limited-memory Tikhonov
     regularization (slimTik) with sampled GCV, then ``theta`` takes one Adam (or
-    SGD) step; at the end of ``fit`` the head is solved once more on all training
-    data with GCV. The head's outputs are not probabilities: ``predict_proba``
-    is ``softmax(S / T)`` of the outputs ``S`` with a temperature ``T`` fitted by
-    minimizing the log-loss (against slightly smoothed targets, so that it stays
-    finite when the scores separate the classes) on the validation split, or on
-    the training data without one.
+    SGD) step. At the end of ``fit`` the head is solved once more on all
+    training data (``final_head``): for three or more classes by default as a
+    multinomial logistic regression on the learned features, whose softmax is
+    ``predict_proba``; for two, as least squares with GCV, whose outputs ``S``
+    are not probabilities: ``predict_proba`` is then ``softmax(S / T)`` with a
+    temperature ``T`` fitted by minimizing the log-loss (against slightly
+    smoothed targets, so that it stays finite when the scores separate the
+    classes) on the validation split, or on the training data without one.
 
     Parameters
     ----------
@@ -404,6 +412,18 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Weights of the classes, multiplying ``sample_weight``: ``{label:
         weight}``, or ``'balanced'`` for ``n_samples / (n_classes *
         np.bincount(y))`` (not with ``partial_fit``).
+    final_head : {'auto', 'logistic', 'least_squares'}, default='auto'
+        The head ``fit`` returns. ``'logistic'``: a multinomial logistic
+        regression on the learned features (Newton-Krylov), its ridge weight
+        the one of least validation log-loss along a path from ``100 /
+        n_samples`` to ``0.01 / n_samples`` with ``early_stopping``, else ``1 /
+        n_samples`` (``LogisticRegression(C=1.0)``); ``predict_proba`` is its
+        softmax. ``'least_squares'``: the ridge head on one-hot targets that
+        training uses, with a fitted temperature for ``predict_proba``.
+        ``'auto'``: logistic for three or more classes, where least squares
+        can mask a class whose scores lie between two others', least squares
+        for two. ``partial_fit`` always keeps the streamed least-squares head.
+        Measurements: the user guide.
 
     Attributes
     ----------
@@ -416,12 +436,16 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         Head bias.
     temperature_ : float
         The fitted temperature ``T`` of ``predict_proba`` (``inf``: the outputs
-        carried no signal and the probabilities are uniform).
+        carried no signal and the probabilities are uniform); 1 for a logistic
+        head.
+    final_head_ : {'logistic', 'least_squares'}
+        The head the model holds (see ``final_head``).
     module_ : SeparableNet
         The fitted network.
     head_alpha_ : float
-        The head's ridge weight of the final solve (mean-loss scale); after
-        ``partial_fit``, slimTik's effective weight ``Lambda_k / (k + 1)``.
+        The head's ridge weight of the final solve (mean-loss scale; of the
+        mean cross-entropy for a logistic head); after ``partial_fit``,
+        slimTik's effective weight ``Lambda_k / (k + 1)``.
     head_alpha_curve_ : list of float
         slimTik's effective ridge weight ``Lambda_k / (k + 1)`` after each epoch.
     n_iter_ : int
@@ -476,6 +500,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
     _parameter_constraints = {
         **_BaseSlimTrain._parameter_constraints,
         "class_weight": [None, dict, StrOptions({"balanced"})],
+        "final_head": [StrOptions({"auto", "logistic", "least_squares"})],
     }
 
     def __init__(
@@ -505,6 +530,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         dtype=None,
         verbose=0,
         class_weight=None,
+        final_head="auto",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -530,6 +556,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         self.dtype = dtype
         self.verbose = verbose
         self.class_weight = class_weight
+        self.final_head = final_head
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -591,9 +618,47 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         return -float(np.average(squared, weights=sample_weight))
 
     def _calibrate(self, net, fit):
-        """Fit the temperature of ``predict_proba`` to the trained head."""
+        """Replace the trained head by a logistic one, or fit the temperature of
+        ``predict_proba`` to the least-squares head (``final_head_``)."""
+        self.final_head_ = self._final_head(fit)
+        if self.final_head_ == "logistic":
+            self.head_alpha_ = self._solve_logistic_head(net, fit)
+            self.temperature_ = 1.0
+            return
         beta = self._fit_inverse_temperature(net, fit)
         self.temperature_ = 1.0 / beta if beta > 0 else float("inf")
+
+    def _final_head(self, fit):
+        if fit.incremental:  # partial_fit keeps the streamed head
+            return "least_squares"
+        if self.final_head == "auto":
+            # Least squares on one-hot targets can mask a class whose scores lie
+            # between two others' (three or more classes); two cannot be.
+            return "logistic" if len(self.classes_) > 2 else "least_squares"
+        return self.final_head
+
+    def _solve_logistic_head(self, net, fit):
+        """The multinomial logistic regression on the learned features: its
+        ridge weight is the one of least validation log-loss along a path when
+        there is a validation split, else ``1 / n_samples`` (the penalty of
+        ``LogisticRegression(C=1.0)``)."""
+        data, validation = fit.data, fit.validation
+        if validation is None:
+            samples = len(data.X) if data.weight is None else data.weight.sum()
+            alpha = 1.0 / data.rows.sum_floats(float(samples))
+            return solve_logistic_head(
+                net, data.X, data.C, data.weight, alpha, rows=data.rows
+            )
+        return validated_logistic_head(
+            net,
+            data.X,
+            data.C,
+            data.weight,
+            self._to_tensor(validation.X),
+            self._to_tensor(validation.y),
+            None if validation.weight is None else self._to_tensor(validation.weight),
+            rows=data.rows,
+        )
 
     def _fit_inverse_temperature(self, net, fit):
         """``beta`` minimizing the log-loss of ``softmax(beta S)``: on the

@@ -176,7 +176,7 @@ def test_gnvpro_head_equals_logistic_regression_on_its_features():
 
 def test_slimtrain_temperature_minimizes_the_smoothed_training_log_loss():
     X, y = _iris()  # 150 rows: no validation split, calibrated on training data
-    model = _fast(SlimTrainClassifier).fit(X, y)
+    model = _fast(SlimTrainClassifier, final_head="least_squares").fit(X, y)
     scores = model.transform(X) @ model.coef_ + model.intercept_
     # Smoothed targets: (n + 1) / (n + 2) on the true class (n = 150 here).
     targets = np.full((len(y), 3), 1 / 152 / 2)
@@ -364,9 +364,9 @@ def test_infinite_temperature_gives_uniform_probabilities_and_keeps_predict(
     import sk_slim._slimtrain as module
 
     X, y = _iris()
-    calibrated = _fast(SlimTrainClassifier).fit(X, y)
+    calibrated = _fast(SlimTrainClassifier, final_head="least_squares").fit(X, y)
     monkeypatch.setattr(module, "fit_temperature", lambda *args, **kwargs: 0.0)
-    flat = _fast(SlimTrainClassifier).fit(X, y)
+    flat = _fast(SlimTrainClassifier, final_head="least_squares").fit(X, y)
     assert flat.temperature_ == np.inf
     np.testing.assert_allclose(flat.predict_proba(X), 1 / 3)
     np.testing.assert_array_equal(flat.predict(X), calibrated.predict(X))

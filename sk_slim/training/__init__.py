@@ -14,6 +14,7 @@ from .head import (
     ridge_head,
     solve_head,
     solve_logistic_head,
+    validated_logistic_head,
 )
 from .protocol import FitData, Trainer
 from .reduced import ReducedProblem
@@ -44,4 +45,5 @@ __all__ = [
     "ridge_head",
     "solve_head",
     "solve_logistic_head",
+    "validated_logistic_head",
 ]

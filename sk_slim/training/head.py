@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..linalg import logistic_head, tikhonov_factor
+from ..linalg import logistic_head, logistic_loss, tikhonov_factor
 from ..parallel.distributed import LOCAL_ROWS
 
 __all__ = [
@@ -17,7 +17,12 @@ __all__ = [
     "ridge_head_factored",
     "solve_head",
     "solve_logistic_head",
+    "validated_logistic_head",
 ]
+
+# Ridge weights of validated_logistic_head, times the number of training rows:
+# LogisticRegression's C from 100 down to 0.01 (n alpha = 1 / C), half a decade apart.
+LOGISTIC_HEAD_PATH = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 @torch.no_grad()
@@ -202,6 +207,85 @@ def solve_logistic_head(
         raise FloatingPointError("The logistic head is not finite.")
     net.set_head(result.W)
     return float(alpha)
+
+
+def validated_logistic_head(
+    net,
+    X,
+    Y,
+    sample_weight,
+    X_val,
+    Y_val,
+    weight_val=None,
+    path=LOGISTIC_HEAD_PATH,
+    rows=LOCAL_ROWS,
+):
+    """Solve the cross-entropy head along a ridge path, keeping the best held out.
+
+    The kept head is the one whose log-loss on the held-out rows is least.
+
+    The head of each ridge weight ``alpha`` solves the problem of
+    :func:`solve_logistic_head` on ``(X, Y)``; the path runs from the
+    strongest weight down, each solve warm-started from the previous one, and
+    stops once the held-out loss has risen twice in a row.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network; its head buffers receive the chosen solution.
+    X : Tensor of shape (n, ...)
+        Training inputs.
+    Y : Tensor of shape (n, c)
+        Their one-hot targets.
+    sample_weight : Tensor of shape (n,) or None
+        Nonnegative weights of the training rows.
+    X_val : Tensor of shape (n_val, ...)
+        Held-out inputs.
+    Y_val : Tensor of shape (n_val, c)
+        Their one-hot targets.
+    weight_val : Tensor of shape (n_val,), default=None
+        Weights of the held-out rows.
+    path : sequence of float, default=LOGISTIC_HEAD_PATH
+        The ridge weights tried, times the number of training samples (the sum
+        of ``sample_weight``: weights count as repetitions; all processes' rows
+        in a data-parallel fit).
+    rows : RowGroup, default=LOCAL_ROWS
+        As in :func:`solve_head`; the held-out log-loss is summed over all
+        processes' held-out rows too.
+
+    Returns
+    -------
+    alpha : float
+        The chosen ridge weight (on the mean cross-entropy).
+
+    Raises
+    ------
+    FloatingPointError
+        If the features or the chosen solution are not finite.
+    """
+    Z = _finite_augmented_features(net, X, rows)  # (n, m + 1)
+    Z_val = _finite_augmented_features(net, X_val, rows).to(torch.float64)
+    n_samples = rows.sum_floats(_sample_count(Z, sample_weight))
+    W, best, rises = None, (float("inf"), None, None), 0
+    for scaled in sorted(path, reverse=True):
+        alpha = scaled / n_samples
+        W = logistic_head(Z, Y, alpha, sample_weight, W, tol=1e-8, rows=rows).W
+        held_out = float(logistic_loss(Z_val, Y_val, W, 0.0, weight_val, rows)[0])
+        rises = 0 if held_out < best[0] else rises + 1
+        if held_out < best[0]:
+            best = (held_out, alpha, W)
+        if rises == 2:  # past the held-out loss's minimum: weaker ridges overfit more
+            break
+    _, alpha, W = best
+    if W is None or not torch.isfinite(W).all():
+        raise FloatingPointError("The logistic head is not finite.")
+    net.set_head(W)
+    return float(alpha)
+
+
+def _sample_count(X, sample_weight):
+    """Rows as samples: the weights' sum (weights count as repetitions)."""
+    return float(len(X)) if sample_weight is None else float(sample_weight.sum())
 
 
 @dataclass(frozen=True)
