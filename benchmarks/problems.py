@@ -258,7 +258,7 @@ _regression_problem = partial(Problem, task="regression")
 _classification_problem = partial(Problem, task="classification")
 
 REGRESSION = (
-    # --- tune half (14)
+    # --- tune half (15)
     _regression_problem(
         name="diabetes",
         family="sklearn-bundled",
@@ -411,6 +411,21 @@ REGRESSION = (
         n_outputs=1,
         noise="light: σ = 0.05, ceiling 0.995",
         note="high frequency",
+    ),
+    # Added in the third session, after the report half had shown a failure on
+    # targets of high rank: the tune half's multi-output problems (cdr_8,
+    # cdr_72, regression_5_outputs) have targets of low rank, so no width rule
+    # could be chosen on it. A different random-feature map of the same family.
+    _regression_problem(
+        name="random_features_40",
+        family="synthetic",
+        half="tune",
+        make=partial(_random_features, n_features=6, n_outputs=40),
+        n_samples=1500,
+        n_features=6,
+        n_outputs=40,
+        noise="light: relative 0.05, ceiling 0.998",
+        note="smooth, targets of high rank",
     ),
     # --- report half (14)
     _regression_problem(

@@ -85,6 +85,7 @@ class _BaseSeparable(
         "hidden_layer_sizes": [
             "array-like",
             Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
         ],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "init": [StrOptions({"glorot", "box"})],
@@ -106,6 +107,9 @@ class _BaseSeparable(
 
     # The trainer's per-epoch records (``Trainer.record``) -> fitted list attributes.
     _history_attributes = {}
+    # hidden_layer_sizes='auto': two layers of this width, or of n_outputs_ when
+    # that is larger (the head maps the last layer's features to the outputs).
+    _auto_width = 64
 
     # ------------------------------------------------------------------ fitting
 
@@ -160,7 +164,7 @@ class _BaseSeparable(
         callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
         trainer = self._make_trainer(self.module_, incremental=incremental)
         trainer.start(fit.data, self._trainer_state if continuing else None)
-        with torch_threads(n_threads(self.hidden_layer_sizes, X.shape)):
+        with torch_threads(n_threads(self._hidden_sizes(), X.shape)):
             best = self._epoch_loop(
                 trainer, fit, callback_ctx, n_epochs=1 if incremental else None
             )
@@ -302,11 +306,18 @@ class _BaseSeparable(
         """The training algorithm for ``net`` (a :class:`~sk_slim.training.Trainer`)."""
         raise NotImplementedError
 
+    def _hidden_sizes(self):
+        """``hidden_layer_sizes`` as a list, ``'auto'`` resolved."""
+        if isinstance(self.hidden_layer_sizes, str):  # 'auto'
+            width = max(self._auto_width, self.n_outputs_)
+            return [width, width]
+        return np.atleast_1d(self.hidden_layer_sizes).tolist()
+
     def _build_module(self, X, generator):
         """The separable network: a feature extractor and an empty head."""
         n_in = X.shape[1]
         if self.feature_extractor is None:
-            sizes = np.atleast_1d(self.hidden_layer_sizes).tolist()
+            sizes = self._hidden_sizes()
             if min(sizes, default=0) < 1:
                 raise ValueError(
                     f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}."

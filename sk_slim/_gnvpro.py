@@ -22,6 +22,8 @@ class _BaseGNvpro(_BaseSeparable):
         "work_units": "work_units_",
     }
 
+    _auto_width = 16
+
     _parameter_constraints = {
         **_BaseSeparable._parameter_constraints,
         "krylov_max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -113,12 +115,16 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers,), default=(16, 16)
+    hidden_layer_sizes : array-like of shape (n_layers,) or 'auto', default='auto'
         Widths of the default MLP feature extractor; the last is the number of
-        learned features. Narrower than the slimTrain estimators' (64, 64):
-        each Gauss-Newton iteration costs passes in proportion to the Krylov
-        budget, which must grow with the parameter count, and the GNvpro paper
-        used width-8/16 networks (measurements in the user guide).
+        learned features. ``'auto'``: two layers of 16, or of ``n_outputs_``
+        when there are more outputs: ``m`` features confine the predictions to
+        an ``m``-dimensional subspace of the outputs, and (16, 16) fitted 40
+        outputs of high rank to R^2 0.88 where (40, 40) reached 0.988.
+        Narrower than the slimTrain estimators' (64, 64): each Gauss-Newton
+        iteration costs passes in proportion to the Krylov budget, which must
+        grow with the parameter count, and the GNvpro paper used width-8/16
+        networks (measurements in the user guide).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     init : {'glorot', 'box'}, default='glorot'
@@ -276,7 +282,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
 
     def __init__(
         self,
-        hidden_layer_sizes=(16, 16),
+        hidden_layer_sizes="auto",
         activation="tanh",
         *,
         init="glorot",
@@ -374,10 +380,11 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers,), default=(16, 16)
+    hidden_layer_sizes : array-like of shape (n_layers,) or 'auto', default=(16, 16)
         Widths of the default MLP feature extractor; the last is the number of
-        learned features. Narrow, as for ``GNvproRegressor`` (the Krylov budget
-        must grow with the parameter count).
+        learned features (``'auto'``: two layers of 16, or of the number of
+        classes when larger). Narrow, as for ``GNvproRegressor`` (the Krylov
+        budget must grow with the parameter count).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     init : {'glorot', 'box'}, default='glorot'

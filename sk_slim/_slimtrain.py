@@ -70,9 +70,10 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers,), default=(64, 64)
+    hidden_layer_sizes : array-like of shape (n_layers,) or 'auto', default=(64, 64)
         Widths of the default MLP feature extractor; the last is the number of
-        learned features.
+        learned features (``'auto'``: two layers of 64, or of the number of
+        outputs when larger).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     init : {'glorot', 'box'}, default='glorot'
@@ -326,9 +327,10 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers,), default=(64, 64)
+    hidden_layer_sizes : array-like of shape (n_layers,) or 'auto', default=(64, 64)
         Widths of the default MLP feature extractor; the last is the number of
-        learned features.
+        learned features (``'auto'``: two layers of 64, or of the number of
+        outputs when larger).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     init : {'glorot', 'box'}, default='glorot'

@@ -47,7 +47,7 @@ GROUPS = {
     "all": (
         ESTIMATORS,
         {
-            "hidden_layer_sizes": "defaults: (64, 64) slimTrain, (16, 16) GNvpro",
+            "hidden_layer_sizes": "defaults: (64, 64) slimTrain, (16, 16) or 'auto' GNvpro",
             "alpha": "scaled per mini-batch (slimTrain), per sample (GNvpro)",
             "head_alpha": "sampled GCV, GCV per iteration, or a logistic head",
             "batch_size": "a mini-batch (slimTrain), a sub-sample (GNvpro)",
@@ -66,6 +66,7 @@ GROUPS = {
             "head_alpha": "the classifier's head fits one-hot targets",
             "early_stopping": "validation R^2 against the Brier score and calibration",
             "tol": "defaults differ: 1e-6 for the regressor (noiseless R^2), 1e-4",
+            "max_iter": "defaults differ: the regressor's 400 ran on with tol=1e-6",
         },
     ),
     "GNvpro": (
@@ -78,6 +79,7 @@ GROUPS = {
             "batch_size": "the classifier's logistic head is warm-started",
             "early_stopping": "validation R^2 against stratified accuracy",
             "tol": "defaults differ: 1e-6 for the regressor (noiseless R^2), 1e-4",
+            "max_iter": "defaults differ: the regressor's 200 ran on with tol=1e-6",
         },
     ),
 }

@@ -386,3 +386,23 @@ def test_curvature_is_not_sampled_below_twice_the_parameters_in_residuals():
     half = _fit(X, y, curvature_fraction=0.5, max_iter=3)
     assert half.work_units_ == full.work_units_
     np.testing.assert_array_equal(half.predict(X), full.predict(X))
+
+
+def test_auto_width_gives_as_many_features_as_outputs():
+    # 24 outputs of full rank (an orthogonal linear map): 16 features can hold
+    # at most 16 of the 24 equal directions, R^2 <= 2/3 (Eckart-Young).
+    rng = np.random.RandomState(0)
+    rotation = np.linalg.qr(rng.normal(size=(24, 24)))[0]
+    X, X_test = rng.normal(size=(400, 24)), rng.normal(size=(400, 24))
+    params = {"max_iter": 10, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        wide = GNvproRegressor(**params).fit(X, X @ rotation)
+        narrow = GNvproRegressor(hidden_layer_sizes=(16, 16), **params)
+        narrow.fit(X, X @ rotation)
+        one_output = GNvproRegressor(**params).fit(X, X @ rotation[:, 0])
+    assert wide.coef_.shape == (24, 24)
+    assert wide.score(X_test, X_test @ rotation) > 0.99
+    assert narrow.coef_.shape == (16, 24)  # an explicit size is kept
+    assert narrow.score(X_test, X_test @ rotation) < 2 / 3 + 0.01
+    assert one_output.coef_.shape == (16,)
