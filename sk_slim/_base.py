@@ -219,7 +219,9 @@ class _BaseSeparable(
         self._seed = rows.broadcast_object(self._new_seed())
         generator = torch.Generator().manual_seed(self._seed)
         self._y_mean, self._y_scale = self._target_scaling(y2d, sample_weight, rows)
-        self.module_ = self._build_module(X, generator)
+        # Box initialization reads the inputs: those of weighted rows only, so
+        # that a zero weight is as good as no row.
+        self.module_ = self._build_module(X[sample_weight > 0], generator)
         # A user's extractor (or box initialization, which reads the data) may
         # differ between ranks: all start from rank 0's.
         rows.broadcast_module_(self.module_)

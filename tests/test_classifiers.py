@@ -51,12 +51,6 @@ def _expected_failed_checks(estimator):
             "float32 network: outputs carry float32 rounding (~3e-7 relative), "
             "above the check's 1e-7; float64 passes"
         )
-    if isinstance(estimator, SlimTrainClassifier):
-        failed["check_class_weight_classifiers"] = (
-            "50 training rows and 65 features: the least-squares head interpolates "
-            "every row, and the interpolant does not depend on row weights "
-            "(test_class_weight_shifts_predictions checks class_weight with n > p)"
-        )
     return failed
 
 

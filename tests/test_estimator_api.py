@@ -47,7 +47,8 @@ GROUPS = {
     "all": (
         ESTIMATORS,
         {
-            "hidden_layer_sizes": "defaults: (64, 64) slimTrain, (16, 16) or 'auto' GNvpro",
+            "hidden_layer_sizes": "defaults: (64, 64); (16, 16) or 'auto' GNvpro",
+            "init": "defaults: 'box', but 'glorot' for GNvproClassifier",
             "alpha": "scaled per mini-batch (slimTrain), per sample (GNvpro)",
             "head_alpha": "sampled GCV, GCV per iteration, or a logistic head",
             "batch_size": "a mini-batch (slimTrain), a sub-sample (GNvpro)",
@@ -73,6 +74,7 @@ GROUPS = {
         [GNvproRegressor, GNvproClassifier],
         {
             "hidden_layer_sizes": "the classifier refers to the regressor's reasons",
+            "init": "defaults differ: 'box' for the regressor, 'glorot'",
             "alpha": "each names its counterpart: MLPRegressor, MLPClassifier",
             "alpha_init": "defaults (100, 30) and measurements differ",
             "head_alpha": "a GCV-chosen ridge against a logistic head's 1 / n_samples",
