@@ -382,11 +382,14 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers,) or 'auto', default=(16, 16)
+    hidden_layer_sizes : array-like of shape (n_layers,) or 'auto', default=(64, 64)
         Widths of the default MLP feature extractor; the last is the number of
-        learned features (``'auto'``: two layers of 16, or of the number of
-        classes when larger). Narrow, as for ``GNvproRegressor`` (the Krylov
-        budget must grow with the parameter count).
+        learned features (``'auto'``: two layers of 64, or of the number of
+        classes when larger). Wider than ``GNvproRegressor``'s: on the benchmark
+        suite's tune half (16, 16) trailed the best MLP's accuracy by 0.009 on
+        average and by 0.056 at worst, (64, 64) matched it on average (+0.0004,
+        worst −0.026) in about 2.5 times the time (measurements: the user
+        guide).
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='tanh'
         Activation of the default MLP feature extractor.
     init : {'glorot', 'box'}, default='glorot'
@@ -528,6 +531,8 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
     (2, 3)
     """
 
+    _auto_width = 64
+
     _parameter_constraints = {
         **_BaseGNvpro._parameter_constraints,
         "head_alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
@@ -538,7 +543,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
 
     def __init__(
         self,
-        hidden_layer_sizes=(16, 16),
+        hidden_layer_sizes=(64, 64),
         activation="tanh",
         *,
         init="glorot",

@@ -73,7 +73,7 @@ GROUPS = {
     "GNvpro": (
         [GNvproRegressor, GNvproClassifier],
         {
-            "hidden_layer_sizes": "the classifier refers to the regressor's reasons",
+            "hidden_layer_sizes": "defaults differ: 'auto' (16 wide) and (64, 64)",
             "init": "defaults differ: 'box' for the regressor, 'glorot'",
             "alpha": "each names its counterpart: MLPRegressor, MLPClassifier",
             "alpha_init": "defaults (100, 30) and measurements differ",
