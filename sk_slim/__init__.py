@@ -8,8 +8,10 @@ algorithms in :mod:`sk_slim.training`, and shared data generators in
 :mod:`sk_slim.datasets`.
 """
 
-from ._gnvpro import GNvproClassifier, GNvproRegressor
-from ._slimtrain import SlimTrainClassifier, SlimTrainRegressor
+from ._gnvpro import GNvproRegressor
+from ._gnvpro_classifier import GNvproClassifier
+from ._slimtrain import SlimTrainRegressor
+from ._slimtrain_classifier import SlimTrainClassifier
 
 __version__ = "0.1.0.dev0"
 

@@ -355,7 +355,7 @@ def test_calibration_reads_relative_weights_on_the_validation_split_too():
 def test_infinite_temperature_gives_uniform_probabilities_and_keeps_predict(
     monkeypatch,
 ):
-    import sk_slim._slimtrain as module
+    import sk_slim._slimtrain_classifier as module
 
     X, y = _iris()
     calibrated = _fast(SlimTrainClassifier, final_head="least_squares").fit(X, y)
@@ -371,3 +371,27 @@ def test_class_weight_keys_must_be_classes(cls):
     X, y = _iris()
     with pytest.raises(ValueError, match="not classes"):
         _fast(cls, class_weight={0: 2.0, 5: 10.0}).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "cls, old_module",
+    [
+        (SlimTrainClassifier, "sk_slim._slimtrain"),
+        (GNvproClassifier, "sk_slim._gnvpro"),
+    ],
+)
+def test_models_pickled_under_the_old_module_still_load(cls, old_module):
+    # Before the classifiers had modules of their own, pickles named them in
+    # the regressors' modules; those still resolve the names.
+    X, y = _iris()
+    model = _fast(cls, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    new = f"{cls.__module__}\n{cls.__name__}".encode()
+    payload = pickle.dumps(model, protocol=0)  # names modules as plain text
+    assert payload.count(new) == 1
+    old = payload.replace(new, f"{old_module}\n{cls.__name__}".encode())
+    restored = pickle.loads(old)
+    assert type(restored) is cls
+    np.testing.assert_array_equal(restored.predict_proba(X), model.predict_proba(X))
