@@ -22,6 +22,7 @@ class _BaseGNvpro(_BaseSeparable):
     }
 
     _auto_width = 16
+    _step_name = "iterations"
 
     _parameter_constraints = {
         **_BaseSeparable._parameter_constraints,

@@ -24,6 +24,9 @@ _MAX_RETRIES = 5
 class _EpochLoopMixin:
     """The epoch loop of :class:`~sk_slim._base._BaseSeparable`."""
 
+    # What max_iter counts, in messages (GNvpro: "iterations").
+    _step_name = "epochs"
+
     def _epoch_loop(self, trainer, fit, callback_ctx, n_epochs=None):
         """MLP-style epochs: record, stop early, recover from divergence.
 
@@ -81,7 +84,7 @@ class _EpochLoopMixin:
                 return best
         if not fit.incremental:
             warnings.warn(
-                f"{type(self).__name__}: the maximum number of epochs "
+                f"{type(self).__name__}: the maximum number of {self._step_name} "
                 f"(max_iter={self.max_iter}) was reached and the optimization "
                 "has not converged yet.",
                 ConvergenceWarning,

@@ -406,3 +406,9 @@ def test_auto_width_gives_as_many_features_as_outputs():
     assert narrow.coef_.shape == (16, 24)  # an explicit size is kept
     assert narrow.score(X_test, X_test @ rotation) < 2 / 3 + 0.01
     assert one_output.coef_.shape == (16,)
+
+
+def test_max_iter_warning_counts_iterations(peaks):
+    X, y = peaks[0], peaks[2]
+    with pytest.warns(ConvergenceWarning, match="maximum number of iterations"):
+        GNvproRegressor(max_iter=1, alpha_init=None, random_state=0).fit(X, y)
