@@ -13,6 +13,8 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 
+from .training import validated_logistic_head
+
 __all__ = []
 
 
@@ -89,6 +91,22 @@ class _SeparableClassifierMixin(ClassifierMixin):
 
     def _calibrate(self, net, fit):
         """Nothing to fit by default (a logistic head's softmax is calibrated)."""
+
+    def _validated_logistic_head(self, net, fit):
+        """Solve the logistic head on the training rows along a ridge path and
+        keep the one of least validation log-loss; return its ridge weight."""
+        data, validation = fit.data, fit.validation
+        weight = validation.weight
+        return validated_logistic_head(
+            net,
+            data.X,
+            data.C,
+            data.weight,
+            self._to_tensor(validation.X),
+            self._to_tensor(validation.y),
+            None if weight is None else self._to_tensor(weight),
+            rows=data.rows,
+        )
 
     def _validation_score(self, y_val, scores, sample_weight):
         """Accuracy, as ``MLPClassifier``'s early stopping."""

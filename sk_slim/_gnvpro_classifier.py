@@ -64,9 +64,13 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         stopping, the path from 30. Both fits run, so callbacks and
         ``verbose`` see two. Measurements: the user guide.
     head_alpha : 'auto' or float, default='auto'
-        The logistic head's ridge weight on the mean cross-entropy, > 0;
-        ``'auto'`` is ``1 / n_samples``, the regularization of
-        ``LogisticRegression(C=1.0)``.
+        The logistic head's ridge weight on the mean cross-entropy, > 0.
+        ``'auto'``: ``1 / n_samples`` in training (the regularization of
+        ``LogisticRegression(C=1.0)``); with ``early_stopping``, the returned
+        head's weight is then chosen again, as the one of least validation
+        log-loss along a path from ``100 / n_samples`` to ``0.01 /
+        n_samples`` (on the benchmark suite's tune half this lowered the mean
+        test log-loss from 0.30 to 0.27 at the same accuracy; the user guide).
     max_iter : int, default=100
         Maximum number of outer Gauss-Newton iterations.
     tol : float, default=1e-4
@@ -118,7 +122,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
     module_ : SeparableNet
         The fitted network.
     head_alpha_ : float
-        The logistic head's ridge weight.
+        The returned logistic head's ridge weight.
     alpha_init_ : float or None
         The continuation's start the fit kept (``alpha_init``, or for
         ``'auto'`` 30.0 or None).
@@ -253,6 +257,12 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
             The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
+
+    def _calibrate(self, net, fit):
+        """``head_alpha='auto'`` with a validation split: re-choose the
+        returned head's ridge weight on the validation log-loss."""
+        if self.head_alpha == "auto" and fit.validation is not None:
+            self.head_alpha_ = self._validated_logistic_head(net, fit)
 
     def _trainer_options(self):
         # No preconditioner for the cross-entropy problem yet, and sub-sampled

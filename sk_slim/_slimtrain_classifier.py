@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import StrOptions
 from ._classifier import _SeparableClassifierMixin
 from ._slimtrain import _BaseSlimTrain
 from .linalg import fit_temperature
-from .training import features_of, solve_logistic_head, validated_logistic_head
+from .training import features_of, solve_logistic_head
 
 __all__ = ["SlimTrainClassifier"]
 
@@ -359,16 +359,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
             return solve_logistic_head(
                 net, data.X, data.C, data.weight, alpha, rows=data.rows
             )
-        return validated_logistic_head(
-            net,
-            data.X,
-            data.C,
-            data.weight,
-            self._to_tensor(validation.X),
-            self._to_tensor(validation.y),
-            None if validation.weight is None else self._to_tensor(validation.weight),
-            rows=data.rows,
-        )
+        return self._validated_logistic_head(net, fit)
 
     def _fit_inverse_temperature(self, net, fit):
         """``beta`` minimizing the log-loss of ``softmax(beta S)``: on the

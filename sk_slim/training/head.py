@@ -269,7 +269,7 @@ def validated_logistic_head(
     W, best, rises = None, (float("inf"), None, None), 0
     for scaled in sorted(path, reverse=True):
         alpha = scaled / n_samples
-        W = logistic_head(Z, Y, alpha, sample_weight, W, tol=1e-8, rows=rows).W
+        W = logistic_head(Z, Y, alpha, sample_weight, W, rows=rows).W
         held_out = float(logistic_loss(Z_val, Y_val, W, 0.0, weight_val, rows)[0])
         rises = 0 if held_out < best[0] else rises + 1
         if held_out < best[0]:
