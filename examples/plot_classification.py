@@ -3,11 +3,15 @@
 Classification with probabilities
 =======================================
 
-Both methods classify. :class:`~sk_slim.SlimTrainClassifier` fits its head to
-one-hot targets by least squares (as in the slimTrain paper) and turns the
-head's scores into probabilities with a temperature fitted on held-out data;
-:class:`~sk_slim.GNvproClassifier` solves a logistic (cross-entropy) head
-exactly at every step, so its probabilities are the softmax of that head.
+Both methods classify. :class:`~sk_slim.SlimTrainClassifier` trains its head
+on one-hot targets by least squares (as in the slimTrain paper); for three or
+more classes the head it returns is then a logistic regression on the learned
+features (least squares can mask a class between two others), for two it keeps
+least squares and turns the scores into probabilities with a temperature fitted
+on held-out data. :class:`~sk_slim.GNvproClassifier` solves a logistic
+(cross-entropy) head exactly at every step. Both logistic heads have their
+ridge weight chosen on the validation split, and their probabilities are the
+softmax of that head.
 
 This example trains both next to ``MLPClassifier`` on the ``peaks`` surface
 binned into five classes, compares accuracy and log-loss, draws the predicted
@@ -45,7 +49,7 @@ X_train, X_test, y_train, y_test = train_test_split(
 # -------------------------------------
 # ``MLPClassifier`` gets the same (64, 64) tanh network as slimTrain, with early
 # stopping on a validation split as both sk_slim estimators use by default from
-# 200 samples on. GNvpro uses its own default (16, 16) network.
+# 200 samples on. GNvpro's default network is the same size.
 
 models = {
     "SlimTrainClassifier": SlimTrainClassifier(random_state=0),
@@ -66,8 +70,10 @@ for name, model in models.items():
         f"{name:22s} accuracy {accuracy_score(y_test, proba.argmax(axis=1)):.3f}  "
         f"log-loss {log_loss(y_test, proba):.3f}"
     )
+slimtrain = models["SlimTrainClassifier"]
 print(
-    f"slimTrain's fitted temperature: {models['SlimTrainClassifier'].temperature_:.3f}"
+    f"slimTrain's final head: {slimtrain.final_head_}, ridge weight "
+    f"{slimtrain.head_alpha_:.2e} (n = {len(X_train)})"
 )
 
 # %%
@@ -99,7 +105,8 @@ fig.tight_layout()
 # -------------------
 # For each model, the predicted probability of the predicted class against how
 # often that prediction is right, in ten bins. A calibrated model follows the
-# diagonal. The logistic head and the fitted temperature both aim at it.
+# diagonal. Logistic heads whose ridge is chosen by the validation log-loss
+# aim at it (as does slimTrain's fitted temperature for two classes).
 
 fig, ax = plt.subplots(figsize=(4.8, 4.2))
 ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
