@@ -221,7 +221,10 @@ class _BaseSeparable(
         self._y_mean, self._y_scale = self._target_scaling(y2d, sample_weight, rows)
         # Box initialization reads the inputs: those of weighted rows only, so
         # that a zero weight is as good as no row.
-        self.module_ = self._build_module(X[sample_weight > 0], generator)
+        weighted = sample_weight > 0
+        self.module_ = self._build_module(
+            X if weighted.all() else X[weighted], generator
+        )
         # A user's extractor (or box initialization, which reads the data) may
         # differ between ranks: all start from rank 0's.
         rows.broadcast_module_(self.module_)

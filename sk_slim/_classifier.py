@@ -96,7 +96,6 @@ class _SeparableClassifierMixin(ClassifierMixin):
         """Solve the logistic head on the training rows along a ridge path and
         keep the one of least validation log-loss; return its ridge weight."""
         data, validation = fit.data, fit.validation
-        weight = validation.weight
         return validated_logistic_head(
             net,
             data.X,
@@ -104,7 +103,7 @@ class _SeparableClassifierMixin(ClassifierMixin):
             data.weight,
             self._to_tensor(validation.X),
             self._to_tensor(validation.y),
-            None if weight is None else self._to_tensor(weight),
+            self._to_tensor(validation.weight),
             rows=data.rows,
         )
 

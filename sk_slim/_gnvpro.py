@@ -120,7 +120,9 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         learned features. ``'auto'``: two layers of 16, or of ``n_outputs_``
         when there are more outputs: ``m`` features confine the predictions to
         an ``m``-dimensional subspace of the outputs, and (16, 16) fitted 40
-        outputs of high rank to R^2 0.88 where (40, 40) reached 0.988.
+        outputs of high rank to R^2 0.88 where (40, 40) reached 0.988. The
+        width has no cap: for hundreds of outputs, set the sizes (or fit
+        principal components of the targets).
         Narrower than the slimTrain estimators' (64, 64): each Gauss-Newton
         iteration costs passes in proportion to the Krylov budget, which must
         grow with the parameter count, and the GNvpro paper used width-8/16

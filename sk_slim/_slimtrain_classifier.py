@@ -59,9 +59,10 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         L2 penalty on the extractor's weights (not biases), as in
         ``MLPRegressor``: ``alpha / (2 batch_size) ||theta||^2`` per batch.
     head_alpha : 'auto' or float, default='auto'
-        The head's ridge weight on the mean loss (least squares on one-hot
+        The least-squares head's ridge weight on the mean loss (one-hot
         targets): ``'auto'`` chooses it by sampled GCV per batch and by GCV in the
-        final solve; a float fixes it in both.
+        final solve; a float fixes it in both. A logistic final head (see
+        ``final_head``) has its own ridge weight, on the cross-entropy's scale.
     memory_depth : int, default=5
         Number ``r`` of previous batches whose features slimTik remembers.
     solver : {'adam', 'sgd', 'lsgd'}, default='adam'
@@ -314,6 +315,13 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         if classes is None and not hasattr(self, "module_"):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def __setstate__(self, state):
+        # Models pickled before final_head existed hold a least-squares head.
+        state.setdefault("final_head", "least_squares")
+        if "module_" in state:
+            state.setdefault("final_head_", "least_squares")
+        super().__setstate__(state)
 
     def _validation_score(self, y_val, scores, sample_weight):
         """Negative Brier score of the outputs: minus the mean squared distance

@@ -18,7 +18,9 @@ import torch.distributed as dist
 from sklearn.datasets import make_friedman1
 
 import sk_slim
-from sk_slim.parallel.distributed import local_fits
+from sk_slim.networks import SeparableNet
+from sk_slim.parallel.distributed import local_fits, row_group
+from sk_slim.training import validated_logistic_head
 
 
 def shard(n_rows, world_size, rank, fractions):
@@ -29,7 +31,39 @@ def shard(n_rows, world_size, rank, fractions):
     return np.arange(bounds[rank], bounds[rank + 1])
 
 
+def run_logistic_head_path(case, rank, world_size):
+    """``validated_logistic_head`` on a fixed network: training and held-out
+    rows both split over the ranks."""
+    n, n_val = case["n"], case["n_val"]
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.normal(size=(n + n_val, 4)))
+    labels = (X[:, 0] + torch.as_tensor(rng.normal(size=n + n_val)) > 0).long()
+    labels = labels + (X[:, 1] > 0.5).long()
+    Y = torch.nn.functional.one_hot(labels, 3).double()
+    weight = torch.as_tensor(rng.integers(1, 4, n + n_val).astype(float))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        extractor = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh())
+    net = SeparableNet(extractor, 6, 3).double()
+    fractions = case["fractions"]
+    train = shard(n, world_size, rank, fractions)
+    held_out = n + shard(n_val, world_size, rank, fractions)
+    alpha = validated_logistic_head(
+        net,
+        X[train],
+        Y[train],
+        weight[train],
+        X[held_out],
+        Y[held_out],
+        weight[held_out],
+        rows=row_group(),
+    )
+    return {"alpha": np.asarray(alpha), "coef": net.augmented_head.detach().numpy()}
+
+
 def run_case(case, rank, world_size):
+    if case.get("function") == "validated_logistic_head":
+        return run_logistic_head_path(case, rank, world_size)
     X, y = make_friedman1(n_samples=case["n"], noise=0.3, random_state=0)
     X_test, _ = make_friedman1(n_samples=50, noise=0.0, random_state=1)
     weight = None

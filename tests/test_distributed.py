@@ -89,6 +89,13 @@ CASES = {
         },
         "return_std": True,
     },
+    # The logistic head's ridge path, training and held-out rows both split.
+    "logistic_head_path": {
+        "function": "validated_logistic_head",
+        "n": 300,
+        "n_val": 100,
+        "fractions": [0.3, 0.7],
+    },
     # Mini-batches, early stopping, sub-sampled curvature, unequal shards: the
     # ranks must agree on every decision and end with the same model.
     "slimtrain_minibatch": {
@@ -229,6 +236,14 @@ def test_ranks_end_with_the_same_model(results, case):
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+
+
+def test_logistic_head_path_on_two_ranks_equals_one_process(results):
+    one = _ok(results["one"]["logistic_head_path", 0])
+    two = _ok(results["two"]["logistic_head_path", 0])
+    assert two["alpha"] == one["alpha"]
+    scale = np.abs(one["coef"]).max()
+    np.testing.assert_allclose(two["coef"], one["coef"], rtol=0, atol=1e-8 * scale)
 
 
 @pytest.mark.parametrize(

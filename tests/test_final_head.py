@@ -71,7 +71,7 @@ def test_two_classes_keep_least_squares_and_partial_fit_the_streamed_head():
 def _reference_path(Z, Y, Z_val, y_val, n):
     """sklearn's LogisticRegression along the path (C = 1 / (n alpha), the bias
     penalized as a feature), with the same stopping rule: the least held-out
-    log-loss before it rises twice in a row."""
+    log-loss before two solves in a row that do not lower it."""
     labels = Y.argmax(axis=1)
     best, rises = (np.inf, None, None), 0
     for scaled in sorted(LOGISTIC_HEAD_PATH, reverse=True):

@@ -227,7 +227,8 @@ def validated_logistic_head(
     The head of each ridge weight ``alpha`` solves the problem of
     :func:`solve_logistic_head` on ``(X, Y)``; the path runs from the
     strongest weight down, each solve warm-started from the previous one, and
-    stops once the held-out loss has risen twice in a row.
+    stops after two solves in a row that do not lower the least held-out loss
+    so far.
 
     Parameters
     ----------
@@ -274,7 +275,7 @@ def validated_logistic_head(
         rises = 0 if held_out < best[0] else rises + 1
         if held_out < best[0]:
             best = (held_out, alpha, W)
-        if rises == 2:  # past the held-out loss's minimum: weaker ridges overfit more
+        if rises == 2:  # past the minimum: weaker ridges overfit more
             break
     _, alpha, W = best
     if W is None or not torch.isfinite(W).all():
