@@ -362,10 +362,8 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         ``LogisticRegression(C=1.0)``)."""
         data, validation = fit.data, fit.validation
         if validation is None:
-            samples = len(data.X) if data.weight is None else data.weight.sum()
-            alpha = 1.0 / data.rows.sum_floats(float(samples))
             return solve_logistic_head(
-                net, data.X, data.C, data.weight, alpha, rows=data.rows
+                net, data.X, data.C, data.weight, 1.0 / data.n_effective, rows=data.rows
             )
         return self._validated_logistic_head(net, fit)
 

@@ -25,7 +25,7 @@ from .gauss_newton import _StepSpace
 from .gnvpro_logistic import ReducedLogisticProblem
 from .head import ridge_head_factored, solve_head, solve_logistic_head
 from .linearization import hand_written
-from .protocol import Trainer
+from .protocol import Trainer, effective_samples
 from .reduced import ReducedProblem
 
 __all__ = ["GNvproConfig", "GNvproState", "GNvproTrainer", "gnvpro_step"]
@@ -338,7 +338,7 @@ class GNvproTrainer(Trainer):
             rows = rows.to(X.device)
             X, C = X[rows], C[rows]
             weight = None if weight is None else weight[rows]
-        n_eff = data.rows.sum_floats(len(X) if weight is None else weight.sum())
+        n_eff = effective_samples(X, weight, data.rows)
         if self.config.loss == "cross_entropy":
             return ReducedLogisticProblem(
                 self.net, X, C, weight, self.theta_alpha() / n_eff, rows=data.rows

@@ -7,6 +7,7 @@ import torch
 
 from ..linalg import logistic_head, logistic_loss, tikhonov_factor
 from ..parallel.distributed import LOCAL_ROWS
+from .protocol import effective_samples
 
 __all__ = [
     "HeadPosterior",
@@ -20,7 +21,7 @@ __all__ = [
     "validated_logistic_head",
 ]
 
-# Ridge weights of validated_logistic_head, times the number of training rows:
+# Ridge weights of validated_logistic_head, times the number of training samples:
 # LogisticRegression's C from 100 down to 0.01 (n alpha = 1 / C), half a decade apart.
 LOGISTIC_HEAD_PATH = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -222,9 +223,8 @@ def validated_logistic_head(
 ):
     """Solve the cross-entropy head along a ridge path, keeping the best held out.
 
-    The kept head is the one whose log-loss on the held-out rows is least.
-
-    The head of each ridge weight ``alpha`` solves the problem of
+    The kept head is the one whose log-loss on the held-out rows is least. The
+    head of each ridge weight ``alpha`` solves the problem of
     :func:`solve_logistic_head` on ``(X, Y)``; the path runs from the
     strongest weight down, each solve warm-started from the previous one, and
     stops after two solves in a row that do not lower the least held-out loss
@@ -266,27 +266,23 @@ def validated_logistic_head(
     """
     Z = _finite_augmented_features(net, X, rows)  # (n, m + 1)
     Z_val = _finite_augmented_features(net, X_val, rows).to(torch.float64)
-    n_samples = rows.sum_floats(_sample_count(Z, sample_weight))
+    n_samples = effective_samples(Z, sample_weight, rows)
     W, best, rises = None, (float("inf"), None, None), 0
     for scaled in sorted(path, reverse=True):
         alpha = scaled / n_samples
         W = logistic_head(Z, Y, alpha, sample_weight, W, rows=rows).W
         held_out = float(logistic_loss(Z_val, Y_val, W, 0.0, weight_val, rows)[0])
-        rises = 0 if held_out < best[0] else rises + 1
         if held_out < best[0]:
-            best = (held_out, alpha, W)
-        if rises == 2:  # past the minimum: weaker ridges overfit more
-            break
+            best, rises = (held_out, alpha, W), 0
+        else:
+            rises += 1
+            if rises == 2:  # past the minimum: weaker ridges overfit more
+                break
     _, alpha, W = best
     if W is None or not torch.isfinite(W).all():
         raise FloatingPointError("The logistic head is not finite.")
     net.set_head(W)
     return float(alpha)
-
-
-def _sample_count(X, sample_weight):
-    """Rows as samples: the weights' sum (weights count as repetitions)."""
-    return float(len(X)) if sample_weight is None else float(sample_weight.sum())
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,12 @@ from ..parallel.distributed import LOCAL_ROWS, RowGroup
 __all__ = ["FitData", "Trainer"]
 
 
+def effective_samples(X, weight=None, rows=LOCAL_ROWS):
+    """The number of samples rows stand for: ``len(X)``, or ``sum(weight)``
+    (weights count as repetitions), over all processes' rows."""
+    return rows.sum_floats(float(len(X) if weight is None else weight.sum()))
+
+
 @dataclass(frozen=True)
 class FitData:
     """The training data of one call to ``fit``, as tensors on the device.
@@ -55,8 +61,7 @@ class FitData:
     @property
     def n_effective(self):
         """The number of samples all the rows stand for, ``sum(weight)``."""
-        local = float(len(self.X) if self.weight is None else self.weight.sum())
-        return self.rows.sum_floats(local)
+        return effective_samples(self.X, self.weight, self.rows)
 
 
 class Trainer(ABC):
