@@ -22,7 +22,6 @@ from sklearn.base import (
     TransformerMixin,
 )
 from sklearn.callback import CallbackSupportMixin
-from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -33,6 +32,7 @@ from sklearn.utils.validation import (
 
 from ._loop import _EpochLoopMixin, _gather_rows
 from ._runtime import draw_seed, n_threads, resolve_device, torch_threads
+from ._targets import _TargetsMixin
 from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
 from .parallel.distributed import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
@@ -70,6 +70,7 @@ class _Fit:
 
 class _BaseSeparable(
     _EpochLoopMixin,
+    _TargetsMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     CallbackSupportMixin,
@@ -194,16 +195,6 @@ class _BaseSeparable(
         )
         return X, y, sample_weight
 
-    def _encode_fit_targets(self, y, continuing, classes):
-        """Encode validated targets for the head; check their outputs."""
-        y2d = self._encode_targets(y, reset=not continuing, classes=classes)
-        if continuing and y2d.shape[1] != self.n_outputs_:
-            raise ValueError(
-                f"y has {y2d.shape[1]} outputs, but {type(self).__name__} was fitted "
-                f"with {self.n_outputs_}."
-            )
-        return y2d
-
     def _init_fitted_state(self, X, y, y2d, sample_weight, rows):
         """First fit: device, dtype, RNG, target scaling, the network, history."""
         self.device_ = resolve_device(self.device)
@@ -242,41 +233,6 @@ class _BaseSeparable(
     def _new_seed(self):
         """The seed of a fresh fit, from ``random_state``."""
         return draw_seed(self.random_state)
-
-    # ------------------------------------- targets (classifiers override these)
-
-    # validate_data's options for y.
-    _target_validation = {"multi_output": True, "y_numeric": True}
-
-    def _encode_targets(self, y, *, reset, classes):
-        """Validated ``y`` -> float64 targets of shape (n, c) for the head."""
-        return y.reshape(len(y), -1).astype(np.float64, copy=False)
-
-    def _classes_of_all_ranks(self, y, classes, continuing, rows):
-        """Hook: the labels of all ranks' rows, for a classifier's first fit in
-        a data-parallel group (``classes`` otherwise)."""
-        return classes
-
-    def _weight_targets(self, y, sample_weight, incremental, rows):
-        """Hook: fold target-dependent weights (``class_weight``) into the rows'."""
-        return sample_weight
-
-    def _target_scaling(self, y2d, sample_weight, rows):
-        """Mean and scale that standardize the targets the head is solved for
-        (over all ranks' rows in a data-parallel fit)."""
-        mass, total = _row_sums(rows, sample_weight, y2d)
-        mean = total / mass
-        var = _row_sums(rows, sample_weight, (y2d - mean) ** 2)[1] / mass
-        # Constant targets keep unit scale: the head then only fits the mean.
-        return mean, np.where(var > 0, np.sqrt(var), 1.0)
-
-    def _validation_score(self, y_val, scores, sample_weight):
-        """The early-stopping score of outputs ``scores`` (n, c): R^2 here."""
-        return r2_score(y_val, scores, sample_weight=sample_weight)
-
-    def _stratify(self, y2d):
-        """Hook: labels to stratify the validation split by (None: do not)."""
-        return None
 
     def _calibrate(self, net, fit):
         """Fit what turns the trained head into predictions: for the ridge head
@@ -606,13 +562,6 @@ class _BaseSeparable(
         tags.target_tags.single_output = True
         tags.non_deterministic = False
         return tags
-
-
-def _row_sums(rows, sample_weight, values):
-    """``(sum_i w_i, sum_i w_i v_i)`` over all ranks' rows, float64."""
-    weighted = (sample_weight[:, None] * values).sum(axis=0)
-    mass, *totals = rows.sum_floats(sample_weight.sum(), *weighted)
-    return mass, np.asarray(totals)
 
 
 def _is_fitted_state(name):

@@ -1,0 +1,63 @@
+"""What fit does to the targets, in numpy: encoding, target-dependent
+weights, standardization, the early-stopping score and the stratification of
+the validation split. Regressors use these; the classifiers' mixin overrides
+them."""
+
+import numpy as np
+from sklearn.metrics import r2_score
+
+__all__ = []
+
+
+class _TargetsMixin:
+    """The target hooks of :class:`~sk_slim._base._BaseSeparable`."""
+
+    # validate_data's options for y.
+    _target_validation = {"multi_output": True, "y_numeric": True}
+
+    def _encode_targets(self, y, *, reset, classes):
+        """Validated ``y`` -> float64 targets of shape (n, c) for the head."""
+        return y.reshape(len(y), -1).astype(np.float64, copy=False)
+
+    def _classes_of_all_ranks(self, y, classes, continuing, rows):
+        """Hook: the labels of all ranks' rows, for a classifier's first fit in
+        a data-parallel group (``classes`` otherwise)."""
+        return classes
+
+    def _weight_targets(self, y, sample_weight, incremental, rows):
+        """Hook: fold target-dependent weights (``class_weight``) into the rows'."""
+        return sample_weight
+
+    def _target_scaling(self, y2d, sample_weight, rows):
+        """Mean and scale that standardize the targets the head is solved for
+        (over all ranks' rows in a data-parallel fit)."""
+        mass, total = _row_sums(rows, sample_weight, y2d)
+        mean = total / mass
+        var = _row_sums(rows, sample_weight, (y2d - mean) ** 2)[1] / mass
+        # Constant targets keep unit scale: the head then only fits the mean.
+        return mean, np.where(var > 0, np.sqrt(var), 1.0)
+
+    def _validation_score(self, y_val, scores, sample_weight):
+        """The early-stopping score of outputs ``scores`` (n, c): R^2 here."""
+        return r2_score(y_val, scores, sample_weight=sample_weight)
+
+    def _stratify(self, y2d):
+        """Hook: labels to stratify the validation split by (None: do not)."""
+        return None
+
+    def _encode_fit_targets(self, y, continuing, classes):
+        """Encode validated targets for the head; check their outputs."""
+        y2d = self._encode_targets(y, reset=not continuing, classes=classes)
+        if continuing and y2d.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y2d.shape[1]} outputs, but {type(self).__name__} was fitted "
+                f"with {self.n_outputs_}."
+            )
+        return y2d
+
+
+def _row_sums(rows, sample_weight, values):
+    """``(sum_i w_i, sum_i w_i v_i)`` over all ranks' rows, float64."""
+    weighted = (sample_weight[:, None] * values).sum(axis=0)
+    mass, *totals = rows.sum_floats(sample_weight.sum(), *weighted)
+    return mass, np.asarray(totals)
