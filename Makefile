@@ -1,4 +1,5 @@
-# Entry points for a fresh machine: `make demo`, `make test` and `make docs` (README).
+# Entry points for a fresh machine: `make demo`, `make test` and `make docs` (README);
+# `make wheel-check` builds and checks the sdist and wheel (.ci/run runs all four).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 DOCS_GENERATED := docs/auto_examples docs/gen_modules docs/generated \
 	docs/sg_execution_times.rst
 
-.PHONY: demo test lint docs clean
+.PHONY: demo test lint docs wheel-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ $(VENV)/.installed-demo: $(VENV)/.installed
 
 $(VENV)/.installed-docs: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+$(VENV)/.installed-release: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[release]"
 	touch $@
 
 demo: $(VENV)/.installed-demo
@@ -44,5 +49,13 @@ docs: $(VENV)/.installed-docs
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 	@echo "Open docs/_build/html/index.html"
 
+# `python -m build` into dist/ (sdist, and the wheel built from it), their contents
+# checked, then the wheel (not editable) installed into a fresh build/wheel-venv, CPU
+# torch first, and the four estimators fitted from outside the source tree.
+wheel-check: $(VENV)/.installed-release
+	BUILD_PYTHON=$(BIN)/python PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" \
+		WHEEL_VENV=build/wheel-venv bash .ci/check_wheel.sh
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache docs/_build $(DOCS_GENERATED) build/demo
+	rm -rf $(VENV) *.egg-info .pytest_cache docs/_build $(DOCS_GENERATED) build/demo \
+		dist build/wheel-venv build/wheel-build.log
