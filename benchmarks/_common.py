@@ -1,11 +1,17 @@
-"""What the three benchmarks share: problems, run conditions, peers, time to target.
+"""What the benchmark suite (``suite.py``, ``problems.py``) and the special-purpose
+scripts share: splits, run conditions, timing, peers, time to target.
 
-- Problems: fixed 75/25 splits (``random_state=0``), X standardized on the training
-  part (:func:`load_regression_problems`, :func:`load_classification_problems`).
+- :func:`split_and_scale`: a fixed 75/25 split (or ``train_size`` rows to train),
+  ``random_state=0``, X standardized on the training part; ``problems.py`` loads
+  every problem through it.
 - :func:`benchmark_conditions`: one torch and one BLAS thread, no convergence or
-  user warnings, all restored on exit.
-- Peers on the same (64, 64) tanh network: ``MLPRegressor``/``MLPClassifier`` and
-  skorch Adam nets, tuned on the test set over :data:`PEER_LRS` (:func:`tune`).
+  user warnings, all restored on exit. :func:`warm_up` pays torch's one-time
+  set-up before anything is timed; :func:`seconds_of`, :func:`timed_fit` and
+  :func:`peak_mib` time and size a run.
+- Peers on the (64, 64) tanh network: ``MLPRegressor``/``MLPClassifier``
+  (:func:`mlp_regressor`, :func:`mlp_classifier`) and skorch Adam nets
+  (:class:`SkorchRegressor`, :class:`SkorchClassifier`; skorch is imported when
+  one is built).
 - Time to target (:func:`time_to_target`): one run without early stopping; after
   every iteration a fit callback (:class:`TargetMonitor`) scores the model that
   ``fit`` would return if stopped there (sk_slim shows callbacks that model) and
@@ -16,42 +22,32 @@
 """
 
 import contextlib
+import resource
+import sys
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.datasets import (
-    load_breast_cancer,
-    load_diabetes,
-    load_digits,
-    make_classification,
-    make_friedman1,
-)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, log_loss, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
-from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import EarlyStopping
-from skorch.dataset import ValidSplit
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from sk_slim import SlimTrainRegressor
-from sk_slim.datasets import make_cdr_surrogate, make_peaks
 from sk_slim.networks import make_mlp
 
-HIDDEN = (64, 64)  # the peers' network (and SlimTrain's)
-PEER_LRS = (1e-3, 1e-2, 1e-1)  # the Adam peers' learning rates, tuned on the test set
+HIDDEN = (64, 64)  # the peers' network
 REPEATS = 3  # runs to the target; medians are reported
 
-# ---------------------------------------------------------------------- problems
+# ------------------------------------------------------------------------ splits
 
 
 class Split(NamedTuple):
@@ -76,39 +72,6 @@ def split_and_scale(X, y, stratify=False, train_size=None):
     )
     scaler = StandardScaler().fit(X_train)
     return Split(scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
-
-
-def load_regression_problems():
-    """``{name: Split}``: cdr, peaks, friedman1, diabetes.
-
-    Targets stay in their units (the estimators standardize them internally;
-    ``MLPRegressor`` and skorch get them through ``TransformedTargetRegressor`` and
-    :class:`SkorchRegressor`).
-    """
-    raw = {
-        "cdr": make_cdr_surrogate(n_samples=1500, noise=0.01, random_state=0),
-        "peaks": make_peaks(n_samples=3000, noise=0.05, random_state=0),
-        "friedman1": make_friedman1(n_samples=3000, noise=1.0, random_state=0),
-        "diabetes": load_diabetes(return_X_y=True),
-    }
-    return {name: split_and_scale(X, y) for name, (X, y) in raw.items()}
-
-
-def load_classification_problems():
-    """``{name: Split}``, stratified: digits, breast_cancer, peaks5, classification4."""
-    raw = {
-        "digits": load_digits(return_X_y=True),
-        "breast_cancer": load_breast_cancer(return_X_y=True),
-        "peaks5": make_peaks(n_samples=3000, noise=0.05, n_classes=5, random_state=0),
-        "classification4": make_classification(
-            n_samples=3000,
-            n_features=20,
-            n_informative=10,
-            n_classes=4,
-            random_state=0,
-        ),
-    }
-    return {name: split_and_scale(X, y, stratify=True) for name, (X, y) in raw.items()}
 
 
 def n_outputs(y):
@@ -149,33 +112,34 @@ def warm_up(models, X, y, n_rows=200):
             model.fit(X[:n_rows], y[:n_rows])
 
 
-def timed_fit(model, X, y):
-    """Fit ``model``; return the seconds it took."""
+def seconds_of(call):
+    """Wall-clock seconds of one ``call()``."""
     start = time.perf_counter()
-    model.fit(X, y)
+    call()
     return time.perf_counter() - start
 
 
-# ----------------------------------------------------------------------- results
+def timed_fit(model, X, y):
+    """Fit ``model``; return the seconds it took."""
+    return seconds_of(lambda: model.fit(X, y))
 
 
-@dataclass(frozen=True)
-class RegressionResult:
-    """A fitted regressor: test R², fit seconds, iterations (or epochs), passes.
+def peak_mib():
+    """This process's peak resident memory so far, in MiB.
 
-    ``passes`` counts passes over the training data (a forward, a backward or a
-    forward-mode pass): GNvpro's ``work_units_``, two an epoch or iteration for
-    the others (a lower bound for lbfgs, whose line searches add more).
+    On Linux ``VmHWM``, the high-water mark of this address space, not
+    ``ru_maxrss``: Linux carries that over fork and exec, so a child of a large
+    benchmark process would report at least its parent's size at the fork.
     """
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(line for line in status.read_text().splitlines() if "VmHWM" in line)
+        return int(line.split()[1]) / 1024  # kB
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
 
-    r2: float
-    seconds: float
-    n_iter: int
-    passes: float
 
-    @property
-    def score(self):
-        return self.r2
+# ----------------------------------------------------------------------- results
 
 
 @dataclass(frozen=True)
@@ -186,23 +150,6 @@ class ClassificationResult:
     log_loss: float
     seconds: float
     n_iter: int
-
-    @property
-    def score(self):
-        return self.accuracy
-
-
-@dataclass(frozen=True)
-class Tuned:
-    """A peer at its best learning rate (on the test set)."""
-
-    method: str
-    lr: float
-    result: RegressionResult | ClassificationResult
-
-    @property
-    def label(self):
-        return f"{self.method} (lr {self.lr:g})"
 
 
 @dataclass(frozen=True)
@@ -229,19 +176,6 @@ def n_iter_of(model):
     return model.n_iter_
 
 
-def evaluate_regressor(model, split, passes=None):
-    """Fit ``model`` on the split and score it; ``passes`` as the model counts
-    them (``work_units_``), else two per iteration, unless given."""
-    seconds = timed_fit(model, split.X_train, split.y_train)
-    n_iter = n_iter_of(model)
-    if passes is None:
-        work_units = getattr(model, "work_units_", None)
-        passes = work_units[-1] if work_units else 2 * n_iter
-    return RegressionResult(
-        r2(model, split.X_test, split.y_test), seconds, n_iter, passes
-    )
-
-
 def evaluate_classifier(model, split):
     """Fit ``model`` on the split; accuracy, log-loss (probabilities clipped at
     1e-15), seconds and iterations."""
@@ -257,11 +191,6 @@ def evaluate_classifier(model, split):
 
 
 # ------------------------------------------------------------------ the networks
-
-
-def slimtrain_regressor(lr=1e-2, **params):
-    """SlimTrainRegressor on the peers' (64, 64) network."""
-    return SlimTrainRegressor(HIDDEN, learning_rate_init=lr, random_state=0, **params)
 
 
 def mlp_regressor(lr=1e-3, hidden=HIDDEN, **params):
@@ -302,7 +231,13 @@ class _MLP(nn.Module):
 
 
 def _skorch_options(lr, max_epochs, early_stopping):
-    """Adam, batch 200; ``EarlyStopping(patience=10)`` on a 20% split if asked."""
+    """Adam, batch 200; ``EarlyStopping(patience=10)`` on a 20% split if asked.
+
+    skorch is imported here, so that only the skorch peers need it.
+    """
+    from skorch.callbacks import EarlyStopping
+    from skorch.dataset import ValidSplit
+
     return {
         "optimizer": torch.optim.Adam,
         "lr": lr,
@@ -319,6 +254,8 @@ class SkorchRegressor:
     targets; predictions in y's units and shape."""
 
     def __init__(self, n_in, n_out, lr=1e-2, max_epochs=200, early_stopping=True):
+        from skorch import NeuralNetRegressor
+
         torch.manual_seed(0)  # skorch initializes the output layer from the global RNG
         self.net = NeuralNetRegressor(
             _MLP,
@@ -350,6 +287,8 @@ class SkorchClassifier:
     int64 class indices; labels back."""
 
     def __init__(self, n_in, n_classes, lr=1e-2, max_epochs=200, early_stopping=True):
+        from skorch import NeuralNetClassifier
+
         torch.manual_seed(0)  # skorch initializes the output layer from the global RNG
         self.net = NeuralNetClassifier(
             _MLP,
@@ -376,45 +315,6 @@ class SkorchClassifier:
     @property
     def n_iter_(self):
         return len(self.net.history)
-
-
-def regression_peers(split):
-    """``{method: make(lr)}``: the Adam peers of the regressors, each with its
-    default stopping (``MLPRegressor``: training-loss plateau; skorch:
-    ``EarlyStopping``)."""
-    n_in, n_out = split.X_train.shape[1], n_outputs(split.y_train)
-    return {
-        "MLPRegressor adam": mlp_regressor,
-        "skorch Adam + EarlyStopping": lambda lr: SkorchRegressor(n_in, n_out, lr),
-    }
-
-
-def classification_peers(split):
-    """``{method: make(lr)}``: the Adam peers of the classifiers, both stopping
-    early on a validation split."""
-    n_in, n_classes = split.X_train.shape[1], len(np.unique(split.y_train))
-    return {
-        "MLPClassifier adam": lambda lr: mlp_classifier(lr, early_stopping=True),
-        "skorch Adam + EarlyStopping": lambda lr: SkorchClassifier(n_in, n_classes, lr),
-    }
-
-
-def tune(peers, split, evaluate, lrs=PEER_LRS):
-    """Each peer at its best learning rate by test score (the first on ties).
-
-    ``peers`` is ``{method: make(lr)}``; ``evaluate(model, split)`` returns a
-    :class:`RegressionResult` or :class:`ClassificationResult`. Returns a list of
-    :class:`Tuned`.
-    """
-    tuned = []
-    for method, make in peers.items():
-        best = None
-        for lr in lrs:
-            result = evaluate(make(lr), split)
-            if best is None or result.score > best.result.score:
-                best = Tuned(method, lr, result)
-        tuned.append(best)
-    return tuned
 
 
 # ---------------------------------------------------------------- time to target

@@ -9,6 +9,9 @@ The estimator is GNvproRegressor on ``make_friedman1`` (1500 rows, noise 1); the
 crosses 4 widths with 5 penalties. Both searches run in this process's conditions (one
 torch and one BLAS thread here; the workers start with ``OMP_NUM_THREADS=1``); the
 cluster's start-up is timed apart. The two searches must give the same scores.
+
+Separate from the suite (``suite.py``): it measures the speed-up of a search, on
+data generated here.
 """
 
 import platform
@@ -20,6 +23,7 @@ import numpy as np
 import sklearn
 import torch
 from _common import benchmark_conditions
+from _common import warm_up as warm_up_models
 from distributed import Client, LocalCluster
 from joblib import parallel_config
 from sklearn.datasets import make_friedman1
@@ -41,9 +45,7 @@ def warm_up():
     """One small fit: torch's and sk_slim's one-time set-up, kept out of the timed
     searches (in this process and in each worker)."""
     X, y = make_friedman1(n_samples=100, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        GNvproRegressor(max_iter=2, random_state=0).fit(X, y)
+    warm_up_models([GNvproRegressor(max_iter=2, random_state=0)], X, y, n_rows=100)
 
 
 def search(**params):

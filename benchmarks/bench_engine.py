@@ -22,11 +22,13 @@ runs only those sections; the default runs all four:
    against the number of rows; each (estimator, n) runs in a fresh process
    (``--one``) so that its peak resident memory (``VmHWM``) is that run's. The
    figure goes to ``benchmarks/engine_scaling.png`` (``--figure``).
-4. iterates: both estimators on the regression problems of ``_common.py``,
-   fitted with the hand-written path and inside ``torch_func_only``, over
-   several seeds. GNvpro's trajectory is sensitive to rounding (products that
-   agree to 1e-14 give different iterates after a step or two), so the two
-   paths are compared as distributions of test R².
+4. iterates: both estimators on four regression problems of the suite's
+   tune half (``problems.py``: cdr_72, peaks, friedman1 at 3000 rows,
+   diabetes; those the first defaults were looked at), fitted with the
+   hand-written path and inside ``torch_func_only``, over several seeds.
+   GNvpro's trajectory is sensitive to rounding (products that agree to 1e-14
+   give different iterates after a step or two), so the two paths are
+   compared as distributions of test R².
 
 Everything runs with one torch and one BLAS thread (``benchmark_conditions``);
 times are medians of repeats after a warm-up call, since sub-millisecond
@@ -58,7 +60,8 @@ import sklearn
 import torch
 from _common import (
     benchmark_conditions,
-    load_regression_problems,
+    peak_mib,
+    seconds_of,
     timed_fit,
     warm_up,
 )
@@ -130,13 +133,6 @@ QUICK = Plan(
 )
 
 # ------------------------------------------------------------------------ timing
-
-
-def seconds_of(call):
-    """Wall-clock seconds of one ``call()``."""
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 class Timing(NamedTuple):
@@ -539,21 +535,6 @@ def iteration_seconds(make, X, y, budget_s):
     return float(np.median(pairs))
 
 
-def peak_mib():
-    """This process's peak resident memory so far, in MiB.
-
-    On Linux ``VmHWM``, the high-water mark of this address space, not
-    ``ru_maxrss``: Linux carries that over fork and exec, so a child of this
-    (600 MiB) benchmark would report at least its parent's size at the fork.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        line = next(line for line in status.read_text().splitlines() if "VmHWM" in line)
-        return int(line.split()[1]) / 1024  # kB
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
-
-
 def run_one(name, n_rows, budget_s):
     """The ``--one`` mode: time one estimator on n rows; print JSON."""
     X, y = synthetic_data(n_rows)
@@ -689,9 +670,34 @@ def fit_both_paths(estimator_class, split, seeds):
     return fits
 
 
+# The iterate problems: {name: (registry name, n_samples if not the registry's)}.
+ITERATE_PROBLEMS = {
+    "cdr": ("cdr_72", None),
+    "peaks": ("peaks", None),
+    "friedman1": ("friedman1", 3000),
+    "diabetes": ("diabetes", None),
+}
+
+
+def iterate_problems():
+    """``{name: Split}`` of :data:`ITERATE_PROBLEMS` (problems.py is imported
+    here: the ``--one`` processes of the scaling section do not need it)."""
+    import dataclasses
+
+    import problems as registry
+
+    splits = {}
+    for name, (registered, n_samples) in ITERATE_PROBLEMS.items():
+        problem = registry.get(registered)
+        if n_samples is not None:
+            problem = dataclasses.replace(problem, n_samples=n_samples)
+        splits[name] = problem.load()
+    return splits
+
+
 def run_iterates(plan):
-    """``{estimator: {problem: {path: [Fit]}}}`` on the regression problems."""
-    problems = load_regression_problems()
+    """``{estimator: {problem: {path: [Fit]}}}`` on :data:`ITERATE_PROBLEMS`."""
+    problems = iterate_problems()
     estimators = {
         "GNvproRegressor": (GNvproRegressor, plan.gnvpro_seeds),
         "SlimTrainRegressor": (SlimTrainRegressor, plan.slimtrain_seeds),

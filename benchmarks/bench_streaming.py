@@ -8,9 +8,13 @@ Writes 10 million rows (8 inputs, float64: 640 MB, and the targets) to a memory-
 file in a temporary directory, chunk by chunk, then streams them through
 ``SlimTrainRegressor.partial_fit`` one chunk at a time (one epoch of mini-batches
 per chunk, the head's slimTik memory and the optimizer's moments carried over; see
-the user guide). Peak resident memory (``VmHWM``) is read in a fresh process per
-chunk size: it is bounded by the chunk, not by the file. Test R² on a held-out
-100 000 rows.
+the user guide), under ``_common.benchmark_conditions()`` (one torch and one BLAS
+thread). Peak resident memory (``_common.peak_mib``: ``VmHWM``) is read in a fresh
+process per chunk size: it is bounded by the chunk, not by the file. Test R² on a
+held-out 100 000 rows.
+
+Separate from the suite (``suite.py``): its data is generated here, at a size no
+suite problem has.
 """
 
 import argparse
@@ -60,32 +64,24 @@ def read_chunk(path, rows):
     return arrays
 
 
-def peak_mib():
-    """This process's peak resident memory (VmHWM), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def stream(path, chunk):
     """One run: partial_fit over every chunk; prints a JSON record."""
-    import torch
+    from _common import benchmark_conditions, peak_mib
 
     from sk_slim import SlimTrainRegressor
 
-    torch.set_num_threads(1)
     n_rows = len(np.load(path / "y.npy", mmap_mode="r"))
     rng = np.random.default_rng(1)
     X_test = rng.standard_normal((100_000, N_IN))
     y_test = target(X_test)
     model = SlimTrainRegressor(hidden_layer_sizes=(64, 64), random_state=0)
     base = peak_mib()
-    start = time.perf_counter()
-    for begin in range(0, n_rows, chunk):
-        X_chunk, y_chunk = read_chunk(path, slice(begin, min(begin + chunk, n_rows)))
-        model.partial_fit(X_chunk, y_chunk)
-    seconds = time.perf_counter() - start
+    with benchmark_conditions():
+        start = time.perf_counter()
+        for begin in range(0, n_rows, chunk):
+            rows = slice(begin, min(begin + chunk, n_rows))
+            model.partial_fit(*read_chunk(path, rows))
+        seconds = time.perf_counter() - start
     record = {
         "chunk": chunk,
         "rows": n_rows,

@@ -21,9 +21,10 @@ puts the ceiling at ``1 / (1 + s^2)``.
 half has a similar mix of families, sizes, noise levels, outputs and classes:
 
 - ``half='tune'``: the only problems on which defaults may be chosen or changed.
-  The problems of the earlier benchmarks (``_common.py``: cdr, peaks, friedman1,
-  diabetes, digits, breast_cancer, peaks5, classification4), on which the current
-  defaults were looked at, are all here.
+  The eight problems of the first, per-estimator benchmarks (since removed; see
+  ``README.md``), on which the first defaults were looked at, are all here:
+  cdr_72 (their cdr), peaks, friedman1 (theirs had 3000 rows), diabetes, digits,
+  breast_cancer, peaks5, classification4.
 - ``half='report'``: never used to choose anything; the README's tables come
   from this half only.
 

@@ -3,14 +3,18 @@
 
 Run from the repository root (needs the ``bench`` extra: uqtestfuns)::
 
-    .venv/bin/python benchmarks/suite.py --half tune            # run, resumable
-    .venv/bin/python benchmarks/suite.py --half report --report # markdown tables
-    .venv/bin/python benchmarks/suite.py --quick                # plumbing, < 2 min
+    .venv/bin/python benchmarks/suite.py --half tune \
+        --out benchmarks/suite_tune.jsonl                      # run, resumable
+    .venv/bin/python benchmarks/suite.py --half report \
+        --out benchmarks/suite_report.jsonl
+    .venv/bin/python benchmarks/suite.py --half report --report \
+        --out benchmarks/suite_report.jsonl                    # markdown tables
+    .venv/bin/python benchmarks/suite.py --quick               # plumbing, < 2 min
 
 Defaults may be chosen on the ``tune`` half only; the README's tables come from the
 ``report`` half (see ``problems.py``).
 
-Every (problem, method) pair is one JSON line of the output file (``--out``),
+Every (measure, problem, method) is one JSON line of the output file (``--out``),
 written as soon as it is done: a run that stops can be started again and skips the
 pairs already there (delete a line to redo it). A fit that raises is recorded with
 its error, and the run goes on. Everything runs under
@@ -32,6 +36,13 @@ Methods, all with ``random_state=0``:
 - ``GaussianProcessRegressor``: up to :data:`GP_MAX_TRAIN` training rows;
   ``ConstantKernel * Matern(nu=2.5, one length scale per input) + WhiteKernel``,
   ``normalize_y=True``, no optimizer restarts.
+- Optional, only when named in ``--methods`` (:data:`EXTRA_METHODS`):
+  ``skorch-adam``, skorch's Adam net on the same (64, 64) tanh network
+  (``EarlyStopping(patience=10)`` on a 20% split, ``max_epochs=200``), its learning
+  rate tuned as the MLPs'; ``MLPRegressor-lbfgs-16``, ``MLPClassifier-lbfgs-16``:
+  lbfgs on a (16, 16) network (GNvproRegressor's for up to 16 outputs),
+  ``max_iter=500``. Their records appear in the score tables, not in the
+  summaries (whose peers stay the default ones).
 
 Scores: test R² (averaged over outputs) for regression; test accuracy and log-loss
 (probabilities clipped at 1e-15) for classification; fit seconds; ``n_iter_`` where
@@ -39,6 +50,24 @@ the estimator has one. ``--quick`` runs two small regression and two small
 classification problems of the tune half with every ``max_iter`` capped (the GP
 is not), into its own file (in the temporary directory unless ``--out``), which it
 starts afresh, and prints the report.
+
+``--measure`` picks what is measured (default ``scores``, all of the above); the
+two others run on the same problems and splits, into their own file
+(:data:`DEFAULT_OUT`), and ``--report`` with the same ``--measure`` prints them:
+
+- ``time-to-target``: for each of sk_slim's estimators, the first iteration whose
+  model reaches the best MLP peer's test score (R² or accuracy; both MLP peers
+  are run first, in the same process, so the target's seconds are this run's),
+  by ``_common.time_to_target``: one run without early stopping up to the
+  estimator's default ``max_iter``, scored after every iteration by a fit
+  callback, then a fit stopped there timed (medians of ``_common.REPEATS``
+  runs; one with ``--quick``). Also the passes over the training data
+  (``work_units_`` for GNvpro, two an epoch for slimTrain) against the peer's
+  ``2 n_iter_`` (a lower bound for lbfgs, whose line searches add more).
+- ``lr-sensitivity``: the test score of SlimTrainRegressor/SlimTrainClassifier
+  and of the adam MLP peer at each learning rate of :data:`SENSITIVITY_LRS`, each
+  with its default stopping; per method the spread (best − worst R², each
+  clipped at −1) or the ratio worst / best accuracy.
 """
 
 import argparse
@@ -47,16 +76,24 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import problems as registry
 from _common import (
+    REPEATS,
+    SkorchClassifier,
+    SkorchRegressor,
+    accuracy,
     benchmark_conditions,
     evaluate_classifier,
     mlp_classifier,
     mlp_regressor,
     n_iter_of,
+    n_outputs,
+    r2,
+    time_to_target,
     timed_fit,
     warm_up,
 )
@@ -78,6 +115,7 @@ from sk_slim import (
 )
 
 ADAM_LRS = (1e-3, 3e-3, 1e-2)  # the Adam peers' learning rates, tuned on the test set
+SMALL_HIDDEN = (16, 16)  # the optional lbfgs peers' network
 GP_MAX_TRAIN = 1000  # the GP runs up to this many training rows
 HGB_MAX_OUTPUTS = 8  # one HistGradientBoostingRegressor per output up to this many
 OURS = {
@@ -89,8 +127,19 @@ MLP_PEERS = {
     "classification": ("MLPClassifier-adam", "MLPClassifier-lbfgs"),
 }
 GP = "GaussianProcessRegressor"
-DEFAULT_OUT = Path(__file__).with_name("suite_results.jsonl")
-QUICK_OUT = Path(tempfile.gettempdir()) / "sk_slim_suite_quick.jsonl"
+MEASURES = ("scores", "time-to-target", "lr-sensitivity")
+DEFAULT_OUT = {
+    "scores": Path(__file__).with_name("suite_results.jsonl"),
+    "time-to-target": Path(__file__).with_name("suite_time_to_target.jsonl"),
+    "lr-sensitivity": Path(__file__).with_name("suite_lr_sensitivity.jsonl"),
+}
+QUICK_OUT = {
+    "scores": Path(tempfile.gettempdir()) / "sk_slim_suite_quick.jsonl",
+    "time-to-target": Path(tempfile.gettempdir()) / "sk_slim_suite_quick_ttt.jsonl",
+    "lr-sensitivity": Path(tempfile.gettempdir()) / "sk_slim_suite_quick_lr.jsonl",
+}
+SCORE_KEY = {"regression": "r2", "classification": "accuracy"}
+SENSITIVITY_LRS = (1e-4, 1e-3, 1e-2, 1e-1)  # --measure lr-sensitivity
 QUICK_PROBLEMS = ("wing_weight", "sine_8pi_1d", "breast_cancer", "moons")
 # --quick: max_iter of sk_slim's estimators, the MLPs and the boosted trees.
 QUICK_MAX_ITER = {"sk_slim": 3, "mlp": 20, "hgb": 10}
@@ -238,6 +287,170 @@ METHODS = {
 }
 
 
+def skorch_adam_regressor(problem, split, quick):
+    n_in, n_out = split.X_train.shape[1], n_outputs(split.y_train)
+
+    def make(lr, max_iter=200):
+        return SkorchRegressor(n_in, n_out, lr, max_epochs=max_iter)
+
+    return tuned_adam(make, split, score_regressor, "r2", quick)
+
+
+def skorch_adam_classifier(problem, split, quick):
+    n_in, n_classes = split.X_train.shape[1], problem.n_classes
+
+    def make(lr, max_iter=200):
+        return SkorchClassifier(n_in, n_classes, lr, max_epochs=max_iter)
+
+    return tuned_adam(make, split, score_classifier, "accuracy", quick)
+
+
+def mlp_lbfgs_16_regressor(problem, split, quick):
+    params = capped("mlp", quick) or {"max_iter": 500}
+    model = mlp_regressor(solver="lbfgs", hidden=SMALL_HIDDEN, **params)
+    return score_regressor(model, split)
+
+
+def mlp_lbfgs_16_classifier(problem, split, quick):
+    params = capped("mlp", quick) or {"max_iter": 500}
+    model = mlp_classifier(solver="lbfgs", hidden=SMALL_HIDDEN, **params)
+    return score_classifier(model, split)
+
+
+# Run only when named in --methods.
+EXTRA_METHODS = {
+    "regression": {
+        "skorch-adam": skorch_adam_regressor,
+        "MLPRegressor-lbfgs-16": mlp_lbfgs_16_regressor,
+    },
+    "classification": {
+        "skorch-adam": skorch_adam_classifier,
+        "MLPClassifier-lbfgs-16": mlp_lbfgs_16_classifier,
+    },
+}
+
+
+# -------------------------------------------------------- --measure time-to-target
+
+ESTIMATORS = {
+    cls.__name__: cls
+    for cls in (
+        GNvproRegressor,
+        SlimTrainRegressor,
+        GNvproClassifier,
+        SlimTrainClassifier,
+    )
+}
+SCORERS = {"regression": r2, "classification": accuracy}
+
+
+def best_mlp_peer(problem, split, quick):
+    """The MLP peers run on the split, and the best by test score (the first on
+    ties): ``{'target_method', 'target', 'target_seconds', 'target_passes'}``.
+    The passes are ``2 n_iter_`` (a forward and a backward pass per epoch or
+    iteration; a lower bound for lbfgs, whose line searches add more)."""
+    key = SCORE_KEY[problem.task]
+    results = {
+        method: METHODS[problem.task][method](problem, split, quick)
+        for method in MLP_PEERS[problem.task]
+    }
+    method = max(results, key=lambda m: results[m][key])
+    best = results[method]
+    return {
+        "target_method": method,
+        "target": best[key],
+        "target_seconds": best["seconds"],
+        "target_passes": 2 * best["n_iter"],
+    }
+
+
+def reach_target(method, target_of, problem, split, quick):
+    """When ``method`` (sk_slim's, its defaults) first reaches the best MLP
+    peer's test score within its default ``max_iter`` (``--quick``: capped)."""
+    target = target_of(problem, split, quick)
+    estimator = ESTIMATORS[method](random_state=0)
+    max_iter = QUICK_MAX_ITER["sk_slim"] if quick else estimator.max_iter
+    repeats = 1 if quick else REPEATS
+    reach = time_to_target(
+        estimator,
+        split,
+        target["target"],
+        SCORERS[problem.task],
+        max_iter,
+        repeats=repeats,
+    )
+    record = {**target, "max_iter": max_iter, "repeats": repeats}
+    if reach is None:
+        return {**record, "reached": False}
+    return {
+        **record,
+        "reached": True,
+        "iterations": reach.iterations,
+        "seconds": reach.seconds,
+        # work_units_ where the estimator counts them (GNvpro), else two per epoch
+        "passes": 2 * reach.iterations if reach.passes is None else reach.passes,
+    }
+
+
+def time_to_target_methods(task):
+    """``{method: run(problem, split, quick)}`` for sk_slim's estimators of
+    ``task``; the MLP peers run once per problem, for all of them."""
+    targets = {}
+
+    def target_of(problem, split, quick):
+        if problem.name not in targets:
+            targets[problem.name] = best_mlp_peer(problem, split, quick)
+        return targets[problem.name]
+
+    return {method: partial(reach_target, method, target_of) for method in OURS[task]}
+
+
+# -------------------------------------------------------- --measure lr-sensitivity
+
+
+def slimtrain_at(cls, lr, **params):
+    return cls(learning_rate_init=lr, random_state=0, **params)
+
+
+SENSITIVITY = {  # {method: (make(lr, **params), the --quick cap's kind)}
+    "regression": {
+        "SlimTrainRegressor": (partial(slimtrain_at, SlimTrainRegressor), "sk_slim"),
+        "MLPRegressor-adam": (mlp_regressor, "mlp"),
+    },
+    "classification": {
+        "SlimTrainClassifier": (partial(slimtrain_at, SlimTrainClassifier), "sk_slim"),
+        "MLPClassifier-adam": (mlp_classifier, "mlp"),
+    },
+}
+
+
+def lr_sensitivity(method, problem, split, quick):
+    """The test score, seconds and iterations of ``method`` at each learning rate
+    of :data:`SENSITIVITY_LRS`, keyed by the rate as text."""
+    make, kind = SENSITIVITY[problem.task][method]
+    score = score_regressor if problem.task == "regression" else score_classifier
+    results = {
+        f"{lr:g}": score(make(lr, **capped(kind, quick)), split)
+        for lr in SENSITIVITY_LRS
+    }
+    key = SCORE_KEY[problem.task]
+    return {
+        "scores": {lr: result[key] for lr, result in results.items()},
+        "seconds": {lr: result["seconds"] for lr, result in results.items()},
+        "n_iter": {lr: result["n_iter"] for lr, result in results.items()},
+    }
+
+
+def measure_methods(measure, task):
+    """``{method: run(problem, split, quick)}`` of ``measure`` for ``task``,
+    every method it knows."""
+    if measure == "time-to-target":
+        return time_to_target_methods(task)
+    if measure == "lr-sensitivity":
+        return {method: partial(lr_sensitivity, method) for method in SENSITIVITY[task]}
+    return {**METHODS[task], **EXTRA_METHODS[task]}
+
+
 # ----------------------------------------------------------------------- runs
 
 
@@ -295,6 +508,13 @@ def describe_result(record):
         return f"ERROR {record['error']}"
     if "skipped" in record:
         return f"skipped ({record['skipped']})"
+    if "reached" in record:
+        target = f"{record['target_method']} {record['target']:.4f}"
+        if not record["reached"]:
+            return f"{target} not reached in {record['max_iter']}"
+        return f"{target} at {record['iterations']}, {record['seconds']:.2f} s"
+    if "scores" in record:
+        return "  ".join(f"lr {lr}: {v:.4f}" for lr, v in record["scores"].items())
     score = (
         f"R² {record['r2']:.4f}"
         if "r2" in record
@@ -303,19 +523,29 @@ def describe_result(record):
     return f"{score}  {record['seconds']:.2f} s  n_iter {record['n_iter']}"
 
 
-def run_problem(problem, methods, out, done, quick):
-    """Run ``methods`` (names) on ``problem`` that ``done`` does not hold yet,
-    appending each record to ``out`` as it comes."""
-    todo = [method for method in methods if (problem.name, method) not in done]
+def record_key(record):
+    """``(measure, problem, method)``: one record of each is kept."""
+    return record.get("measure", "scores"), record["problem"], record["method"]
+
+
+def run_problem(problem, methods, measure, out, done, quick):
+    """Run ``methods`` (``{name: run}``) of ``measure`` on ``problem`` that
+    ``done`` does not hold yet, appending each record to ``out`` as it comes."""
+    todo = {
+        name: method
+        for name, method in methods.items()
+        if (measure, problem.name, name) not in done
+    }
     if not todo:
         return
     split = problem.load()
     fields = problem_fields(problem, split)
-    for method in todo:
+    for method, run_it in todo.items():
         start = time.perf_counter()
-        scores = run_method(METHODS[problem.task][method], problem, split, quick)
+        scores = run_method(run_it, problem, split, quick)
         record = {
             **fields,
+            "measure": measure,
             "method": method,
             **scores,
             "wall_seconds": time.perf_counter() - start,
@@ -349,25 +579,36 @@ def selected_problems(args):
     return [p for p in chosen if args.task in (None, p.task)]
 
 
-def selected_methods(task, names):
-    """The task's methods among ``names`` (all of them if None)."""
-    methods = METHODS[task]
-    unknown = set(names or ()) - {m for table in METHODS.values() for m in table}
+def selected_methods(measure, task, names):
+    """``{name: run}``: the methods of ``measure`` for ``task`` among ``names``;
+    if None, all of them but :data:`EXTRA_METHODS`."""
+    methods = measure_methods(measure, task)
+    known = {m for t in registry.TASKS for m in measure_methods(measure, t)}
+    unknown = set(names or ()) - known
     if unknown:
-        raise SystemExit(f"Unknown methods: {sorted(unknown)}")
-    return [m for m in methods if names is None or m in names]
+        raise SystemExit(f"Unknown methods of --measure {measure}: {sorted(unknown)}")
+    if names is None:
+        return {
+            m: run_it for m, run_it in methods.items() if m not in EXTRA_METHODS[task]
+        }
+    return {m: run_it for m, run_it in methods.items() if m in names}
 
 
 def run(args):
     out = args.out
     if args.quick and out.exists():
         out.unlink()  # a plumbing check starts afresh
-    done = {(record["problem"], record["method"]) for record in read_records(out)}
+    done = {record_key(record) for record in read_records(out)}
     with benchmark_conditions():
         warm_up_torch()
+        methods = {
+            task: selected_methods(args.measure, task, args.methods)
+            for task in registry.TASKS
+        }
         for problem in selected_problems(args):
-            methods = selected_methods(problem.task, args.methods)
-            run_problem(problem, methods, out, done, args.quick)
+            run_problem(
+                problem, methods[problem.task], args.measure, out, done, args.quick
+            )
     print(f"\nRecords in {out}", file=sys.stderr)
 
 
@@ -400,8 +641,10 @@ def markdown_table(header, rows, right_from=1):
 
 
 def scores_table(table, task, key, digits=4):
-    """Per problem, every method's ``key`` (errors as 'error', skips as 'skip')."""
-    methods = list(METHODS[task])
+    """Per problem, every method's ``key`` (errors as 'error', skips as 'skip');
+    the default methods, and those of :data:`EXTRA_METHODS` that have records."""
+    extra = [m for m in EXTRA_METHODS[task] if any(m in by for by in table.values())]
+    methods = [*METHODS[task], *extra]
     rows = []
     for problem, by_method in table.items():
         first = next(iter(by_method.values()))
@@ -589,11 +832,12 @@ def failures(records):
 
 
 def report(args):
-    """Print the markdown tables of the records of ``--out``."""
+    """Print the markdown tables of the records of ``--out`` of ``--measure``."""
     records = [
         record
         for record in latest_records(read_records(args.out))
         if args.half in ("all", record["half"])
+        and record.get("measure", "scores") == args.measure
     ]
     for task in registry.TASKS:
         if args.task not in (None, task):
@@ -604,6 +848,12 @@ def report(args):
         table = latest_by_pair(task_records)
         halves = "both halves" if args.half == "all" else f"{args.half} half"
         print(f"## {task.capitalize()} ({halves})\n")
+        if args.measure == "time-to-target":
+            print(time_to_target_table(table) + "\n")
+            continue
+        if args.measure == "lr-sensitivity":
+            print(sensitivity_table(table, task) + "\n")
+            continue
         if task == "regression":
             print("### Test R²\n\n" + scores_table(table, task, "r2") + "\n")
             print(regression_summary(table) + "\n")
@@ -612,16 +862,110 @@ def report(args):
             print("\n### Test log-loss\n\n" + scores_table(table, task, "log_loss"))
             print("\n" + classification_summary(table) + "\n")
         print("### Fit seconds\n\n" + scores_table(table, task, "seconds", 2) + "\n")
-    print_flags(records)
+    if args.measure == "scores":
+        print_flags(records)
+
+
+def failed(record):
+    """'error' or 'skip' for a record without results, else None."""
+    if "error" in record:
+        return "error"
+    return "skip" if "skipped" in record else None
+
+
+def time_to_target_table(table):
+    """Per problem and sk_slim estimator: the target, and when it was reached."""
+    header = ["problem", "half", "method", "target: best MLP peer", "its score"]
+    header += ["its s", "its passes (≥)", "iterations", "seconds", "time ratio"]
+    header += ["passes", "passes ratio"]
+    rows, ratios, repeats = [], {}, set()
+    for problem, by_method in table.items():
+        for method, record in by_method.items():
+            cells = [problem, record["half"], method]
+            if failed(record):
+                rows.append(cells + [failed(record)] + [""] * 8)
+                continue
+            cells += [record["target_method"], fmt(record["target"])]
+            cells += [fmt(record["target_seconds"], 2), record["target_passes"]]
+            ratios.setdefault(method, [])
+            if not record["reached"]:
+                rows.append(cells + [f"not in {record['max_iter']}"] + [""] * 4)
+                ratios[method].append(None)
+                continue
+            repeats.add(record["repeats"])
+            ratio = record["seconds"] / record["target_seconds"]
+            ratios[method].append(ratio)
+            cells += [record["iterations"], fmt(record["seconds"], 2), fmt(ratio, 2)]
+            cells += [
+                f"{record['passes']:.0f}",
+                fmt(record["passes"] / record["target_passes"], 2),
+            ]
+            rows.append(cells)
+    runs = " or ".join(str(r) for r in sorted(repeats)) or str(REPEATS)
+    lines = [
+        "### Time to the best MLP peer's test score (the first iteration that "
+        f"reaches it; median of {runs} runs of a fit stopped there)\n",
+        markdown_table(header, rows, right_from=4),
+        "",
+    ]
+    for method, values in ratios.items():
+        reached = [v for v in values if v is not None]
+        line = f"- {method}: reached on {len(reached)} of {len(values)} problems"
+        if reached:
+            line += (
+                f", in at most the peer's time on {sum(v <= 1 for v in reached)}; "
+                f"median time ratio {np.median(reached):.2f}"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def sensitivity_table(table, task):
+    """Per problem and method: the test score at each learning rate, and the
+    spread (regression: best − worst R², each clipped at −1) or worst / best
+    accuracy (classification)."""
+    regression = task == "regression"
+    lrs = [f"{lr:g}" for lr in SENSITIVITY_LRS]
+    last = "spread" if regression else "worst / best"
+    header = ["problem", "half", "method", *(f"lr {lr}" for lr in lrs), last]
+    rows, summaries = [], {}
+    for problem, by_method in table.items():
+        for method, record in by_method.items():
+            cells = [problem, record["half"], method]
+            if failed(record):
+                rows.append(cells + [failed(record)] + [""] * len(lrs))
+                continue
+            scores = [record["scores"][lr] for lr in lrs]
+            if regression:
+                clipped = [max(score, -1.0) for score in scores]
+                summary = max(clipped) - min(clipped)
+            else:
+                summary = min(scores) / max(scores)
+            summaries.setdefault(method, []).append(summary)
+            rows.append(cells + [fmt(score) for score in scores] + [fmt(summary, 3)])
+    what = "test R² (clipped at −1)" if regression else "test accuracy"
+    lines = [
+        f"### Learning-rate sensitivity: {what}, default stopping\n",
+        markdown_table(header, rows, right_from=3),
+        "",
+    ]
+    for method, values in summaries.items():
+        if regression:
+            lines.append(
+                f"- {method}: mean spread {np.mean(values):.3f}, "
+                f"max {np.max(values):.3f} ({len(values)} problems)"
+            )
+        else:
+            lines.append(
+                f"- {method}: worst / best median {np.median(values):.3f}, "
+                f"min {np.min(values):.3f} ({len(values)} problems)"
+            )
+    return "\n".join(lines)
 
 
 def latest_records(records):
-    """One record per (problem, method): the last."""
-    return [
-        record
-        for by_method in latest_by_pair(records).values()
-        for record in by_method.values()
-    ]
+    """One record per (measure, problem, method): the last."""
+    return list({record_key(record): record for record in records}.values())
 
 
 def print_flags(records):
@@ -642,14 +986,19 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=registry.TASKS)
     parser.add_argument("--half", choices=(*registry.HALVES, "all"), default="all")
-    parser.add_argument("--methods", nargs="+", help="method names (default: all)")
+    parser.add_argument("--measure", choices=MEASURES, default="scores")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="method names (default: all of the measure's, but not EXTRA_METHODS)",
+    )
     parser.add_argument("--problems", nargs="+", help="problem names (default: all)")
     parser.add_argument("--quick", action="store_true", help="plumbing check")
     parser.add_argument("--out", type=Path, help="JSON-lines file of the records")
     parser.add_argument("--report", action="store_true", help="print tables of --out")
     args = parser.parse_args(argv)
     if args.out is None:
-        args.out = QUICK_OUT if args.quick else DEFAULT_OUT
+        args.out = (QUICK_OUT if args.quick else DEFAULT_OUT)[args.measure]
     return args
 
 
