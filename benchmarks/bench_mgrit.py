@@ -42,7 +42,7 @@ def worker(depth):
     from mpi4py import MPI
 
     from sk_slim.networks import make_resnet
-    from sk_slim.parallel.mgrit import mgrit_forward
+    from sk_slim.training.mgrit import mgrit_forward
 
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD

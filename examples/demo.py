@@ -132,6 +132,9 @@ def refit_all(X_train, y_train, X_test, y_test):
             "validation": np.asarray(fitted.validation_scores_),
             "head_alpha_curve": getattr(fitted, "head_alpha_curve_", None),
             "head_alpha": getattr(fitted, "head_alpha_", None),
+            # GNvpro's alpha_init='auto': a run along the continuation, then one
+            # without it; the iterate of best validation score is kept.
+            "run": getattr(fitted, "run_curve_", None),
         }
         print(f" {seconds:6.1f} s, {fitted.n_iter_} iterations")
     return runs
@@ -165,18 +168,27 @@ def print_table(cv_results, runs):
             f"{name} chose its head's ridge weight itself: "
             f"{runs[name]['head_alpha']:.2e} (GCV, final full-data solve)."
         )
+    run = runs["GNvproRegressor()"]["run"]
+    print(
+        f"GNvproRegressor() ran {run.count(0)} iterations along its continuation and "
+        f"{run.count(1)} without it (alpha_init='auto'), and kept the best validated."
+    )
 
 
 def plot(runs, output):
     fig, (ax_score, ax_alpha) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, run in runs.items():
-        ax_score.plot(run["times"], run["validation"], marker=".", label=name)
+        lines = ax_score.plot(run["times"], run["validation"], marker=".", label=name)
+        if run["run"] is not None and 1 in run["run"]:  # where the second run began
+            second = run["times"][run["run"].index(1)]
+            ax_score.axvline(second, color=lines[0].get_color(), linestyle=":")
     ax_score.set_xscale("log")
     ax_score.set_ylim(0.8, 1.0)
     ax_score.text(
         0.02,
         0.97,
-        "MLPRegressor has no callbacks: its epochs are drawn equally long",
+        "MLPRegressor has no callbacks: its epochs are drawn equally long\n"
+        "dotted: GNvpro's second run (alpha_init='auto': without the continuation)",
         transform=ax_score.transAxes,
         fontsize=8,
         va="top",

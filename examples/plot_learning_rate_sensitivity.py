@@ -10,9 +10,9 @@ rate matters much less than for an MLP trained end to end by Adam.
 We train :class:`~sk_slim.SlimTrainRegressor` and
 :class:`~sklearn.neural_network.MLPRegressor` (Adam) with the same (64, 64) tanh
 network for 20 epochs at four learning rates on three problems, and compare test
-:math:`R^2`. The repository's ``benchmarks/`` run the same comparison on four
-larger problems (mean best-minus-worst spread 0.185 for slimTrain, 0.62 for
-``MLPRegressor``).
+:math:`R^2`. The benchmark suite measures the same with each estimator's own
+stopping rule (``python benchmarks/suite.py --measure lr-sensitivity``, see
+``benchmarks/README.md``).
 """
 
 # %%

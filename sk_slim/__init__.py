@@ -13,7 +13,7 @@ from ._gnvpro_classifier import GNvproClassifier
 from ._slimtrain import SlimTrainRegressor
 from ._slimtrain_classifier import SlimTrainClassifier
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 
 __all__ = [
     "GNvproClassifier",

@@ -31,13 +31,21 @@ from sklearn.utils.validation import (
 )
 
 from ._loop import _EpochLoopMixin, _gather_rows
-from ._runtime import draw_seed, n_threads, resolve_device, torch_threads
+from ._runtime import (
+    draw_seed,
+    extractor_kwargs,
+    n_threads,
+    resolve_device,
+    torch_threads,
+)
 from ._targets import _TargetsMixin
 from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
-from .parallel.distributed import row_group
+from .rows import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# What sklearn's callback support keeps on the estimator during fit.
+_CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 # Attributes holding tensors: pickled through torch with CPU mapping.
 _TORCH_ATTRIBUTES = ("module_", "_trainer_state")
 # early_stopping='auto' holds out validation data from this many samples on.
@@ -127,9 +135,12 @@ class _BaseSeparable(
                 X, y, sample_weight, incremental=incremental, classes=classes
             )
         except BaseException:
-            # A failed fit never leaves a half-changed model.
+            # A failed fit never leaves a half-changed model; the callbacks'
+            # bookkeeping stays, for their teardown.
+            callbacks = {k: v for k, v in self.__dict__.items() if k in _CALLBACK_STATE}
             self.__dict__.clear()
             self.__dict__.update(saved)
+            self.__dict__.update(callbacks)
             raise
 
     def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
@@ -158,12 +169,13 @@ class _BaseSeparable(
             X, y, y2d, sample_weight, incremental=incremental, rows=rows
         )
 
+        trainer = self._make_trainer(self.module_, incremental=incremental)
+        # One callback context per call, whatever runs the trainer makes.
         callback_ctx = self._init_callback_context(
-            max_subtasks=1 if incremental else self.max_iter
+            max_subtasks=1 if incremental else self.max_iter * trainer.max_runs
         )
         metadata = {"sample_weight": sample_weight}
         callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
-        trainer = self._make_trainer(self.module_, incremental=incremental)
         trainer.start(fit.data, self._trainer_state if continuing else None)
         with torch_threads(n_threads(self._hidden_sizes(), X.shape)):
             best = self._epoch_loop(
@@ -171,13 +183,18 @@ class _BaseSeparable(
             )
             if best is not None:
                 trainer.restore(best)
-            self.head_alpha_ = trainer.finish()
-            self._calibrate(trainer.net, fit)
+            self._finish_fit(trainer, trainer.net, fit)
         self._trainer_state = trainer.state
         self._rng_state = fit.data.generator.get_state()
-        self._set_head_attributes()
         callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
+
+    def _finish_fit(self, trainer, net, fit):
+        """Turn the trained ``net`` (``self.module_``) into the fitted model: the
+        final head, what calibrates it, the head in target units."""
+        self.head_alpha_ = trainer.finish(net)
+        self._calibrate(net, fit)
+        self._set_head_attributes()
 
     def _validate_fit_data(self, X, y, sample_weight, continuing):
         """Validate fit's inputs (this rank's, in a data-parallel fit)."""
@@ -293,7 +310,9 @@ class _BaseSeparable(
                 dtype=self._dtype,
             )
         else:
-            kwargs = self.feature_extractor_kwargs or {}
+            kwargs = extractor_kwargs(
+                self.feature_extractor, self.feature_extractor_kwargs, generator
+            )
             # A user's module initializes from the global RNG: seed it in a fork
             # so the fit is reproducible and the user's RNG stays untouched.
             with torch.random.fork_rng(devices=[]):
@@ -504,17 +523,22 @@ class _BaseSeparable(
         self.coef_ = W[:, 0] if self._y_1d else W
         self.intercept_ = float(b[0]) if self._y_1d else b
 
-    def _reconstruction_attributes(self, trainer):
+    def _reconstruction_attributes(self, trainer, fit, best):
         """What a callback needs to predict with the estimator mid-fit: the
-        network ``fit`` would return if it stopped now, its final head solved
-        (on a copy: training goes on with its own head)."""
-        net = copy.deepcopy(trainer.net)
-        trainer.finish(net)
-        attributes = {"module_": net}
-        for name in ("n_features_in_", "feature_names_in_", "n_outputs_", "device_"):
-            if hasattr(self, name):
-                attributes[name] = getattr(self, name)
-        return attributes
+        model ``fit`` would return if it stopped now (the ``best`` snapshot when
+        there is one), finished as ``fit`` finishes it, on a copy: training
+        goes on with its own network and head."""
+        current = trainer.snapshot() if best is not None else None
+        model = copy.copy(self)
+        try:
+            if best is not None:
+                trainer.restore(best)
+            model.module_ = copy.deepcopy(trainer.net)
+            model._finish_fit(trainer, model.module_, fit)
+        finally:
+            if current is not None:
+                trainer.restore(current)
+        return {k: v for k, v in vars(model).items() if k not in _CALLBACK_STATE}
 
     # ------------------------------------------------------------------ helpers
 

@@ -1,6 +1,5 @@
 """GNvpro estimators: Gauss-Newton on the variable-projection reduced objective."""
 
-import warnings
 from numbers import Integral, Real
 
 from sklearn.base import RegressorMixin, _fit_context
@@ -19,6 +18,7 @@ class _BaseGNvpro(_BaseSeparable):
         "grad_norm": "grad_norm_curve_",
         "trust_radius": "trust_radius_curve_",
         "work_units": "work_units_",
+        "run": "run_curve_",
     }
 
     _auto_width = 16
@@ -44,9 +44,12 @@ class _BaseGNvpro(_BaseSeparable):
 
     def _trainer_options(self):
         """The :class:`~sk_slim.training.GNvproConfig` of these parameters."""
+        auto = self.alpha_init == "auto"
         return {
             "alpha": self.alpha,
-            "alpha_init": self.alpha_init_,
+            "alpha_init": self._continuation_start if auto else self.alpha_init,
+            # 'auto' with a validation split: also run without the path.
+            "compare_without_continuation": auto and self._early_stopping,
             "head_alpha": self.head_alpha,
             "batch_size": self.batch_size,
             "krylov_max_iter": self.krylov_max_iter,
@@ -55,52 +58,9 @@ class _BaseGNvpro(_BaseSeparable):
             "tol": self.tol,
         }
 
-    def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
-        """Fit; with ``alpha_init='auto'`` and early stopping, fit along the
-        continuation and without it, from the same seed (the same network and
-        validation split), and keep the fit with the better validation score."""
-        fit = super()._fit_unsafe
-        arguments = (X, y, sample_weight)
-        options = {"incremental": incremental, "classes": classes}
-        if self.alpha_init != "auto":
-            self.alpha_init_ = self.alpha_init
-            return fit(*arguments, **options)
-        if self.warm_start and hasattr(self, "module_"):
-            if not hasattr(self, "alpha_init_"):  # a model pickled before 'auto'
-                self.alpha_init_ = self._continuation_start
-            return fit(*arguments, **options)  # on along the path chosen
-        self.alpha_init_ = self._continuation_start
-        fit(*arguments, **options)
-        if not self._early_stopping or self._fit_interrupted:
-            return self
-        along_path = dict(self.__dict__)  # the second fit replaces, not mutates
-        del self.module_  # a fresh start, with warm_start too
-        self._pinned_seed, self.alpha_init_ = self._seed, None
-        try:
-            fit(*arguments, **options)
-        except Exception as error:  # keep the first fit rather than none
-            self._restore(along_path)
-            warnings.warn(
-                f"{type(self).__name__}: the fit without the continuation "
-                f"(alpha_init='auto') failed ({error}); keeping the fit along it.",
-                UserWarning,
-                stacklevel=4,
-            )
-            return self
-        finally:
-            self.__dict__.pop("_pinned_seed", None)
-        if self.best_validation_score_ <= along_path["best_validation_score_"]:
-            self._restore(along_path)
-        return self
-
-    def _restore(self, state):
-        self.__dict__.clear()
-        self.__dict__.update(state)
-
-    def _new_seed(self):
-        # The second fit of alpha_init='auto' starts where the first did.
-        seed = getattr(self, "_pinned_seed", None)
-        return super()._new_seed() if seed is None else seed
+    def _finish_fit(self, trainer, net, fit):
+        super()._finish_fit(trainer, net, fit)
+        self.alpha_init_ = trainer.alpha_init
 
 
 class GNvproRegressor(RegressorMixin, _BaseGNvpro):
@@ -156,12 +116,15 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         features under a strong penalty and early stopping picks the iterate
         with the best validation score along the path; None keeps ``alpha``
         throughout. The path needs about 40 iterations to come down to 1e-2:
-        short runs should pass None. ``'auto'``: with early stopping, fit
-        along the path from 100 and without it, from the same network and
-        validation split, and keep the fit with the better validation score
-        (smooth, noisy or many-output targets want the path, jumps do not);
-        without early stopping, the path from 100. Both fits run, so
-        callbacks and ``verbose`` see two. Measurements: the user guide.
+        short runs should pass None.
+        ``'auto'``: with early stopping, one run along the path from
+        100 and, from the same network, random stream and validation
+        split, a second run without it; the iterate of best validation
+        score over both runs is kept (smooth, noisy or many-output targets
+        want the path, jumps do not). Without early stopping, the path from
+        100. Both runs are one fit: its histories, ``n_iter_`` and the
+        epochs callbacks see hold both, and ``run_curve_`` tells them
+        apart; ``max_iter`` bounds each run. Measurements: the user guide.
     head_alpha : 'auto' or float, default='auto'
         The head's ridge weight on the mean loss; ``'auto'`` chooses it by GCV at
         every outer iteration (held fixed within the iteration).
@@ -232,7 +195,8 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         The head's ridge weight of the final full-data solve.
     alpha_init_ : float or None
         The continuation's start the fit kept (``alpha_init``, or for
-        ``'auto'`` 100.0 or None).
+        ``'auto'`` 100.0 or None): None when the returned iterate is of the
+        run without the continuation.
     head_alpha_curve_ : list of float
         The GCV-chosen head ridge weight per iteration.
     loss_curve_ : list of float
@@ -243,6 +207,10 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         Trust radius after each iteration (nan with Armijo).
     work_units_ : list of float
         Cumulative passes over the (sub-sampled) data after each iteration.
+    run_curve_ : list of int
+        The run each iteration belongs to: 0 along the continuation (or the
+        only run), 1 without it, restarted from the fit's starting network
+        (``alpha_init='auto'``, or after converging while still on the path).
     n_iter_ : int
         Outer iterations run.
     t_ : int
@@ -369,12 +337,3 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
             The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
-
-
-def __getattr__(name):
-    # Models pickled before the classifier had its own module name it here.
-    if name == "GNvproClassifier":
-        from ._gnvpro_classifier import GNvproClassifier
-
-        return GNvproClassifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,11 +58,15 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         ``alpha + alpha_init * 0.8**k``; None keeps ``alpha`` throughout.
         Full-batch Gauss-Newton drives the cross-entropy down fast and the
         network overfits; the path starts smooth and early stopping picks the
-        best iterate. ``'auto'``: with early stopping, fit along the path from
-        30 and without it, from the same network and validation split, and
-        keep the fit with the better validation score; without early
-        stopping, the path from 30. Both fits run, so callbacks and
-        ``verbose`` see two. Measurements: the user guide.
+        best iterate.
+        ``'auto'``: with early stopping, one run along the path from
+        30 and, from the same network, random stream and validation
+        split, a second run without it; the iterate of best validation
+        score over both runs is kept (smooth, noisy or many-output targets
+        want the path, jumps do not). Without early stopping, the path from
+        30. Both runs are one fit: its histories, ``n_iter_`` and the
+        epochs callbacks see hold both, and ``run_curve_`` tells them
+        apart; ``max_iter`` bounds each run. Measurements: the user guide.
     head_alpha : 'auto' or float, default='auto'
         The logistic head's ridge weight on the mean cross-entropy, > 0.
         ``'auto'``: ``1 / n_samples`` in training (the regularization of
@@ -125,7 +129,8 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         The returned logistic head's ridge weight.
     alpha_init_ : float or None
         The continuation's start the fit kept (``alpha_init``, or for
-        ``'auto'`` 30.0 or None).
+        ``'auto'`` 30.0 or None): None when the returned iterate is of the
+        run without the continuation.
     head_alpha_curve_ : list of float
         The head's ridge weight per iteration.
     loss_curve_ : list of float
@@ -137,6 +142,10 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         Trust radius after each iteration (nan with Armijo).
     work_units_ : list of int
         Cumulative passes over the (sub-sampled) data after each iteration.
+    run_curve_ : list of int
+        The run each iteration belongs to: 0 along the continuation (or the
+        only run), 1 without it, restarted from the fit's starting network
+        (``alpha_init='auto'``, or after converging while still on the path).
     n_iter_ : int
         Outer iterations run.
     t_ : int

@@ -30,13 +30,30 @@ class _EpochLoopMixin:
     def _epoch_loop(self, trainer, fit, callback_ctx, n_epochs=None):
         """MLP-style epochs: record, stop early, recover from divergence.
 
-        Returns the snapshot of the best epoch by validation score, or None.
+        A run ends when patience runs out, the trainer converges or ``n_epochs``
+        (``max_iter``) epochs were run; the trainer may then begin another run
+        (:meth:`~sk_slim.training.Trainer.next_run`), with fresh patience and
+        epoch count, in the same histories. A callback's stop ends the fit.
+
+        Returns the snapshot of the best epoch by validation score over all
+        runs, or None.
         """
         n_epochs = self.max_iter if n_epochs is None else n_epochs
-        self._fit_interrupted = False
         self._no_improvement_count = 0
-        retries, epoch, epoch_ctx, best = 0, 0, None, None
-        while epoch < n_epochs:
+        # Patience counts against the run's own best, the snapshot against all.
+        self._run_best = (
+            self.best_validation_score_
+            if self.validation_scores_ is not None
+            else self.best_loss_
+        )
+        best = None
+        retries, epoch, epoch_ctx, reached_max_iter = 0, 0, None, False
+        while True:
+            if epoch >= n_epochs:
+                reached_max_iter = True
+                if fit.incremental or not self._next_run(trainer):
+                    break
+                epoch = 0
             if epoch_ctx is None:  # a retried epoch keeps its context
                 epoch_ctx = callback_ctx.subcontext(task_name="epoch")
                 epoch_ctx.call_on_fit_task_begin(estimator=self)
@@ -46,7 +63,6 @@ class _EpochLoopMixin:
                 trainer.net.train()
                 loss = trainer.epoch()
             except KeyboardInterrupt:
-                self._fit_interrupted = True
                 trainer.restore(snapshot)
                 warnings.warn(
                     "Training interrupted by the user; keeping the best weights so "
@@ -68,21 +84,25 @@ class _EpochLoopMixin:
             improved = self._update_best(loss, score)
             if self.verbose:
                 print(self._progress_line(loss, score, time.perf_counter() - start))
-            stop = trainer.converged() or self._update_no_improvement_count(improved)
-            stop |= epoch_ctx.call_on_fit_task_end(
+            end_run = trainer.converged() or self._update_no_improvement_count(improved)
+            stop = epoch_ctx.call_on_fit_task_end(
                 estimator=self,
                 X=fit.X,
                 y=fit.y,
                 reconstruction_attributes=partial(
-                    self._reconstruction_attributes, trainer
+                    self._reconstruction_attributes, trainer, fit, best
                 ),
             )
             epoch_ctx = None
             # Every rank of a data-parallel fit stops together (a callback may
-            # stop one).
+            # stop one); the trainer's own decisions agree on every rank.
             if not fit.data.rows.all(not stop):
                 return best
-        if not fit.incremental:
+            if end_run and (fit.incremental or not self._next_run(trainer)):
+                return best
+            if end_run:
+                epoch = 0
+        if reached_max_iter and not fit.incremental:
             warnings.warn(
                 f"{type(self).__name__}: the maximum number of {self._step_name} "
                 f"(max_iter={self.max_iter}) was reached and the optimization "
@@ -91,6 +111,16 @@ class _EpochLoopMixin:
                 stacklevel=4,
             )
         return best
+
+    def _next_run(self, trainer):
+        """Let the trainer begin another run; reset patience if it does."""
+        if not trainer.next_run():
+            return False
+        self._no_improvement_count = 0
+        self._run_best = -np.inf if self.validation_scores_ is not None else np.inf
+        if self.verbose:
+            print("A new run from the starting point: patience reset.")
+        return True
 
     def _recover(self, trainer, snapshot, retries):
         """Undo a divergent epoch and halve the step, a bounded number of times."""
@@ -132,13 +162,16 @@ class _EpochLoopMixin:
         return score
 
     def _update_best(self, loss, score):
-        """Track the best validation score (or training loss); return whether
-        this epoch improved on it by more than ``tol``."""
+        """Track the best validation score (or training loss), over the fit and
+        over the run; return whether this epoch improved on the run's best by
+        more than ``tol``."""
         if score is not None:
-            improved = score > self.best_validation_score_ + self.tol
+            improved = score > self._run_best + self.tol
+            self._run_best = max(self._run_best, score)
             self.best_validation_score_ = max(self.best_validation_score_, score)
         elif self.best_loss_ is not None:
-            improved = loss < self.best_loss_ - self.tol
+            improved = loss < self._run_best - self.tol
+            self._run_best = min(self._run_best, loss)
             self.best_loss_ = min(self.best_loss_, loss)
         else:  # partial_fit with early_stopping: no validation split to judge by
             improved = True

@@ -1,5 +1,7 @@
-"""Where and how a fit runs: the device, torch's thread count, the seed."""
+"""Where and how a fit runs: the device, torch's thread count, the seed and what
+it reaches."""
 
+import inspect
 from contextlib import contextmanager
 
 import numpy as np
@@ -59,3 +61,22 @@ def torch_threads(n_threads):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def extractor_kwargs(factory, kwargs, generator):
+    """``feature_extractor_kwargs`` for one fit, so that ``random_state`` reaches
+    every draw: a ``torch.Generator`` given there is copied (its state is the
+    parameter; fitting never consumes it), and a factory that takes a
+    ``generator`` (``make_mlp``, ``make_resnet``) and got none gets the fit's."""
+    kwargs = dict(kwargs or {})
+    for name, value in kwargs.items():
+        if isinstance(value, torch.Generator):
+            kwargs[name] = torch.Generator(value.device).set_state(value.get_state())
+    if "generator" not in kwargs:
+        try:
+            accepts = "generator" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # no signature to read (a builtin)
+            accepts = False
+        if accepts:
+            kwargs["generator"] = generator
+    return kwargs

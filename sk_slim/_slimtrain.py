@@ -117,7 +117,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         forward, and the loss's gradient backward, by this many iterations of
         multigrid reduction in time per step instead of block after block: the
         inexact layer-parallel propagation of Guenther et al. (2020), needing
-        the ``parallel`` extra (``sk_slim.parallel.mgrit``). Prediction and
+        the ``parallel`` extra (``sk_slim.training.mgrit``). Prediction and
         the final head use the exact forward pass. None: serial propagation.
     max_iter : int, default=400
         Maximum number of epochs. Twice ``MLPRegressor``'s: 200 stopped 6 of
@@ -303,12 +303,3 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
             The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=True)
-
-
-def __getattr__(name):
-    # Models pickled before the classifier had its own module name it here.
-    if name == "SlimTrainClassifier":
-        from ._slimtrain_classifier import SlimTrainClassifier
-
-        return SlimTrainClassifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -87,7 +87,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         forward, and the loss's gradient backward, by this many iterations of
         multigrid reduction in time per step instead of block after block: the
         inexact layer-parallel propagation of Guenther et al. (2020), needing
-        the ``parallel`` extra (``sk_slim.parallel.mgrit``). Prediction and
+        the ``parallel`` extra (``sk_slim.training.mgrit``). Prediction and
         the final head use the exact forward pass. None: serial propagation.
     max_iter : int, default=200
         Maximum number of epochs.
@@ -316,21 +316,14 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def __setstate__(self, state):
-        # Models pickled before final_head existed hold a least-squares head.
-        state.setdefault("final_head", "least_squares")
-        if "module_" in state:
-            state.setdefault("final_head_", "least_squares")
-        super().__setstate__(state)
-
     def _validation_score(self, y_val, scores, sample_weight):
         """Negative Brier score of the outputs: minus the mean squared distance
         to the one-hot targets, the loss the head minimizes.
 
-        Measured (benchmarks/classifier_results.md): stopping on validation
-        accuracy, which stalls for 20 epochs while the features still improve,
-        stopped lr=1e-4 at 27 epochs with test accuracy 0.61 on a 4-class
-        problem; on the Brier score it ran on to 0.82.
+        Measured (benchmarks/README.md, archived classifier benchmark): stopping
+        on validation accuracy, which stalls for 20 epochs while the features
+        still improve, stopped lr=1e-4 at 27 epochs with test accuracy 0.61 on a
+        4-class problem; on the Brier score it ran on to 0.82.
         """
         squared = ((scores - y_val) ** 2).sum(axis=1)
         return -float(np.average(squared, weights=sample_weight))

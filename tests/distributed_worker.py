@@ -19,7 +19,7 @@ from sklearn.datasets import make_friedman1
 
 import sk_slim
 from sk_slim.networks import SeparableNet
-from sk_slim.parallel.distributed import local_fits, row_group
+from sk_slim.rows import local_fits, row_group
 from sk_slim.training import validated_logistic_head
 
 

@@ -1,13 +1,11 @@
 """SlimTrainClassifier and GNvproClassifier: scikit-learn conformance and
 behaviour."""
 
-import copy
 import pickle
 import warnings
 
 import numpy as np
 import pytest
-from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.callback import ScoringMonitor
 from sklearn.datasets import load_breast_cancer, load_iris, make_classification
@@ -373,38 +371,3 @@ def test_class_weight_keys_must_be_classes(cls):
     X, y = _iris()
     with pytest.raises(ValueError, match="not classes"):
         _fast(cls, class_weight={0: 2.0, 5: 10.0}).fit(X, y)
-
-
-@pytest.mark.parametrize(
-    "cls, old_module",
-    [
-        (SlimTrainClassifier, "sk_slim._slimtrain"),
-        (GNvproClassifier, "sk_slim._gnvpro"),
-    ],
-)
-def test_models_pickled_under_the_old_module_still_load(cls, old_module):
-    # Before the classifiers had modules of their own, pickles named them in
-    # the regressors' modules; those still resolve the names.
-    X, y = _iris()
-    model = _fast(cls, max_iter=2)
-    if cls is SlimTrainClassifier:  # the head such models held
-        model.set_params(final_head="least_squares")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, y)
-    # Nor had SlimTrainClassifier final_head then.
-    new_names = ("final_head", "final_head_")
-    old_state = {k: v for k, v in model.__dict__.items() if k not in new_names}
-    old_model = copy.copy(model)
-    old_model.__dict__ = old_state
-    new = f"{cls.__module__}\n{cls.__name__}".encode()
-    payload = pickle.dumps(old_model, protocol=0)  # names modules as plain text
-    assert payload.count(new) == 1
-    old = payload.replace(new, f"{old_module}\n{cls.__name__}".encode())
-    restored = pickle.loads(old)
-    assert type(restored) is cls
-    np.testing.assert_array_equal(restored.predict_proba(X), model.predict_proba(X))
-    assert restored.get_params() == model.get_params()
-    assert clone(restored).get_params() == model.get_params()
-    if cls is SlimTrainClassifier:
-        assert restored.final_head_ == "least_squares"

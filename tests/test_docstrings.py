@@ -31,7 +31,7 @@ PUBLIC_MODULES = (
     *(("sk_slim.skorch",) if importlib.util.find_spec("skorch") else ()),
     "sk_slim.training.linearization",
     # The parallel extra: only when pymgrit is installed (it is in the test extra).
-    *(("sk_slim.parallel.mgrit",) if importlib.util.find_spec("pymgrit") else ()),
+    *(("sk_slim.training.mgrit",) if importlib.util.find_spec("pymgrit") else ()),
 )
 
 # Every numpydoc check is enforced except these.

@@ -215,14 +215,14 @@ def test_callbacks_see_the_model_fit_would_return(Estimator):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)
-    assert len(monitor.predictions) == 3
+    # GNvpro may restart without its continuation (a second run, each up to
+    # max_iter): one callback epoch per iteration either way.
+    assert len(monitor.predictions) == model.n_iter_ >= 3
     returned = (
         model.decision_function(X)
         if "Classifier" in Estimator.__name__
         else (model.predict(X))
     )
-    if "SlimTrainClassifier" == Estimator.__name__:  # no temperature mid-fit
-        returned = returned * model.temperature_
     np.testing.assert_allclose(
         monitor.predictions[-1], returned, rtol=1e-10, atol=1e-12
     )

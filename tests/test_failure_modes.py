@@ -57,19 +57,43 @@ def test_converging_under_the_continuation_restarts_without_it():
     C = torch.sin(X[:, :1])
     net = SeparableNet(make_mlp(3, (5,), generator=g, dtype=torch.float64), 5, 1)
     start = [p.detach().clone() for p in net.feature_extractor.parameters()]
-    config = GNvproConfig(alpha=1e-4, alpha_init=1e6, tol=0.5)
+    config = GNvproConfig(alpha=1e-4, alpha_init=1e6, tol=0.5, curvature_fraction=0.5)
     trainer = GNvproTrainer(net, config)
+    generator_start = g.get_state()
     trainer.start(FitData(X, C, None, g))
-    assert trainer.theta_alpha() > 1e5
-    while not trainer.state.continuation_over:  # a penalty this strong: a collapse
+    assert trainer.theta_alpha() > 1e5 and trainer.max_runs == 2
+    while not trainer.converged():  # a penalty this strong: a collapse
         trainer.epoch()
-        assert not trainer.converged() or trainer.state.continuation_over
         assert trainer.state.n_iter < 20
-    # Back at the start, with the final penalty, the radius to be measured anew.
+    assert trainer.theta_alpha() > 1e-4  # converged while still on the path
+    assert trainer.record()["run"] == 0
+    assert trainer.next_run()
+    # Back at the start (network and random stream), with the final penalty,
+    # the radius to be measured anew; once only.
     for p, p0 in zip(net.feature_extractor.parameters(), start, strict=True):
         torch.testing.assert_close(p.detach(), p0, rtol=0, atol=0)
+    assert torch.equal(g.get_state(), generator_start)
     assert trainer.theta_alpha() == pytest.approx(1e-4)
+    assert trainer.alpha_init is None and trainer.record()["run"] == 1
     assert trainer.state.radius is None and math.isnan(trainer.state.first_grad_norm)
+    trainer.epoch()
+    assert not trainer.next_run()
+
+
+def test_a_run_along_the_path_that_does_not_converge_is_the_only_one():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 3, generator=g, dtype=torch.float64)
+    net = SeparableNet(make_mlp(3, (5,), generator=g, dtype=torch.float64), 5, 1)
+    trainer = GNvproTrainer(net, GNvproConfig(alpha_init=100.0, tol=1e-12))
+    trainer.start(FitData(X, torch.sin(X[:, :1]), None, g))
+    trainer.epoch()
+    assert not trainer.next_run()  # patience ran out: no comparison asked for
+    compare = GNvproConfig(alpha_init=100.0, compare_without_continuation=True)
+    trainer = GNvproTrainer(net, compare)
+    trainer.start(FitData(X, torch.sin(X[:, :1]), None, g))
+    trainer.epoch()
+    assert trainer.next_run() and trainer.state.compared
+    assert not trainer.next_run()
 
 
 def _moons(n=1000, seed=0):
@@ -102,9 +126,11 @@ def test_gnvpro_classifier_does_not_stop_on_the_continuations_plateau():
 
 
 @pytest.mark.parametrize("start", [100.0, None])
-def test_auto_continuation_keeps_the_better_validated_fit(start):
-    # The kept fit is, to the bit, the one of that alpha_init from the same seed;
-    # its validation score is the better of the two.
+def test_auto_continuation_keeps_the_better_validated_run(start):
+    # One fit, two runs: the run along the path is the fit alpha_init=100 makes,
+    # the run without it the fit alpha_init=None makes from the same seed (the
+    # same network, random stream and split); the kept iterate is the best
+    # validated of both, and every history holds both runs.
     rng = np.random.default_rng(1)
     X = rng.uniform(-1, 1, (400, 3))
     y = np.floor(3 * X[:, 0]) + (X[:, 1] if start else 0.2 * np.sin(9 * X[:, 1]))
@@ -119,8 +145,14 @@ def test_auto_continuation_keeps_the_better_validated_fit(start):
     kept = 100.0 if scores[100.0] >= scores[None] else None
     assert model.alpha_init_ == kept
     assert model.best_validation_score_ == max(scores.values())
-    np.testing.assert_array_equal(model.predict(X), fits[kept].predict(X))
-    assert model.validation_scores_ == fits[kept].validation_scores_
+    np.testing.assert_allclose(
+        model.predict(X), fits[kept].predict(X), rtol=1e-10, atol=1e-12
+    )
+    runs = [fits[100.0], fits[None]]
+    for name in ("validation_scores_", "loss_curve_", "head_alpha_curve_"):
+        assert getattr(model, name) == sum((getattr(f, name) for f in runs), [])
+    assert model.run_curve_ == [0] * fits[100.0].n_iter_ + [1] * fits[None].n_iter_
+    assert model.n_iter_ == fits[100.0].n_iter_ + fits[None].n_iter_
     assert model.get_params()["alpha_init"] == "auto"
 
 
@@ -134,21 +166,3 @@ def test_auto_continuation_without_early_stopping_is_the_path():
     np.testing.assert_array_equal(
         model.predict_proba(X_train), path.predict_proba(X_train)
     )
-
-
-def test_auto_continuation_keeps_the_first_fit_when_the_second_fails():
-    builds = []
-
-    def extractor(n_in):
-        builds.append(n_in)
-        if len(builds) == 2:
-            raise RuntimeError("second build fails")
-        return make_mlp(n_in, (8,), dtype=torch.float64)
-
-    rng = np.random.default_rng(0)
-    X, y = rng.uniform(-1, 1, (300, 3)), rng.standard_normal(300)
-    model = GNvproRegressor(feature_extractor=extractor, max_iter=5, random_state=0)
-    with pytest.warns(UserWarning, match="without the continuation"):
-        _fit_quietly(model, X, y)
-    assert model.alpha_init_ == 100.0
-    assert np.isfinite(model.predict(X)).all()

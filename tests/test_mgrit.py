@@ -15,7 +15,7 @@ pytest.importorskip("pymgrit")
 pytest.importorskip("mpi4py")
 
 from sk_slim.networks import make_mlp, make_resnet  # noqa: E402
-from sk_slim.parallel.mgrit import mgrit_backward, mgrit_forward  # noqa: E402
+from sk_slim.training.mgrit import mgrit_backward, mgrit_forward  # noqa: E402
 
 F64 = torch.float64
 
@@ -71,7 +71,7 @@ _TWO_PROCESSES = """
 import torch
 from mpi4py import MPI
 from sk_slim.networks import make_resnet
-from sk_slim.parallel.mgrit import mgrit_backward, mgrit_forward
+from sk_slim.training.mgrit import mgrit_backward, mgrit_forward
 torch.set_num_threads(1)
 g = torch.Generator().manual_seed(16)
 extractor = make_resnet(3, width=5, depth=16, generator=g, dtype=torch.float64)

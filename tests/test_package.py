@@ -45,7 +45,9 @@ NUMERICS = sorted((PACKAGE / "training").glob("*.py")) + [PACKAGE / "networks.py
 @pytest.mark.parametrize("path", NUMERICS, ids=lambda p: p.name)
 def test_training_and_networks_import_no_sklearn_or_numpy(path):
     imported = _imports(path)
-    assert not {m for m in imported if m.split(".")[0] in {"sklearn", "numpy"}}
+    forbidden = {"sklearn"} if path.name == "mgrit.py" else {"sklearn", "numpy"}
+    # mgrit.py adapts pymgrit, whose vectors and MGRIT module are numpy's.
+    assert not {m for m in imported if m.split(".")[0] in forbidden}
 
 
 # Libraries whose values are numpy arrays: a module importing none of them has no
@@ -158,5 +160,5 @@ def test_readme_usage_example_runs(capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         exec(compile(code, "README.md", "exec"), {})
-    scores = [float(s) for s in re.findall(r"[-\d.]+", capsys.readouterr().out)]
-    assert len(scores) == 3 and min(scores) > 0.7
+    scores = re.findall(r"test R\^2: ([-\d.]+)", capsys.readouterr().out)
+    assert len(scores) == 1 and float(scores[0]) > 0.7

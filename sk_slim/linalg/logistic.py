@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..parallel.distributed import LOCAL_ROWS
+from ..rows import LOCAL_ROWS
 from .krylov import cg
 
 __all__ = [
@@ -87,7 +87,7 @@ def logistic_loss(Z, Y, W, alpha, sample_weight=None, rows=LOCAL_ROWS):
         Nonnegative weights, normalized to sum to one.
     rows : RowGroup, default=LOCAL_ROWS
         When the rows are split over processes
-        (:mod:`sk_slim.parallel.distributed`): ``Z`` and ``Y`` hold this
+        (:mod:`sk_slim.rows`): ``Z`` and ``Y`` hold this
         process's, and the sums over rows are over all of them. ``LOCAL_ROWS``:
         all rows are here.
 
@@ -350,7 +350,7 @@ def fit_temperature(
         row's score range.
     rows : RowGroup, default=LOCAL_ROWS
         When the rows are split over processes
-        (:mod:`sk_slim.parallel.distributed`): these are this process's, and
+        (:mod:`sk_slim.rows`): these are this process's, and
         the loss is over all of them. ``LOCAL_ROWS``: all rows are here.
 
     Returns

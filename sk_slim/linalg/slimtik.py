@@ -17,7 +17,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from ..parallel.distributed import LOCAL_ROWS
+from ..rows import LOCAL_ROWS
 
 __all__ = ["SlimTik", "SlimTikState"]
 
@@ -217,7 +217,7 @@ class SlimTik:
             sGCV residual count is ``c sum_i w_i``.
         rows : RowGroup, default=LOCAL_ROWS
             When the batch's rows are split over processes
-            (:mod:`sk_slim.parallel.distributed`): the batch is all processes'
+            (:mod:`sk_slim.rows`): the batch is all processes'
             rows together, and its statistics are summed over them.
             ``LOCAL_ROWS``: all of the batch is here.
 

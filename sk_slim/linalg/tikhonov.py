@@ -14,7 +14,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from ..parallel.distributed import LOCAL_ROWS
+from ..rows import LOCAL_ROWS
 
 __all__ = ["GCVResult", "TikhonovSVD", "gcv", "tikhonov_factor", "tikhonov_svd"]
 
@@ -268,7 +268,7 @@ def tikhonov_factor(Z, C, sample_weight=None, *, rcond=None, rows=LOCAL_ROWS):
         ``torch.linalg.pinv`` does.
     rows : RowGroup, default=LOCAL_ROWS
         When the rows are split over processes
-        (:mod:`sk_slim.parallel.distributed`): ``Z``, ``C`` and the weights
+        (:mod:`sk_slim.rows`): ``Z``, ``C`` and the weights
         are this process's rows, and the factorization is of all of them, by
         a tall-skinny QR. ``LOCAL_ROWS``: all rows are here.
 

@@ -52,8 +52,12 @@ class GNvproState:
     work_units : float
         Passes over the data so far (see :class:`ReducedProblem`).
     continuation_over : bool
-        Whether the continuation on the theta penalty has been ended early,
-        because an iteration converged while it was still on.
+        Whether the run goes on without the continuation on the theta
+        penalty: restarted from the call's starting network after the run along
+        it (see :meth:`GNvproTrainer.next_run`).
+    compared : bool
+        Whether a run without the continuation has been made for comparison
+        (``compare_without_continuation``); made once, not again on warm starts.
     """
 
     radius: float | None = None  # trust radius; None before the first step
@@ -64,6 +68,7 @@ class GNvproState:
     first_grad_norm: float = math.nan
     work_units: float = 0
     continuation_over: bool = False
+    compared: bool = False
 
 
 def gnvpro_step(
@@ -215,6 +220,11 @@ class GNvproConfig:
         ``alpha + alpha_init * alpha_decay**k``; None keeps ``alpha``.
     alpha_decay : float
         The continuation's decay per iteration.
+    compare_without_continuation : bool
+        After the run along the continuation, run once more from the same
+        starting network and random stream without it; the estimator's loop
+        keeps the iterate of best validation score over both runs (smooth or
+        noisy targets want the path, jumps do not).
     head_alpha : 'auto' or float
         The head's ridge weight on the mean loss. ``'auto'``: GCV at every
         iteration (least squares), ``1 / n`` (cross-entropy: the ridge of
@@ -239,6 +249,7 @@ class GNvproConfig:
     # and early stopping then picks the iterate along the decreasing path with the
     # best validation score. Decays 0.7-0.85 gave similar results, 0.8 the best.
     alpha_decay: float = 0.8
+    compare_without_continuation: bool = False
     head_alpha: object = "auto"
     batch_size: int | None = None
     curvature_fraction: float | None = None
@@ -260,11 +271,13 @@ class GNvproTrainer(Trainer):
         The run's settings.
     """
 
-    history_names = ("grad_norm", "trust_radius", "work_units")
+    history_names = ("grad_norm", "trust_radius", "work_units", "run")
 
     def __init__(self, net, config):
         self.net = net
         self.config = config
+        # A second run without the continuation, compared or after a collapse.
+        self.max_runs = 1 if config.alpha_init is None else 2
 
     def start(self, data, state=None):
         """Take this call's data and continue a previous fit's state.
@@ -280,10 +293,12 @@ class GNvproTrainer(Trainer):
         self.data = data
         self._state = GNvproState() if state is None else replace(state)
         self._current = None  # the last iterate's linearization on all rows
-        # Where this call started, to begin again without the continuation.
-        self._start = {
-            k: v.clone() for k, v in self.net.feature_extractor.state_dict().items()
-        }
+        # Where this call started, to begin again without the continuation:
+        # the network and the random stream (the second run is then the run
+        # alpha_init=None makes from the same seed).
+        # The head too: the logistic head's Newton solve starts from it.
+        self._start = {k: v.clone() for k, v in self.net.state_dict().items()}
+        self._start_generator = data.generator.get_state()
 
     @property
     def state(self):
@@ -294,6 +309,14 @@ class GNvproTrainer(Trainer):
     def head_alpha(self):
         """The head's ridge weight of the last iteration."""
         return float(self._state.head_alpha)
+
+    @property
+    def alpha_init(self):
+        """The continuation's start of the current run.
+
+        ``config.alpha_init``, or None in a run without the continuation.
+        """
+        return None if self._state.continuation_over else self.config.alpha_init
 
     def theta_alpha(self):
         """Return this iteration's penalty weight on ``theta``.
@@ -410,9 +433,11 @@ class GNvproTrainer(Trainer):
         """
         # The counters (iterations, passes) are history, not rolled back: a warm
         # start from a restored best iterate goes on along the continuation.
+        # Which run the network is of is part of it.
         return {
             "module": {k: v.clone() for k, v in self.net.state_dict().items()},
             "radius": self._state.radius,
+            "continuation_over": self._state.continuation_over,
         }
 
     def restore(self, snapshot):
@@ -425,6 +450,7 @@ class GNvproTrainer(Trainer):
         """
         self.net.load_state_dict(snapshot["module"])
         self._state.radius = snapshot["radius"]
+        self._state.continuation_over = snapshot["continuation_over"]
 
     def shrink_step(self, factor):
         """Shrink the trust radius after a divergence (there is no learning rate).
@@ -444,14 +470,18 @@ class GNvproTrainer(Trainer):
         -------
         record : dict of str to float
             ``grad_norm`` (at the start of the iteration), ``trust_radius``
-            (after it; nan with Armijo) and ``work_units`` (passes so far).
+            (after it; nan with Armijo), ``work_units`` (passes so far) and
+            ``run`` (0 along the continuation or without one, 1 in the run
+            restarted without it).
         """
         state = self._state
         radius = state.radius if self.config.globalization == "trust_region" else None
+        restarted = state.continuation_over and self.config.alpha_init is not None
         return {
             "grad_norm": state.grad_norm,
             "trust_radius": math.nan if radius is None else radius,
             "work_units": state.work_units,
+            "run": int(restarted),
         }
 
     def converged(self):
@@ -461,26 +491,44 @@ class GNvproTrainer(Trainer):
         -------
         bool
             True when the reduced gradient's norm fell below ``tol`` times its
-            first value, with the theta penalty at its final ``alpha``.
+            first value.
+        """
+        state = self._state
+        return state.grad_norm <= self.config.tol * state.first_grad_norm
+
+    def next_run(self):
+        """Restart without the continuation at the end of a run along it.
+
+        Restarts when ``compare_without_continuation`` asks for the comparison
+        (once), or when the run converged while the continuation was still on.
+
+        Returns
+        -------
+        bool
+            True when the run without the continuation has begun: from the
+            network and the random stream this call started with, its trust
+            radius measured afresh.
 
         Notes
         -----
-        Below ``tol`` while the continuation is still on, the penalized problem
+        Converged while the continuation is still on, the penalized problem
         is solved, not the problem asked for, and typically at a collapse: the
         penalty has pulled the weights to where the features are constant and
         the gradient vanishes with or without it (cross-entropy at ``log 2`` on
         a radial problem; a GCV head shrunk to zero on a high-frequency one).
-        The run then goes on from the network it started from, without the
-        continuation (its trust radius measured afresh).
         """
-        state = self._state
-        converged = state.grad_norm <= self.config.tol * state.first_grad_norm
-        if converged and self._continuing():
-            state.continuation_over = True
-            state.radius, state.first_grad_norm = None, math.nan
-            self.net.feature_extractor.load_state_dict(self._start)
+        config, state = self.config, self._state
+        if config.alpha_init is None or state.continuation_over:
             return False
-        return converged
+        compare = config.compare_without_continuation and not state.compared
+        if not (compare or (self._continuing() and self.converged())):
+            return False
+        state.continuation_over, state.compared = True, state.compared or compare
+        state.radius, state.first_grad_norm = None, math.nan
+        self.net.load_state_dict(self._start)
+        self.data.generator.set_state(self._start_generator)
+        self._current = None
+        return True
 
     def solve_head(self, net=None):
         """Solve the head on all training rows and store it in the network.

@@ -21,7 +21,7 @@ from ..linalg import (
     logistic_hessian_dense,
     softmax_jacobian_product,
 )
-from ..parallel.distributed import LOCAL_ROWS
+from ..rows import LOCAL_ROWS
 from .reduced import _DTYPE, _ReducedBase
 
 __all__ = ["ReducedLogisticProblem"]
@@ -69,7 +69,7 @@ class ReducedLogisticProblem(_ReducedBase):
         Gradient-norm tolerance of the inner logistic solve (the envelope
         gradient is exact only at the inner optimum).
     rows : RowGroup, default=LOCAL_ROWS
-        Where the rows are (:mod:`sk_slim.parallel.distributed`): all here, or
+        Where the rows are (:mod:`sk_slim.rows`): all here, or
         this process's share; every sum over rows is then summed over the
         processes.
 

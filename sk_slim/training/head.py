@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..linalg import logistic_head, logistic_loss, tikhonov_factor
-from ..parallel.distributed import LOCAL_ROWS
+from ..rows import LOCAL_ROWS
 from .protocol import effective_samples
 
 __all__ = [
@@ -85,7 +85,7 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv", rows=LOCAL_ROWS):
         The ridge weight, or ``'gcv'`` to choose it by generalized
         cross-validation.
     rows : RowGroup, default=LOCAL_ROWS
-        Where the rows are (:mod:`sk_slim.parallel.distributed`): here all of
+        Where the rows are (:mod:`sk_slim.rows`): here all of
         them, or this process's share of a data-parallel fit.
 
     Returns

@@ -9,7 +9,12 @@ divergence recovery, callbacks); a *trainer* owns one algorithm. The loop calls
    an epoch that diverged and ``shrink_step(factor)`` before the retry;
    ``record()``, ``head_alpha`` and ``converged()`` after each accepted epoch;
    ``solve_head()`` when the loop scores the network with its full-data head;
-3. ``finish()`` at the end, which solves the final head and returns its ridge
+3. ``next_run()`` when the loop would end the run (patience ran out, the
+   trainer converged, or the run reached ``max_iter``): a trainer that tries
+   more than one run from its starting point (GNvpro without its
+   continuation, say) begins the next one and returns True, and the loop goes
+   on with fresh patience; the best epoch over all runs is kept;
+4. ``finish()`` at the end, which solves the final head and returns its ridge
    weight; ``state`` is then what the estimator stores (a picklable dataclass)
    and passes to the next call's ``start``.
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..parallel.distributed import LOCAL_ROWS, RowGroup
+from ..rows import LOCAL_ROWS, RowGroup
 
 __all__ = ["FitData", "Trainer"]
 
@@ -49,7 +54,7 @@ class FitData:
         The fit's random stream (shuffling, sub-sampling).
     rows : RowGroup
         Where the rows are: all here (``LOCAL_ROWS``), or this process's share
-        of a data-parallel fit (:mod:`sk_slim.parallel.distributed`).
+        of a data-parallel fit (:mod:`sk_slim.rows`).
     """
 
     X: torch.Tensor
@@ -73,10 +78,26 @@ class Trainer(ABC):
         The network the trainer updates in place.
     history_names : tuple of str
         The keys of :meth:`record`.
+    max_runs : int
+        The most runs one call may make (see :meth:`next_run`).
     """
 
     net: torch.nn.Module
     history_names: tuple = ()
+    max_runs: int = 1
+
+    def next_run(self):
+        """Begin another run from this call's starting point, if there is one.
+
+        The loop calls it when it would end the current run.
+
+        Returns
+        -------
+        bool
+            True when a new run has begun (the loop then goes on); False by
+            default: one run per call.
+        """
+        return False
 
     @property
     @abstractmethod

@@ -27,7 +27,7 @@ import torch
 from torch.func import functional_call
 
 from ..linalg import tikhonov_factor
-from ..parallel.distributed import LOCAL_ROWS
+from ..rows import LOCAL_ROWS
 from .gauss_newton import kaufman_factor, least_squares_gauss_newton
 from .linearization import linearize_features
 
@@ -76,7 +76,7 @@ class _ReducedBase:
         Ridge weight on the extractor's weight matrices (not biases), on the
         mean-loss scale.
     rows : RowGroup, default=LOCAL_ROWS
-        Where the rows are (:mod:`sk_slim.parallel.distributed`): all here, or
+        Where the rows are (:mod:`sk_slim.rows`): all here, or
         this process's share; every sum over rows is then summed over the
         processes.
 

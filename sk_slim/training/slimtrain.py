@@ -84,7 +84,7 @@ class SlimTrainConfig:
         all rows, as published.
     mgrit_iterations : int or None
         Propagate a ``make_resnet`` extractor forward and backward by this many
-        MGRIT iterations per step (``sk_slim.parallel.mgrit``); None: serially.
+        MGRIT iterations per step (``sk_slim.training.mgrit``); None: serially.
     """
 
     memory_depth: int = 5

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from ..parallel.distributed import LOCAL_ROWS
+from ..rows import LOCAL_ROWS
 from .head import features_of, ridge_head
 from .linearization import NetworkLinearization, hand_written
 
@@ -84,7 +84,7 @@ def slimtrain_step(
         simultaneous layer-parallel training; Guenther et al. 2020) instead of
         block after block. Needs the ``parallel`` extra.
     rows : RowGroup, default=LOCAL_ROWS
-        Where the batch's rows are (:mod:`sk_slim.parallel.distributed`): the
+        Where the batch's rows are (:mod:`sk_slim.rows`): the
         batch is then all processes' rows together; the head's statistics and
         theta's gradient are summed over them.
 
@@ -152,7 +152,7 @@ def _set_gradient(params, grad):
 def _mgrit_step(net, slimtik, X, C, sample_weight, iterations, rows):
     """:func:`slimtrain_step` with MGRIT propagation through a ``make_resnet``
     extractor, forward and back; leaves the gradient in ``p.grad``."""
-    from ..parallel.mgrit import mgrit_backward, mgrit_forward
+    from .mgrit import mgrit_backward, mgrit_forward
 
     extractor = net.feature_extractor
     # Exactly this many iterations: a tolerance of 0 never stops them earlier.

@@ -1,4 +1,4 @@
-"""Data-parallel fits on ``torch.distributed``: the training rows split over ranks.
+"""Where the training rows are: all here, or split over a torch.distributed group.
 
 When ``fit`` runs inside an initialized process group of more than one rank
 (``torchrun --nproc_per_node=K script.py``: gloo on CPUs, nccl on GPUs), each
@@ -319,7 +319,7 @@ def local_fits():
 
     Examples
     --------
-    >>> from sk_slim.parallel.distributed import local_fits, row_group
+    >>> from sk_slim.rows import local_fits, row_group
     >>> with local_fits():
     ...     row_group().distributed
     False
