@@ -188,7 +188,7 @@ def plot(runs, output):
         0.02,
         0.97,
         "MLPRegressor has no callbacks: its epochs are drawn equally long\n"
-        "dotted: GNvpro's second run (alpha_init='auto': without the continuation)",
+        "dotted line: GNvpro's second run begins (without the continuation)",
         transform=ax_score.transAxes,
         fontsize=8,
         va="top",
