@@ -196,7 +196,15 @@ def test_a_failed_fit_tears_its_callbacks_down():
     assert not hasattr(model, "module_")  # and the model is left unfitted
 
 
-@pytest.mark.parametrize("estimator", ["GNvproRegressor", "GNvproClassifier"])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        "GNvproRegressor",
+        "GNvproClassifier",
+        "SlimTrainRegressor",
+        "SlimTrainClassifier",
+    ],
+)
 def test_a_process_with_a_progress_bar_exits(estimator):
     # Two setups and one teardown once left ProgressBar's monitor thread
     # running: fit returned and the interpreter never exited.
@@ -208,7 +216,7 @@ def test_a_process_with_a_progress_bar_exits(estimator):
 
         rng = np.random.default_rng(0)
         X = rng.standard_normal((300, 4))
-        y = X[:, 0] if "{estimator}" == "GNvproRegressor" else X[:, 0] > 0
+        y = X[:, 0] if "{estimator}".endswith("Regressor") else X[:, 0] > 0
         model = {estimator}(max_iter=5, random_state=0).set_callbacks(ProgressBar())
         model.fit(X, y)
         print("fitted", model.n_iter_)
