@@ -30,7 +30,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._loop import _EpochLoopMixin, _gather_rows
+from ._loop import _CALLBACK_STATE, _EpochLoopMixin, _gather_rows
 from ._runtime import (
     draw_seed,
     extractor_kwargs,
@@ -44,8 +44,6 @@ from .rows import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# What sklearn's callback support keeps on the estimator during fit.
-_CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 # Attributes holding tensors: pickled through torch with CPU mapping.
 _TORCH_ATTRIBUTES = ("module_", "_trainer_state")
 # early_stopping='auto' holds out validation data from this many samples on.
@@ -522,23 +520,6 @@ class _BaseSeparable(
         b = b + self._y_mean
         self.coef_ = W[:, 0] if self._y_1d else W
         self.intercept_ = float(b[0]) if self._y_1d else b
-
-    def _reconstruction_attributes(self, trainer, fit, best):
-        """What a callback needs to predict with the estimator mid-fit: the
-        model ``fit`` would return if it stopped now (the ``best`` snapshot when
-        there is one), finished as ``fit`` finishes it, on a copy: training
-        goes on with its own network and head."""
-        current = trainer.snapshot() if best is not None else None
-        model = copy.copy(self)
-        try:
-            if best is not None:
-                trainer.restore(best)
-            model.module_ = copy.deepcopy(trainer.net)
-            model._finish_fit(trainer, model.module_, fit)
-        finally:
-            if current is not None:
-                trainer.restore(current)
-        return {k: v for k, v in vars(model).items() if k not in _CALLBACK_STATE}
 
     # ------------------------------------------------------------------ helpers
 

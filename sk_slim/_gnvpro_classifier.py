@@ -47,6 +47,9 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
         ``nn.Module`` subclass. Overrides ``hidden_layer_sizes``/``activation``.
         It is seeded from ``random_state`` in a fork of torch's global RNG.
+        A factory with a ``generator=None`` keyword (``make_mlp``,
+        ``make_resnet``) is given a CPU generator seeded from ``random_state``;
+        a generator in ``feature_extractor_kwargs`` is copied for each fit.
     feature_extractor_kwargs : dict, default=None
         Keyword arguments for ``feature_extractor``.
     alpha : float, default=1e-4

@@ -2,10 +2,12 @@
 
 Early stopping on a validation split (or on the training loss), patience,
 history, divergence recovery (undo the epoch, shrink the step, retry),
-interrupts and sklearn callbacks. The estimator supplies the trainer
+interrupts and sklearn callbacks (and the model they are handed). The estimator
+supplies the trainer
 (:class:`sk_slim.training.Trainer`), the fit's data and its scoring.
 """
 
+import copy
 import math
 import time
 import warnings
@@ -19,6 +21,16 @@ __all__ = []
 
 # A divergent epoch is retried this many times with half the step.
 _MAX_RETRIES = 5
+# The loop's own state on the estimator, removed when it ends.
+_LOOP_SCRATCH = (
+    "_no_improvement_count",
+    "_run_best",
+    "_reached_max_iter",
+    "_previous_run",
+    "_runs",
+)
+# What sklearn's callback support keeps on the estimator during fit.
+_CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
 
 class _EpochLoopMixin:
@@ -36,7 +48,8 @@ class _EpochLoopMixin:
         epoch count, in the same histories. A callback's stop ends the fit.
 
         Returns the snapshot of the best epoch by validation score over all
-        runs, or None.
+        runs; without one, where the previous run ended when a later run
+        failed; else None (the network as it stands).
         """
         n_epochs = self.max_iter if n_epochs is None else n_epochs
         self._no_improvement_count = 0
@@ -47,75 +60,172 @@ class _EpochLoopMixin:
             else self.best_loss_
         )
         best = None
-        retries, epoch, epoch_ctx, reached_max_iter = 0, 0, None, False
+        retries, epoch, epoch_ctx = 0, 0, None
+        # Where the runs stand (cleared at the end: no snapshot is pickled).
+        self._reached_max_iter, self._previous_run, self._runs = False, None, 1
         while True:
             if epoch >= n_epochs:
-                reached_max_iter = True
+                self._reached_max_iter = True
                 if fit.incremental or not self._next_run(trainer):
-                    break
+                    return self._end_loop(best, fit)
                 epoch = 0
-            if epoch_ctx is None:  # a retried epoch keeps its context
-                epoch_ctx = callback_ctx.subcontext(task_name="epoch")
-                epoch_ctx.call_on_fit_task_begin(estimator=self)
-            snapshot = trainer.snapshot()
-            start = time.perf_counter()
+            # What an interrupted epoch is undone to: the network and the
+            # trainer (snapshot) and the fit's records.
+            snapshot, records = None, self._records(best)
             try:
-                trainer.net.train()
-                loss = trainer.epoch()
+                if epoch_ctx is None:  # a retried epoch keeps its context
+                    epoch_ctx = callback_ctx.subcontext(task_name="epoch")
+                    epoch_ctx.call_on_fit_task_begin(estimator=self)
+                snapshot = trainer.snapshot()
+                start = time.perf_counter()
+                try:
+                    trainer.net.train()
+                    loss = trainer.epoch()
+                    if not _is_finite(trainer.net):  # a finite loss, NaN weights
+                        loss = math.nan
+                except (FloatingPointError, torch.linalg.LinAlgError):
+                    loss = math.nan
+                except KeyboardInterrupt:
+                    raise
+                except Exception as error:
+                    # A later run failing keeps what the earlier ones learned.
+                    return self._after_failed_run(trainer, snapshot, best, fit, error)
+                if not math.isfinite(loss):
+                    try:
+                        retries = self._recover(trainer, snapshot, retries)
+                    except FloatingPointError as error:
+                        return self._after_failed_run(
+                            trainer, snapshot, best, fit, error
+                        )
+                    continue
+                self._record_history(trainer, loss, fit)
+                score = self._score_validation(trainer, fit)
+                if score is not None and score > self.best_validation_score_:
+                    best = trainer.snapshot()
+                improved = self._update_best(loss, score)
+                epoch, retries, records = epoch + 1, 0, None  # the epoch is done
+                if self.verbose:
+                    seconds = time.perf_counter() - start
+                    print(self._progress_line(loss, score, seconds))
+                end_run = trainer.converged() or self._update_no_improvement_count(
+                    improved
+                )
+                stop = epoch_ctx.call_on_fit_task_end(
+                    estimator=self,
+                    X=fit.X,
+                    y=fit.y,
+                    reconstruction_attributes=partial(
+                        self._reconstruction_attributes, trainer, fit, best
+                    ),
+                )
             except KeyboardInterrupt:
-                trainer.restore(snapshot)
+                # Anywhere in the epoch (the step, the validation head solve, a
+                # snapshot, a callback): undo what is unfinished, keep the best.
+                if records is not None:
+                    best = self._undo_epoch(trainer, snapshot, records, fit)
                 warnings.warn(
                     "Training interrupted by the user; keeping the best weights so "
                     "far.",
                     UserWarning,
                     stacklevel=4,
                 )
-                return best
-            except (FloatingPointError, torch.linalg.LinAlgError):
-                loss = math.nan
-            if not math.isfinite(loss):
-                retries = self._recover(trainer, snapshot, retries)
-                continue
-            epoch, retries = epoch + 1, 0
-            self._record_history(trainer, loss, fit)
-            score = self._score_validation(trainer, fit)
-            if score is not None and score > self.best_validation_score_:
-                best = trainer.snapshot()
-            improved = self._update_best(loss, score)
-            if self.verbose:
-                print(self._progress_line(loss, score, time.perf_counter() - start))
-            end_run = trainer.converged() or self._update_no_improvement_count(improved)
-            stop = epoch_ctx.call_on_fit_task_end(
-                estimator=self,
-                X=fit.X,
-                y=fit.y,
-                reconstruction_attributes=partial(
-                    self._reconstruction_attributes, trainer, fit, best
-                ),
-            )
+                return self._end_loop(best, fit)
             epoch_ctx = None
             # Every rank of a data-parallel fit stops together (a callback may
             # stop one); the trainer's own decisions agree on every rank.
             if not fit.data.rows.all(not stop):
-                return best
+                return self._end_loop(best, fit)
             if end_run and (fit.incremental or not self._next_run(trainer)):
-                return best
+                return self._end_loop(best, fit)
             if end_run:
                 epoch = 0
+
+    def _records(self, best):
+        """The fit's records before an epoch: what undoing it restores."""
+        histories = [
+            getattr(self, name) for name in self._history_attributes.values()
+        ] + [self.loss_curve_, self.head_alpha_curve_, self.validation_scores_]
+        return {
+            "lengths": [None if h is None else len(h) for h in histories],
+            "histories": histories,
+            "counts": (self.n_iter_, self.t_),
+            "best": (best, self.best_validation_score_, self.best_loss_),
+        }
+
+    def _undo_epoch(self, trainer, snapshot, records, fit):
+        """Undo an unfinished epoch: the network and trainer, the histories,
+        the counts and the best so far; return the best snapshot before it."""
+        if snapshot is not None:
+            trainer.restore(snapshot)
+        for history, length in zip(
+            records["histories"], records["lengths"], strict=True
+        ):
+            if history is not None:
+                del history[length:]
+        self.n_iter_, self.t_ = records["counts"]
+        best, self.best_validation_score_, self.best_loss_ = records["best"]
+        return best
+
+    def _reconstruction_attributes(self, trainer, fit, best):
+        """What a callback needs to predict with the estimator mid-fit: the
+        model ``fit`` would return if it stopped now (the ``best`` snapshot when
+        there is one), finished as ``fit`` finishes it, on a copy: training
+        goes on with its own network and head."""
+        current = trainer.snapshot() if best is not None else None
+        model = copy.copy(self)
+        try:
+            if best is not None:
+                trainer.restore(best)
+            model.module_ = copy.deepcopy(trainer.net)
+            model._finish_fit(trainer, model.module_, fit)
+        finally:
+            if current is not None:
+                trainer.restore(current)
+        # Its own histories: the fit goes on appending to the estimator's.
+        return {
+            k: list(v) if isinstance(v, list) else v
+            for k, v in vars(model).items()
+            if k not in _CALLBACK_STATE
+        }
+
+    def _end_loop(self, best, fit):
+        """Warn when a run stopped at ``max_iter``; return the best snapshot."""
+        reached_max_iter = self._reached_max_iter
+        for name in _LOOP_SCRATCH:  # nothing of the loop's is kept or pickled
+            self.__dict__.pop(name, None)
         if reached_max_iter and not fit.incremental:
             warnings.warn(
                 f"{type(self).__name__}: the maximum number of {self._step_name} "
                 f"(max_iter={self.max_iter}) was reached and the optimization "
                 "has not converged yet.",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         return best
 
+    def _after_failed_run(self, trainer, snapshot, best, fit, error):
+        """An epoch failed: in the first run, the fit fails (and is rolled
+        back); in a later one, warn and keep the best iterate so far, or where
+        the previous run ended."""
+        previous_run = self._previous_run
+        if previous_run is None:
+            raise error
+        trainer.restore(snapshot)
+        warnings.warn(
+            f"{type(self).__name__}: run {self._runs} failed ({error}); keeping "
+            "what the earlier runs learned.",
+            UserWarning,
+            stacklevel=5,
+        )
+        return self._end_loop(previous_run if best is None else best, fit)
+
     def _next_run(self, trainer):
         """Let the trainer begin another run; reset patience if it does."""
+        end_of_run = trainer.snapshot()
         if not trainer.next_run():
             return False
+        self._previous_run = end_of_run
+        self._runs += 1
         self._no_improvement_count = 0
         self._run_best = -np.inf if self.validation_scores_ is not None else np.inf
         if self.verbose:
@@ -200,3 +310,9 @@ def _gather_rows(rows, array):
         return array
     parts = rows.gather_objects(array)
     return None if parts[0] is None else np.concatenate(parts)
+
+
+def _is_finite(net):
+    """Whether every parameter and buffer of ``net`` is finite."""
+    tensors = [t for t in net.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())

@@ -67,16 +67,22 @@ def extractor_kwargs(factory, kwargs, generator):
     """``feature_extractor_kwargs`` for one fit, so that ``random_state`` reaches
     every draw: a ``torch.Generator`` given there is copied (its state is the
     parameter; fitting never consumes it), and a factory that takes a
-    ``generator`` (``make_mlp``, ``make_resnet``) and got none gets the fit's."""
+    ``generator`` keyword defaulting to None (``make_mlp``, ``make_resnet``) and
+    got none gets the fit's (a CPU generator)."""
     kwargs = dict(kwargs or {})
     for name, value in kwargs.items():
         if isinstance(value, torch.Generator):
             kwargs[name] = torch.Generator(value.device).set_state(value.get_state())
     if "generator" not in kwargs:
         try:
-            accepts = "generator" in inspect.signature(factory).parameters
+            parameter = inspect.signature(factory).parameters.get("generator")
         except (TypeError, ValueError):  # no signature to read (a builtin)
-            accepts = False
-        if accepts:
+            parameter = None
+        # Not one bound already (a functools.partial) nor positional-only.
+        if (
+            parameter is not None
+            and parameter.default is None
+            and parameter.kind is not inspect.Parameter.POSITIONAL_ONLY
+        ):
             kwargs["generator"] = generator
     return kwargs

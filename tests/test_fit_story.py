@@ -259,3 +259,83 @@ def test_random_state_reaches_a_factory_s_generator(with_generator):
     else:
         reseeded = _fit(clone(model).set_params(random_state=1), X, y).predict(X)
         assert not np.allclose(first, reseeded)
+
+
+def test_a_failing_second_run_keeps_the_first(monkeypatch):
+    # Once two fits, where the second failing kept the first; in one fit a
+    # failure in the second run must not roll the first back.
+    from sk_slim.training import GNvproTrainer
+
+    epoch = GNvproTrainer.epoch
+
+    def failing_without_the_path(self):
+        if self.state.continuation_over:
+            raise RuntimeError("out of memory")
+        return epoch(self)
+
+    X, y = _regression()
+    monkeypatch.setattr(GNvproTrainer, "epoch", failing_without_the_path)
+    model = GNvproRegressor(hidden_layer_sizes=(8,), max_iter=8, random_state=0)
+    with pytest.warns(UserWarning, match="run 2 failed"):
+        _fit(model, X, y)
+    assert model.run_curve_ == [0] * model.n_iter_ and model.alpha_init_ == 100.0
+    assert model.score(X, y) > 0.5
+
+
+def test_restoring_the_path_s_iterate_restores_its_place_on_the_path():
+    # A warm start from a kept iterate of the path goes on along the path from
+    # where that run ended, not from the second run's iteration count.
+    import torch
+
+    from sk_slim.networks import SeparableNet, make_mlp
+    from sk_slim.training import FitData, GNvproConfig, GNvproTrainer
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 3, generator=g, dtype=torch.float64)
+    net = SeparableNet(make_mlp(3, (5,), generator=g, dtype=torch.float64), 5, 1)
+    config = GNvproConfig(alpha_init=100.0, compare_without_continuation=True)
+    trainer = GNvproTrainer(net, config)
+    trainer.start(FitData(X, torch.sin(X[:, :1]), None, g))
+    for _ in range(3):
+        trainer.epoch()
+    on_path, penalty = trainer.snapshot(), trainer.theta_alpha()
+    first_grad_norm = trainer.state.first_grad_norm
+    assert trainer.next_run()
+    for _ in range(4):
+        trainer.epoch()
+    trainer.restore(on_path)
+    assert trainer.state.n_iter == 3 and trainer.theta_alpha() == penalty
+    assert trainer.state.first_grad_norm == first_grad_norm
+    assert trainer.alpha_init == 100.0 and trainer.record()["run"] == 0
+
+
+def test_a_warning_when_an_earlier_run_reached_max_iter(monkeypatch):
+    from sk_slim.training import GNvproTrainer
+
+    # The path's run stops at max_iter; the run without it converges at once.
+    monkeypatch.setattr(
+        GNvproTrainer, "converged", lambda self: self.state.continuation_over
+    )
+    X, y = _regression()
+    model = GNvproRegressor(
+        hidden_layer_sizes=(8,), max_iter=4, n_iter_no_change=50, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning, match="max_iter=4"):
+        model.fit(X, y)
+    assert model.run_curve_ == [0, 0, 0, 0, 1]
+
+
+def test_a_model_a_callback_keeps_does_not_change_as_the_fit_goes_on():
+    X, y = _regression()
+
+    class Keeper(Recorder):
+        def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+            if context.task_name == "epoch" and not hasattr(self, "kept"):
+                self.kept = fitted_estimator
+            return False
+
+    keeper = Keeper(X, y)
+    model = SlimTrainRegressor(max_iter=4, random_state=0).set_callbacks(keeper)
+    _fit(model, X, y)
+    assert model.n_iter_ == 4
+    assert keeper.kept.n_iter_ == len(keeper.kept.loss_curve_) == 1

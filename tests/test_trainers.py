@@ -213,3 +213,24 @@ def test_gnvpro_head_from_the_last_iterate_equals_a_fresh_solve(weighted):
         torch.testing.assert_close(
             reused.augmented_head, fresh.augmented_head, rtol=1e-6, atol=1e-9
         )
+
+
+def test_a_retried_epoch_leaves_the_snapshot_as_it_was():
+    # Optimizer.load_state_dict shares the snapshot's tensors: a retried epoch
+    # once moved the snapshot's Adam moments, so a second retry restored others.
+    trainer = _started("slimtrain")
+    trainer.epoch()
+    snapshot = trainer.snapshot()
+    trainer.epoch()
+    trainer.restore(snapshot)
+    trainer.epoch()  # the retry
+    trainer.restore(snapshot)
+    moments = trainer.optimizer.state_dict()["state"]
+    for key, saved in snapshot["optimizer"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(moments[key][name], saved[name])
+    trainer.epoch()
+    assert not torch.equal(
+        trainer.optimizer.state_dict()["state"][0]["exp_avg"],
+        snapshot["optimizer"]["state"][0]["exp_avg"],
+    )

@@ -448,9 +448,14 @@ class GNvproTrainer(Trainer):
         snapshot : dict
             From :meth:`snapshot`.
         """
+        state = self._state
         self.net.load_state_dict(snapshot["module"])
-        self._state.radius = snapshot["radius"]
-        self._state.continuation_over = snapshot["continuation_over"]
+        state.radius = snapshot["radius"]
+        if state.continuation_over and not snapshot["continuation_over"]:
+            # Back to the run along the path: its position on the path and its
+            # first gradient (for tol) are those it ended with.
+            state.n_iter, state.first_grad_norm = self._path_end
+        state.continuation_over = snapshot["continuation_over"]
 
     def shrink_step(self, factor):
         """Shrink the trust radius after a divergence (there is no learning rate).
@@ -523,6 +528,7 @@ class GNvproTrainer(Trainer):
         compare = config.compare_without_continuation and not state.compared
         if not (compare or (self._continuing() and self.converged())):
             return False
+        self._path_end = (state.n_iter, state.first_grad_norm)
         state.continuation_over, state.compared = True, state.compared or compare
         state.radius, state.first_grad_norm = None, math.nan
         self.net.load_state_dict(self._start)

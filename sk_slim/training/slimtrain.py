@@ -304,7 +304,9 @@ class SlimTrainTrainer(Trainer):
             From :meth:`snapshot`.
         """
         self.net.load_state_dict(snapshot["module"])
-        self.optimizer.load_state_dict(snapshot["optimizer"])
+        # load_state_dict shares the snapshot's tensors: a retried epoch would
+        # then change the snapshot's moments in place.
+        self.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
         self._head_alpha = snapshot["head_alpha"]
         if self.slimtik is not None:
             self.slimtik.state = snapshot["slimtik"].clone()
