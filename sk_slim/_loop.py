@@ -122,7 +122,7 @@ class _EpochLoopMixin:
                 # Anywhere in the epoch (the step, the validation head solve, a
                 # snapshot, a callback): undo what is unfinished, keep the best.
                 if records is not None:
-                    best = self._undo_epoch(trainer, snapshot, records, fit)
+                    best = self._undo_epoch(trainer, snapshot, records)
                 warnings.warn(
                     "Training interrupted by the user; keeping the best weights so "
                     "far.",
@@ -152,7 +152,7 @@ class _EpochLoopMixin:
             "best": (best, self.best_validation_score_, self.best_loss_),
         }
 
-    def _undo_epoch(self, trainer, snapshot, records, fit):
+    def _undo_epoch(self, trainer, snapshot, records):
         """Undo an unfinished epoch: the network and trainer, the histories,
         the counts and the best so far; return the best snapshot before it."""
         if snapshot is not None:
