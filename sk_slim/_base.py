@@ -9,8 +9,8 @@ is a trainer (:class:`sk_slim.training.Trainer`) that each estimator builds in
 """
 
 import copy
-import io
 import math
+from collections import deque
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -44,7 +44,7 @@ from .rows import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# Attributes holding tensors: pickled through torch with CPU mapping.
+# Attributes holding tensors: pickled as CPU copies (__getstate__).
 _TORCH_ATTRIBUTES = ("module_", "_trainer_state")
 # early_stopping='auto' holds out validation data from this many samples on.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 200
@@ -545,14 +545,29 @@ class _BaseSeparable(
 
     def __getstate__(self):
         state = self.__dict__.copy()
+
+        def on_cpu(value):  # a copy with every tensor in it on the CPU
+            if isinstance(value, torch.nn.Module):
+                return copy.deepcopy(value).cpu()
+            if isinstance(value, torch.Tensor):
+                return value.detach().cpu()
+            if isinstance(value, dict):
+                return {k: on_cpu(v) for k, v in value.items()}
+            if isinstance(value, deque):
+                return deque(map(on_cpu, value), value.maxlen)
+            if isinstance(value, list | tuple):
+                return type(value)(map(on_cpu, value))
+            if hasattr(value, "__dict__") and not callable(value):
+                value = copy.copy(value)  # a dataclass, the solver's state
+                vars(value).update({k: on_cpu(v) for k, v in vars(value).items()})
+            return value
+
         if state.get("device_", "cpu") != "cpu":
-            # Map every tensor (module, optimizer and solver state) to the CPU, so
-            # a GPU-trained model loads and predicts on a CPU-only machine.
-            parts = {k: state[k] for k in _TORCH_ATTRIBUTES if k in state}
-            buffer = io.BytesIO()
-            torch.save(parts, buffer)
-            buffer.seek(0)
-            state.update(torch.load(buffer, map_location="cpu", weights_only=False))
+            # Every tensor (module, optimizer and solver state) on the CPU, so a
+            # GPU-trained model loads and predicts on a CPU-only machine.
+            for name in _TORCH_ATTRIBUTES:
+                if name in state:
+                    state[name] = on_cpu(state[name])
         return state
 
     @property
