@@ -5,13 +5,15 @@ solved as a regularized least-squares problem (slimTik, Tikhonov with GCV)
 instead of being stepped by a learning rate. The numerical core lives in
 :mod:`sk_slim.linalg`, the networks in :mod:`sk_slim.networks`, training
 algorithms in :mod:`sk_slim.training`, and shared data generators in
-:mod:`sk_slim.datasets`.
+:mod:`sk_slim.datasets`; :func:`save` and :func:`load` store a fitted model in
+a file that loading runs no code from.
 """
 
 from ._gnvpro import GNvproRegressor
 from ._gnvpro_classifier import GNvproClassifier
 from ._slimtrain import SlimTrainRegressor
 from ._slimtrain_classifier import SlimTrainClassifier
+from .persistence import load, save
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,6 @@ __all__ = [
     "SlimTrainClassifier",
     "SlimTrainRegressor",
     "__version__",
+    "load",
+    "save",
 ]
