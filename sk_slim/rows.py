@@ -209,7 +209,8 @@ class DistributedRows(RowGroup):
     """The training rows are split over the ranks of the default process group.
 
     Collectives run on the group's backend: CPU tensors on gloo, CUDA tensors
-    on nccl.
+    on nccl. When one fails (a peer died, or raised mid-fit and left the others
+    waiting until the group's timeout), it raises a ``RuntimeError`` saying so.
     """
 
     distributed = True
@@ -223,13 +224,27 @@ class DistributedRows(RowGroup):
         else:
             self._device = torch.device("cpu")
 
+    def _run(self, collective, *args, **kwargs):
+        """Run a ``torch.distributed`` collective; when the backend raises (a
+        peer closed its connection, or the group's timeout passed), say why."""
+        try:
+            return collective(*args, **kwargs)
+        except RuntimeError as error:  # torch.distributed.DistError included
+            raise RuntimeError(
+                f"A collective of this data-parallel fit failed on rank {self.rank} "
+                f"of {self.world_size}: another rank most likely failed or exited "
+                "mid-fit (see its log). A rank waits for the others at most the "
+                "process group's timeout (init_process_group(timeout=...)); the "
+                f"group is out of step now. {type(error).__name__}: {error}"
+            ) from error
+
     def sum(self, *tensors):
         # One float64 buffer: one all-reduce, and sums that do not lose digits in
         # float32 (the rows of a million-row shard).
         flat = torch.cat(
             [t.reshape(-1).to(self._device, torch.float64) for t in tensors]
         )
-        torch.distributed.all_reduce(flat)
+        self._run(torch.distributed.all_reduce, flat)
         chunks = flat.split([t.numel() for t in tensors])
         out = tuple(
             chunk.to(t.device, t.dtype).view(t.shape)
@@ -239,41 +254,41 @@ class DistributedRows(RowGroup):
 
     def sum_floats(self, *values):
         flat = torch.tensor(values, dtype=torch.float64, device=self._device)
-        torch.distributed.all_reduce(flat)
+        self._run(torch.distributed.all_reduce, flat)
         out = tuple(float(v) for v in flat.cpu())
         return out[0] if len(out) == 1 else out
 
     def max_int(self, value):
         flat = torch.tensor([int(value)], dtype=torch.int64, device=self._device)
-        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.MAX)
+        self._run(torch.distributed.all_reduce, flat, op=torch.distributed.ReduceOp.MAX)
         return int(flat)
 
     def all(self, flag):
         flat = torch.tensor([int(bool(flag))], dtype=torch.int64, device=self._device)
-        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.MIN)
+        self._run(torch.distributed.all_reduce, flat, op=torch.distributed.ReduceOp.MIN)
         return bool(flat)
 
     def gather(self, tensor):
         local = tensor.to(self._device).contiguous()
         out = [torch.empty_like(local) for _ in range(self.world_size)]
-        torch.distributed.all_gather(out, local)
+        self._run(torch.distributed.all_gather, out, local)
         return [t.to(tensor.device) for t in out]
 
     def gather_objects(self, obj):
         out = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
+        self._run(torch.distributed.all_gather_object, out, obj)
         return out
 
     def broadcast_object(self, obj):
         box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
+        self._run(torch.distributed.broadcast_object_list, box, src=0)
         return box[0]
 
     @torch.no_grad()
     def broadcast_module_(self, module):
         for tensor in list(module.parameters()) + list(module.buffers()):
             local = tensor.detach().to(self._device)
-            torch.distributed.broadcast(local, src=0)
+            self._run(torch.distributed.broadcast, local, src=0)
             tensor.copy_(local)
 
     def agree(self, error):

@@ -5,10 +5,16 @@ With ``WORLD_SIZE`` 1 it fits on all rows without a process group (the
 reference). Each case fits one estimator on this rank's shard of a seeded data
 set and saves what the test compares to ``OUT_DIR/<case>-<rank>.npz``; a fit
 that raises saves its error message instead.
+
+``python distributed_worker.py RANK WORLD_SIZE INIT_FILE --fault FAULT_JSON``
+runs one fit in which one rank fails mid-fit (see :func:`run_fault`); a rank
+whose fit raises exits with status 1.
 """
 
 import json
+import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -18,6 +24,7 @@ import torch.distributed as dist
 from sklearn.datasets import make_friedman1
 
 import sk_slim
+import sk_slim.training
 from sk_slim.networks import SeparableNet
 from sk_slim.rows import local_fits, row_group
 from sk_slim.training import validated_logistic_head
@@ -116,6 +123,61 @@ def run_case(case, rank, world_size):
     return result
 
 
+def inject_fault(fault, rank):
+    """Make rank ``fault["rank"]`` fail at the start of its ``fault["epoch"]``-th
+    epoch: raise, or die at once (``os._exit``: no cleanup, no message to the
+    others but its closed connections)."""
+    trainer = getattr(sk_slim.training, fault["trainer"])
+    epoch, calls = trainer.epoch, [0]
+
+    def failing_epoch(self):
+        calls[0] += 1
+        if rank == fault["rank"] and calls[0] == fault["epoch"]:
+            print(f"rank {rank}: fault at {time.time():.3f}", flush=True)
+            if fault["action"] == "exit":
+                os._exit(3)
+            raise RuntimeError(f"injected fault in epoch {calls[0]}")
+        return epoch(self)
+
+    trainer.epoch = failing_epoch
+
+
+def run_fault(rank, world_size, init_file, fault):
+    """One data-parallel fit in which one rank fails mid-fit.
+
+    ``fault``: ``estimator``, ``trainer`` (the class whose ``epoch`` fails),
+    ``rank``, ``epoch``, ``action`` (``"raise"`` or ``"exit"``), ``timeout``
+    (the process group's, in seconds) and ``release`` (a path or None: the rank
+    that raised stays alive, its connections open, until this file appears, as
+    a script that catches the error and goes on would). A rank whose fit raises
+    prints when, and raises on (exit status 1, the traceback on stderr).
+    """
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=fault["timeout"]),
+    )
+    inject_fault(fault, rank)
+    X, y = make_friedman1(n_samples=300, noise=0.3, random_state=0)
+    rows = shard(len(X), world_size, rank, [1 / world_size] * world_size)
+    estimator = getattr(sk_slim, fault["estimator"])(
+        hidden_layer_sizes=(8,), max_iter=50, tol=0.0, random_state=0
+    )
+    try:
+        estimator.fit(X[rows], y[rows])
+    except Exception:
+        print(f"rank {rank}: fit raised at {time.time():.3f}", flush=True)
+        if rank == fault["rank"] and fault["release"]:
+            deadline = time.monotonic() + 120
+            while not os.path.exists(fault["release"]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        raise
+    print(f"rank {rank}: fit returned", flush=True)
+
+
 def main(rank, world_size, init_file, cases_json, out_dir):
     torch.set_num_threads(1)
     if world_size > 1:
@@ -141,4 +203,7 @@ def main(rank, world_size, init_file, cases_json, out_dir):
 
 if __name__ == "__main__":
     rank, world_size = int(sys.argv[1]), int(sys.argv[2])
-    main(rank, world_size, *sys.argv[3:6])
+    if sys.argv[4] == "--fault":
+        run_fault(rank, world_size, sys.argv[3], json.loads(sys.argv[5]))
+    else:
+        main(rank, world_size, *sys.argv[3:6])

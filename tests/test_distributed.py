@@ -2,13 +2,16 @@
 
 The ranks run in subprocesses (``distributed_worker.py``), one thread each,
 talking over loopback with a file store, and are killed after a timeout. One
-launch runs every case; the tests read its results.
+launch runs every case; the tests read its results. The fault tests launch one
+fit each, in which one rank fails mid-fit.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -178,19 +181,21 @@ CASES = {
 }
 
 
+ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "GLOO_SOCKET_IFNAME": "lo",  # loopback only
+    "PYTHONWARNINGS": "ignore",
+}
+
+
 def _launch(tmp_path, world_size):
     """Run every case on ``world_size`` ranks; return {(case, rank): result}."""
     out = tmp_path / f"world{world_size}"
     out.mkdir()
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps(CASES))
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "GLOO_SOCKET_IFNAME": "lo",  # loopback only
-        "PYTHONWARNINGS": "ignore",
-    }
+    env = {**os.environ, **ENV}
     store = tmp_path / f"store{world_size}"
     processes = [
         subprocess.Popen(
@@ -337,3 +342,131 @@ def test_local_fits_train_one_model_per_rank(results):
     rank1 = _ok(results["two"]["local_fits", 1])
     assert (rank0["n_rows"], rank1["n_rows"]) == (60, 140)
     assert not np.allclose(rank0["predict"], rank1["predict"])
+
+
+# Faults mid-fit: rank 1 fails at the start of its 3rd epoch. The others are
+# then waiting in a collective it never joins.
+FAULT_TIMEOUT = 5  # seconds: the process group's timeout, where it is the bound
+WITHIN = 60  # seconds from the launch by which every surviving rank has ended
+HANG = 120  # seconds: a rank still running then hangs (killed, and the test fails)
+CLOSED = r"Connection (closed|reset) by peer"
+
+
+def _launch_fault(tmp_path, world_size, fault):
+    """Run one fit with ``fault`` on ``world_size`` ranks; return each rank's
+    exit status, log and seconds from the fault to its exit, and the seconds
+    from the launch to the last other rank's exit. The rank that raises and
+    stays alive is released once the others have ended."""
+    release = tmp_path / "release"
+    fault = {
+        "estimator": "SlimTrainRegressor",
+        "trainer": "SlimTrainTrainer",
+        "rank": 1,
+        "epoch": 3,
+        "timeout": FAULT_TIMEOUT,
+        "release": None,
+        **fault,
+    }
+    if fault["release"]:
+        fault["release"] = str(release)
+    logs = [tmp_path / f"rank{rank}.log" for rank in range(world_size)]
+    launched, processes, ended = time.time(), [], [None] * world_size
+    survivors = [r for r in range(world_size) if r != fault["rank"]]
+    try:
+        for rank, log in enumerate(logs):
+            with open(log, "wb") as out:
+                command = [sys.executable, str(WORKER), str(rank), str(world_size)]
+                command += [str(tmp_path / "store"), "--fault", json.dumps(fault)]
+                processes.append(
+                    subprocess.Popen(
+                        command,
+                        env={**os.environ, **ENV},
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        while None in ended and time.time() < launched + HANG:
+            for rank, p in enumerate(processes):
+                if ended[rank] is None and p.poll() is not None:
+                    ended[rank] = time.time()
+            if all(ended[r] is not None for r in survivors):
+                release.touch()
+            time.sleep(0.05)
+    finally:
+        for p in processes:
+            p.kill()
+            p.wait(timeout=30)
+    texts = [log.read_text(errors="replace") for log in logs]
+    hung = [r for r in range(world_size) if ended[r] is None]
+    assert not hung, f"ranks {hung} hung: {[texts[r][-3000:] for r in hung]}"
+    fault_at = re.search(r"rank 1: fault at ([0-9.]+)", texts[1])
+    assert fault_at, texts[1][-3000:]
+    outcomes = [
+        (p.returncode, text, t - float(fault_at[1]))
+        for p, text, t in zip(processes, texts, ended, strict=True)
+    ]
+    return outcomes, max(ended[r] for r in survivors) - launched
+
+
+def _check_survivors(outcomes, launch_to_end, cause, wait):
+    """Every rank but 1 raised (exit status 1) the row group's message with
+    ``cause`` from gloo, ``wait`` (low, high) seconds after the fault."""
+    assert launch_to_end < WITHIN
+    for rank, (status, log, seconds) in enumerate(outcomes):
+        if rank == 1:
+            continue
+        assert status == 1, log[-3000:]
+        assert f"A collective of this data-parallel fit failed on rank {rank}" in log, (
+            log[-3000:]
+        )
+        assert re.search(cause, log), log[-3000:]
+        assert wait[0] <= seconds <= wait[1], (seconds, log[-3000:])
+
+
+def _needs_distributed():
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+
+
+def test_a_rank_raising_and_staying_fails_the_others_at_the_timeout(tmp_path):
+    # The others wait in a collective until the group's timeout: its connections
+    # stay open (a script that catches the error and goes on).
+    _needs_distributed()
+    outcomes, launch_to_end = _launch_fault(
+        tmp_path, 3, {"action": "raise", "release": True}
+    )
+    status, log, _ = outcomes[1]
+    assert status == 1 and "RuntimeError: injected fault in epoch 3" in log, log
+    timeout = f"Timed out waiting {FAULT_TIMEOUT * 1000}ms|{CLOSED}"
+    _check_survivors(outcomes, launch_to_end, timeout, (FAULT_TIMEOUT - 1, 25))
+    # One that waited on rank 1 timed out (another may then see that one go).
+    assert any(
+        f"Timed out waiting {FAULT_TIMEOUT * 1000}ms" in log
+        for _, log, _ in outcomes[::2]
+    )
+
+
+@pytest.mark.parametrize(
+    "action, world_size, estimator",
+    [
+        ("raise", 2, "GNvproRegressor"),  # and exits: an uncaught error
+        ("exit", 3, "SlimTrainRegressor"),  # dies: os._exit, no cleanup
+    ],
+)
+def test_a_rank_exiting_mid_fit_fails_the_others_at_once(
+    tmp_path, action, world_size, estimator
+):
+    # Its closed connections fail the others' collectives at once, long before
+    # the group's timeout (60 s here).
+    _needs_distributed()
+    trainer = estimator.replace("Regressor", "Trainer")
+    fault = {"action": action, "estimator": estimator, "trainer": trainer}
+    outcomes, launch_to_end = _launch_fault(
+        tmp_path, world_size, fault | {"timeout": 60}
+    )
+    status, log, _ = outcomes[1]
+    if action == "exit":
+        assert status == 3, log
+    else:
+        assert status == 1 and "RuntimeError: injected fault in epoch 3" in log, log
+    _check_survivors(outcomes, launch_to_end, CLOSED, (0, 20))
