@@ -204,11 +204,13 @@ class _EpochLoopMixin:
         return best
 
     def _after_failed_run(self, trainer, snapshot, best, fit, error):
-        """An epoch failed: in the first run, the fit fails (and is rolled
-        back); in a later one, warn and keep the best iterate so far, or where
-        the previous run ended."""
+        """An epoch failed: in the first run (or in a data-parallel fit), the
+        fit fails (and is rolled back); in a later one, warn and keep the best
+        iterate so far, or where the previous run ended."""
         previous_run = self._previous_run
-        if previous_run is None:
+        # In a data-parallel fit the other ranks are inside this epoch's
+        # collectives: going on alone would leave the group out of step.
+        if previous_run is None or fit.data.rows.distributed:
             raise error
         trainer.restore(snapshot)
         warnings.warn(
