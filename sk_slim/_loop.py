@@ -9,11 +9,14 @@ supplies the trainer
 
 import copy
 import math
+import os
+import sys
 import time
 import warnings
 from functools import partial
 
 import numpy as np
+import sklearn
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
@@ -28,6 +31,11 @@ _LOOP_SCRATCH = (
     "_reached_max_iter",
     "_previous_run",
     "_runs",
+)
+# Where warnings are not addressed: this package and scikit-learn.
+_INTERNAL = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (__file__, sklearn.__file__)
 )
 # What sklearn's callback support keeps on the estimator during fit.
 _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
@@ -66,8 +74,11 @@ class _EpochLoopMixin:
         while True:
             if epoch >= n_epochs:
                 self._reached_max_iter = True
-                if fit.incremental or not self._next_run(trainer):
-                    return self._end_loop(best, fit)
+                try:
+                    if fit.incremental or not self._next_run(trainer):
+                        return self._end_loop(best, fit)
+                except KeyboardInterrupt:
+                    return self._interrupted(best, fit)
                 epoch = 0
             # What an interrupted epoch is undone to: the network and the
             # trainer (snapshot) and the fit's records.
@@ -123,22 +134,27 @@ class _EpochLoopMixin:
                 # snapshot, a callback): undo what is unfinished, keep the best.
                 if records is not None:
                     best = self._undo_epoch(trainer, snapshot, records)
-                warnings.warn(
-                    "Training interrupted by the user; keeping the best weights so "
-                    "far.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                return self._end_loop(best, fit)
+                return self._interrupted(best, fit)
             epoch_ctx = None
             # Every rank of a data-parallel fit stops together (a callback may
             # stop one); the trainer's own decisions agree on every rank.
             if not fit.data.rows.all(not stop):
                 return self._end_loop(best, fit)
-            if end_run and (fit.incremental or not self._next_run(trainer)):
-                return self._end_loop(best, fit)
+            try:
+                if end_run and (fit.incremental or not self._next_run(trainer)):
+                    return self._end_loop(best, fit)
+            except KeyboardInterrupt:
+                return self._interrupted(best, fit)
             if end_run:
                 epoch = 0
+
+    def _interrupted(self, best, fit):
+        """Ctrl-C: warn, and end the loop with the best so far."""
+        _warn(
+            "Training interrupted by the user; keeping the best weights so far.",
+            UserWarning,
+        )
+        return self._end_loop(best, fit)
 
     def _records(self, best):
         """The fit's records before an epoch: what undoing it restores."""
@@ -194,12 +210,11 @@ class _EpochLoopMixin:
         for name in _LOOP_SCRATCH:  # nothing of the loop's is kept or pickled
             self.__dict__.pop(name, None)
         if reached_max_iter and not fit.incremental:
-            warnings.warn(
+            _warn(
                 f"{type(self).__name__}: the maximum number of {self._step_name} "
                 f"(max_iter={self.max_iter}) was reached and the optimization "
                 "has not converged yet.",
                 ConvergenceWarning,
-                stacklevel=5,
             )
         return best
 
@@ -213,19 +228,25 @@ class _EpochLoopMixin:
         if previous_run is None or fit.data.rows.distributed:
             raise error
         trainer.restore(snapshot)
-        warnings.warn(
+        _warn(
             f"{type(self).__name__}: run {self._runs} failed ({error}); keeping "
             "what the earlier runs learned.",
             UserWarning,
-            stacklevel=5,
         )
         return self._end_loop(previous_run if best is None else best, fit)
 
     def _next_run(self, trainer):
-        """Let the trainer begin another run; reset patience if it does."""
+        """Let the trainer begin another run; reset patience if it does.
+
+        Interrupted while the run begins, the trainer is back where the run
+        ended (and the interrupt propagates)."""
         end_of_run = trainer.snapshot()
-        if not trainer.next_run():
-            return False
+        try:
+            if not trainer.next_run():
+                return False
+        except KeyboardInterrupt:
+            trainer.restore(end_of_run)
+            raise
         self._previous_run = end_of_run
         self._runs += 1
         self._no_improvement_count = 0
@@ -318,3 +339,12 @@ def _is_finite(net):
     """Whether every parameter and buffer of ``net`` is finite."""
     tensors = [t for t in net.state_dict().values() if t.is_floating_point()]
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def _warn(message, category):
+    """Warn at the first caller outside sk_slim and scikit-learn (the user's
+    ``fit``, or the search that called it)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: our caller
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

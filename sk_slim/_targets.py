@@ -33,9 +33,14 @@ class _TargetsMixin:
         (over all ranks' rows in a data-parallel fit)."""
         mass, total = _row_sums(rows, sample_weight, y2d)
         mean = total / mass
-        var = _row_sums(rows, sample_weight, (y2d - mean) ** 2)[1] / mass
+        # Squares of targets beyond ~1e154 overflow: square the deviations
+        # relative to their mean absolute size.
+        centered = y2d - mean
+        size = _row_sums(rows, sample_weight, np.abs(centered))[1] / mass
+        size = np.where(size > 0, size, 1.0)
+        var = _row_sums(rows, sample_weight, (centered / size) ** 2)[1] / mass
         # Constant targets keep unit scale: the head then only fits the mean.
-        return mean, np.where(var > 0, np.sqrt(var), 1.0)
+        return mean, np.where(var > 0, size * np.sqrt(var), 1.0)
 
     def _validation_score(self, y_val, scores, sample_weight):
         """The early-stopping score of outputs ``scores`` (n, c): R^2 here."""

@@ -556,3 +556,106 @@ def test_huge_inputs_give_finite_predictions_or_a_clear_error(name):
         assert not hasattr(model, "module_")
     else:
         _assert_predicts_finite(model, X * 1e150)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_ctrl_c_when_a_run_ends_keeps_what_was_learned(name, monkeypatch):
+    # When a run ends the loop asks the trainer for another one (_next_run: a
+    # snapshot, then trainer.next_run()) outside the try that handles the
+    # interrupt: a Ctrl-C there escapes fit, which rolls the whole fit back.
+    X, y = _data(name)
+    trainer = _trainer_class(name)
+    fault = _Fault(KeyboardInterrupt, 1)
+    monkeypatch.setattr(trainer, "next_run", fault.wrap(trainer.next_run))
+    model = _make(name, early_stopping=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.fit(X, y)
+        except KeyboardInterrupt:  # not re-raised here: it would end the session
+            pytest.fail("The interrupt escaped fit.")
+    monkeypatch.undo()
+    assert fault.fired
+    assert [str(w.message) for w in caught].count(INTERRUPTED) == 1
+    stopped = _make(name, early_stopping=True)
+    _quietly(stopped.set_callbacks(_Epochs(stop_at=6)).fit, X, y)
+    model.set_callbacks(_Epochs())  # the same attributes as `stopped`
+    _assert_same_model(model, stopped, X, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_an_interrupted_fit_goes_on_as_a_stopped_one(name, monkeypatch):
+    # The undone epoch leaves no trace: a warm start from the interrupted fit
+    # is the warm start from a fit stopped after the same epochs. Fails: the
+    # random stream the undone epoch drew from is not rewound (_rng_state:
+    # slimTrain's shuffles), and GNvproTrainer's snapshot/restore leave the
+    # undone iteration's count (the continuation's place), gradient norm and
+    # head alpha in _trainer_state.
+    X, y = _data(name)
+    params = {"early_stopping": False, "warm_start": True}
+    if name.startswith("SlimTrain"):
+        params["batch_size"] = 32  # shuffles that matter
+    fault = _Fault(KeyboardInterrupt, 3, after=True)
+    _inject(name, "step", fault, monkeypatch)
+    model = _make(name, **params)
+    with pytest.warns(UserWarning, match="interrupted by the user"):
+        model.fit(X, y)
+    monkeypatch.undo()
+    assert model.n_iter_ == 2
+    stopped = _make(name, **params)
+    _quietly(stopped.set_callbacks(_Epochs(stop_at=2)).fit, X, y)
+    stopped.set_callbacks()
+    _assert_equal(_outputs(model, X), _outputs(stopped, X), "outputs", rtol=1e-12)
+    for fitted in (model, stopped):  # warm starts
+        _quietly(fitted.fit, X, y)
+    _assert_equal(_outputs(model, X), _outputs(stopped, X), "outputs", rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["GNvproRegressor", "GNvproClassifier"])
+def test_a_retried_gnvpro_step_does_not_move_the_path_on(name, monkeypatch):
+    # A step with a finite value but non-finite weights is undone and retried;
+    # GNvproTrainer.epoch had already counted it (state.n_iter, the place on
+    # the continuation path) and restore does not take the count back.
+    X, y = _data(name)
+    trainer = _trainer_class(name)
+    poison = _Poison("nan_weights", at=lambda call: call == 3)
+    monkeypatch.setattr(trainer, "epoch", poison.wrap(trainer.epoch))
+    model = _quietly(_make(name, early_stopping=False, max_iter=4).fit, X, y)
+    monkeypatch.undo()
+    assert poison.poisoned == 1 and model.n_iter_ == 4
+    assert model._trainer_state.n_iter == model.n_iter_
+
+
+@pytest.mark.parametrize("targets", ["times_1e160", "constant_1e300"])
+@pytest.mark.parametrize("name", ["SlimTrainRegressor", "GNvproRegressor"])
+def test_huge_targets_give_finite_predictions_or_a_clear_error(name, targets):
+    # _targets.py _target_scaling squares y - mean: the variance overflows to
+    # inf for |y| > ~1e154, the scale is inf, the standardized targets are 0
+    # and every prediction 0 * inf = NaN.
+    X, y = _data(name)
+    y = y * 1e160 if targets == "times_1e160" else np.full_like(y, 1e300)
+    model = _make(name, early_stopping=False, max_iter=3)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _quietly(model.fit, X, y)
+    except (ValueError, FloatingPointError):
+        assert not hasattr(model, "module_")
+    else:
+        _assert_predicts_finite(model, X)
+        np.testing.assert_allclose(model.predict(X).mean(), y.mean(), rtol=0.1)
+
+
+def test_fit_s_warnings_point_at_the_caller(monkeypatch):
+    # stacklevel counts fit's frames without sklearn's _fit_context wrapper:
+    # both warnings point at `return self._fit(...)` in sk_slim/_slimtrain.py.
+    X, y = _data("SlimTrainRegressor")
+    fault = _Fault(KeyboardInterrupt, 3, after=True)
+    _inject("SlimTrainRegressor", "step", fault, monkeypatch)
+    with pytest.warns(UserWarning, match="interrupted by the user") as caught:
+        _make("SlimTrainRegressor").fit(X, y)
+    monkeypatch.undo()
+    assert caught[0].filename == __file__
+    with pytest.warns(ConvergenceWarning) as caught:
+        _make("SlimTrainRegressor", max_iter=2).fit(X, y)
+    assert caught[0].filename == __file__

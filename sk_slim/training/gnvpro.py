@@ -424,20 +424,22 @@ class GNvproTrainer(Trainer):
         return value
 
     def snapshot(self):
-        """Copy the network and the trust radius.
+        """Copy the network, the trust radius and where the run stands.
 
         Returns
         -------
         snapshot : dict
             What :meth:`restore` needs to undo the next epochs.
         """
-        # The counters (iterations, passes) are history, not rolled back: a warm
-        # start from a restored best iterate goes on along the continuation.
-        # Which run the network is of is part of it.
+        # The iterate's place on the path (n_iter), its run and its gradients
+        # belong to it: an undone epoch leaves no trace, and a warm start from a
+        # restored best iterate goes on from its place. The passes over the data
+        # are history (work_units_), and the comparison is made once.
+        state = self._state
         return {
             "module": {k: v.clone() for k, v in self.net.state_dict().items()},
-            "radius": self._state.radius,
-            "continuation_over": self._state.continuation_over,
+            "generator": self.data.generator.get_state(),
+            **{name: getattr(state, name) for name in _ITERATE_STATE},
         }
 
     def restore(self, snapshot):
@@ -448,14 +450,10 @@ class GNvproTrainer(Trainer):
         snapshot : dict
             From :meth:`snapshot`.
         """
-        state = self._state
         self.net.load_state_dict(snapshot["module"])
-        state.radius = snapshot["radius"]
-        if state.continuation_over and not snapshot["continuation_over"]:
-            # Back to the run along the path: its position on the path and its
-            # first gradient (for tol) are those it ended with.
-            state.n_iter, state.first_grad_norm = self._path_end
-        state.continuation_over = snapshot["continuation_over"]
+        self.data.generator.set_state(snapshot["generator"])
+        for name in _ITERATE_STATE:
+            setattr(self._state, name, snapshot[name])
 
     def shrink_step(self, factor):
         """Shrink the trust radius after a divergence (there is no learning rate).
@@ -528,7 +526,6 @@ class GNvproTrainer(Trainer):
         compare = config.compare_without_continuation and not state.compared
         if not (compare or (self._continuing() and self.converged())):
             return False
-        self._path_end = (state.n_iter, state.first_grad_norm)
         state.continuation_over, state.compared = True, state.compared or compare
         state.radius, state.first_grad_norm = None, math.nan
         self.net.load_state_dict(self._start)
@@ -577,6 +574,18 @@ class GNvproTrainer(Trainer):
             As :meth:`solve_head`.
         """
         return self.solve_head(net)
+
+
+# What a snapshot holds of GNvproState (all but the passes and the comparison).
+_ITERATE_STATE = (
+    "radius",
+    "head_alpha",
+    "grad_norm",
+    "accepted",
+    "n_iter",
+    "first_grad_norm",
+    "continuation_over",
+)
 
 
 def _theta_of(net):

@@ -293,6 +293,8 @@ class SlimTrainTrainer(Trainer):
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "slimtik": slimtik,
             "head_alpha": self._head_alpha,
+            # The batches drawn: an undone epoch draws them again.
+            "generator": self.data.generator.get_state(),
         }
 
     def restore(self, snapshot):
@@ -308,6 +310,7 @@ class SlimTrainTrainer(Trainer):
         # then change the snapshot's moments in place.
         self.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
         self._head_alpha = snapshot["head_alpha"]
+        self.data.generator.set_state(snapshot["generator"])
         if self.slimtik is not None:
             self.slimtik.state = snapshot["slimtik"].clone()
 
