@@ -181,7 +181,7 @@ class _BaseSeparable(
             )
             if best is not None:
                 trainer.restore(best)
-            self._finish_fit(trainer, trainer.net, fit)
+            self._finish_interruptible(trainer, fit)
         self._trainer_state = trainer.state
         self._rng_state = fit.data.generator.get_state()
         callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)

@@ -148,6 +148,19 @@ class _EpochLoopMixin:
             if end_run:
                 epoch = 0
 
+    def _finish_interruptible(self, trainer, fit):
+        """``_finish_fit`` on the trained network; interrupted, once more (the
+        epochs are kept), and a second interrupt abandons the fit."""
+        try:
+            self._finish_fit(trainer, trainer.net, fit)
+        except KeyboardInterrupt:
+            _warn(
+                "Interrupted while the final head was solved; solving it again "
+                "to keep what was learned (interrupt again to abandon the fit).",
+                UserWarning,
+            )
+            self._finish_fit(trainer, trainer.net, fit)
+
     def _interrupted(self, best, fit):
         """Ctrl-C: warn, and end the loop with the best so far."""
         _warn(

@@ -75,3 +75,28 @@ def test_a_real_sigint_keeps_the_fit(estimator, delay):
     fitted, n_iter, interrupted, consistent, finite = out.split()
     assert fitted == "fitted" and int(n_iter) >= 1
     assert (interrupted, consistent, finite) == ("True", "True", "True")
+
+
+def test_ctrl_c_in_the_final_head_solve_finishes_it(monkeypatch):
+    import numpy as np
+    from sklearn.datasets import make_friedman1
+
+    from sk_slim import GNvproRegressor
+    from sk_slim.training import GNvproTrainer
+
+    X, y = make_friedman1(n_samples=300, random_state=0)
+    params = {"hidden_layer_sizes": (8,), "max_iter": 3, "random_state": 0}
+    with pytest.warns(Warning):
+        expected = GNvproRegressor(**params).fit(X, y).predict(X)
+    finish, calls = GNvproTrainer.finish, []
+
+    def interrupted_once(self, net=None):
+        calls.append(net)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return finish(self, net)
+
+    monkeypatch.setattr(GNvproTrainer, "finish", interrupted_once)
+    with pytest.warns(UserWarning, match="solving it again"):
+        model = GNvproRegressor(**params).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), expected)
