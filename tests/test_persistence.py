@@ -340,6 +340,17 @@ def test_a_type_outside_the_allowed_list_is_refused(saved, name, node, message):
         sk_slim.load(saved)
 
 
+@pytest.mark.parametrize("name", ["predict", "__class__", "__dict__", "alpha"])
+def test_an_attribute_that_is_not_fitted_state_is_refused(saved, name):
+    # A file could otherwise shadow a method (predict = 1) or an instance's
+    # internals with a value of an allowed type.
+    body = _body(saved)
+    body["attributes"][name] = 1
+    _rewrite(saved, body=body)
+    with pytest.raises(ValueError, match="is not a fitted attribute"):
+        sk_slim.load(saved)
+
+
 def test_a_newer_format_version_is_refused(saved):
     _rewrite(saved, format_version="2")
     with pytest.raises(ValueError, match="format version 2, newer.*upgrade sk_slim"):

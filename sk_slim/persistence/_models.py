@@ -149,7 +149,11 @@ def load_estimator(body, decoder, feature_extractor):
     attributes = dict(body["attributes"])
     network = attributes.pop("module_", None)
     for key, node in attributes.items():
-        if not isinstance(key, str) or key in params or key in _NOT_STORED:
+        # Fitted attributes end in '_' or are private state; never a method
+        # (predict) or a dunder (__class__, __dict__).
+        fitted = isinstance(key, str) and (key.endswith("_") or key.startswith("_"))
+        dunder = isinstance(key, str) and key.startswith("__")
+        if not fitted or dunder or key in params or key in _NOT_STORED:
             raise ValueError(f"{key!r} is not a fitted attribute.")
         setattr(estimator, key, decoder.decode(node, key))
     if network is not None:
