@@ -96,9 +96,7 @@ class _EpochLoopMixin:
                         loss = math.nan
                 except (FloatingPointError, torch.linalg.LinAlgError):
                     loss = math.nan
-                except KeyboardInterrupt:
-                    raise
-                except Exception as error:
+                except Exception as error:  # not KeyboardInterrupt: see below
                     # A later run failing keeps what the earlier ones learned.
                     return self._after_failed_run(trainer, snapshot, best, fit, error)
                 if not math.isfinite(loss):
