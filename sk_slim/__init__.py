@@ -4,7 +4,8 @@ A separable network ``f(x) = phi(x; theta) W + b`` has its affine head ``(W, b)`
 solved as a regularized least-squares problem (slimTik, Tikhonov with GCV)
 instead of being stepped by a learning rate. The numerical core lives in
 :mod:`sk_slim.linalg`, the networks in :mod:`sk_slim.networks`, training
-algorithms in :mod:`sk_slim.training`, and shared data generators in
+algorithms in :mod:`sk_slim.training`, the input encoding in
+:mod:`sk_slim.preprocessing`, and shared data generators in
 :mod:`sk_slim.datasets`; :func:`save` and :func:`load` store a fitted model in
 a file that loading runs no code from.
 """

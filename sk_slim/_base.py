@@ -24,12 +24,9 @@ from sklearn.base import (
 from sklearn.callback import CallbackSupportMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted
 
+from ._inputs import _InputsMixin
 from ._loop import _CALLBACK_STATE, _EpochLoopMixin, _gather_rows
 from ._runtime import (
     draw_seed,
@@ -40,6 +37,7 @@ from ._runtime import (
 )
 from ._targets import _TargetsMixin
 from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
+from .preprocessing import SCALINGS
 from .rows import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
@@ -68,7 +66,7 @@ class _Fit:
 
     data: FitData  # the training rows, as tensors
     validation: _ValidationSplit | None
-    X: np.ndarray  # the data given to fit, for callbacks that score it
+    X: object  # the data given to fit, as given: for callbacks that score it
     y: np.ndarray
     incremental: bool
     n_rows: int  # training rows, of all processes in a data-parallel fit
@@ -76,6 +74,7 @@ class _Fit:
 
 class _BaseSeparable(
     _EpochLoopMixin,
+    _InputsMixin,
     _TargetsMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
@@ -98,6 +97,9 @@ class _BaseSeparable(
         "init": [StrOptions({"glorot", "box"})],
         "feature_extractor": [None, callable],
         "feature_extractor_kwargs": [None, dict],
+        "input_scaling": [StrOptions(set(SCALINGS)), None],
+        "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
+        "max_categories": [Interval(Integral, 2, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "head_alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -146,8 +148,14 @@ class _BaseSeparable(
         # Inside a torch.distributed process group each rank holds a shard of the
         # rows; a rank that fails makes all fail (none waits in a collective).
         rows = row_group()
+        X_given = X  # as the user holds it: what callbacks score the model on
+        if continuing:
+            encoder = self.input_encoder_
+        else:  # every rank encodes as rank 0's rows say
+            encoder = rows.agreed(self._fit_input_encoder, X, sample_weight)
+            encoder = rows.broadcast_object(encoder)
         X, y, sample_weight = rows.agreed(
-            self._validate_fit_data, X, y, sample_weight, continuing
+            self._validate_fit_data, X, y, sample_weight, encoder, continuing
         )
         classes = self._classes_of_all_ranks(y, classes, continuing, rows)
         y2d = rows.agreed(self._encode_fit_targets, y, continuing, classes)
@@ -160,11 +168,12 @@ class _BaseSeparable(
                     f"features and outputs; got (features, outputs) = {shapes}."
                 )
         if not continuing:
+            self.input_encoder_ = encoder
             self._init_fitted_state(X, y, y2d, sample_weight, rows)
         else:  # e.g. a CUDA model unpickled (on the CPU) on a CUDA machine
             self.module_.to(self._device())
         fit = self._make_fit(
-            X, y, y2d, sample_weight, incremental=incremental, rows=rows
+            X, y, y2d, sample_weight, X_given, incremental=incremental, rows=rows
         )
 
         trainer = self._make_trainer(self.module_, incremental=incremental)
@@ -173,7 +182,9 @@ class _BaseSeparable(
             max_subtasks=1 if incremental else self.max_iter * trainer.max_runs
         )
         metadata = {"sample_weight": sample_weight}
-        callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
+        callback_ctx.call_on_fit_task_begin(
+            estimator=self, X=X_given, y=y, metadata=metadata
+        )
         trainer.start(fit.data, self._trainer_state if continuing else None)
         with torch_threads(n_threads(self._hidden_sizes(), X.shape)):
             best = self._epoch_loop(
@@ -184,7 +195,9 @@ class _BaseSeparable(
             self._finish_interruptible(trainer, fit)
         self._trainer_state = trainer.state
         self._rng_state = fit.data.generator.get_state()
-        callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
+        callback_ctx.call_on_fit_task_end(
+            estimator=self, X=X_given, y=y, metadata=metadata
+        )
         return self
 
     def _finish_fit(self, trainer, net, fit):
@@ -193,22 +206,6 @@ class _BaseSeparable(
         self.head_alpha_ = trainer.finish(net)
         self._calibrate(net, fit)
         self._set_head_attributes()
-
-    def _validate_fit_data(self, X, y, sample_weight, continuing):
-        """Validate fit's inputs (this rank's, in a data-parallel fit)."""
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=not continuing,
-            dtype=(np.float64, np.float32),
-            ensure_min_samples=2,
-            **self._target_validation,
-        )
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
-        return X, y, sample_weight
 
     def _init_fitted_state(self, X, y, y2d, sample_weight, rows):
         """First fit: device, dtype, RNG, target scaling, the network, history."""
@@ -335,13 +332,13 @@ class _BaseSeparable(
             return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
         return self.early_stopping
 
-    def _make_fit(self, X, y, y2d, sample_weight, *, incremental, rows):
+    def _make_fit(self, X, y, y2d, sample_weight, X_given, *, incremental, rows):
         """Split off validation data, standardize targets, move tensors.
 
         In a data-parallel fit each rank splits its own rows (with the same
         seed) and keeps its share of the training and the validation rows.
         """
-        X_fit, y_fit = X, y
+        y_fit = y
         X_val = y_val = weight_val = None
         if self._early_stopping and not incremental:
             split = rows.agreed(self._validation_split, X, y2d, sample_weight)
@@ -381,7 +378,7 @@ class _BaseSeparable(
                 _gather_rows(rows, y_val),
                 _gather_rows(rows, weight_val),
             )
-        return _Fit(data, validation, X_fit, y_fit, incremental, round(n_rows))
+        return _Fit(data, validation, X_given, y_fit, incremental, round(n_rows))
 
     def _validation_split(self, X, y2d, sample_weight):
         """Hold out ``validation_fraction`` of the rows (seeded, stratified
@@ -451,17 +448,19 @@ class _BaseSeparable(
     def to_torch(self):
         """The fitted network as a plain ``torch.nn.Module`` on raw inputs.
 
-        The feature extractor and an ``nn.Linear`` head with the target scaling
-        folded in (the estimators scale no inputs: a ``Pipeline``'s scaler
-        stays outside). Differentiable in its input, and exportable with
-        ``torch.export`` (and to ONNX, the default extractors).
+        The input encoding (``input_encoder_``), the feature extractor, and an
+        ``nn.Linear`` head with the target scaling folded in. Numeric columns
+        go in as they are (missing values as NaN); categorical columns as their
+        category's code, which ``input_encoder_.to_codes(X)`` gives. Differentiable
+        in its input, and exportable with ``torch.export`` (and to ONNX, the
+        default extractors).
 
         Returns
         -------
         module : ExportedNet
             In eval mode, on the CPU, in the estimator's dtype, with its own
             copy of the parameters. It maps a tensor of shape (n_samples,
-            n_features) to what ``predict`` returns (regressors), or to the
+            n_features_in_) to what ``predict`` returns (regressors), or to the
             logits behind ``decision_function`` and ``predict_proba``
             (classifiers: shape (n_samples, n_classes)).
         """
@@ -472,6 +471,7 @@ class _BaseSeparable(
             torch.as_tensor(np.asarray(scale, dtype=np.float64)),
             torch.as_tensor(np.asarray(shift, dtype=np.float64)),
             squeeze=squeeze,
+            inputs=self.input_encoder_.to_torch(self._dtype),
         )
 
     def _output_transform(self):
@@ -495,11 +495,6 @@ class _BaseSeparable(
         with torch.no_grad():
             Z = self._net_on_device().features(self._to_tensor(X))
         return Z.cpu().numpy().astype(X.dtype, copy=False)
-
-    def _validate_inference_input(self, X):
-        """Fitted check and the same validation as fit, without resetting."""
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
 
     def _predict_scaled(self, net, X):
         """Network output in the original target units, float64, shape (n, c)."""
@@ -578,6 +573,8 @@ class _BaseSeparable(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         tags.non_deterministic = False

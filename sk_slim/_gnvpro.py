@@ -93,22 +93,46 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         Initialization of the default MLP feature extractor: the box
         initialization of Cyr et al. (2020), which draws every unit's
         hyperplane through the bounding box of its inputs on the training rows
-        (per feature, from ``X`` as given: no need to min-max scale) and
+        (per feature, from the encoded inputs) and
         redraws those that miss every row, or scikit-learn's uniform Glorot.
         Box applies to every activation (ReLU: no dead units; tanh and
         logistic: each unit's steep part crosses the data). It is the default
         because it fitted better on the benchmark suite's tune half
         (measurements: the user guide). Not used with ``feature_extractor``.
     feature_extractor : callable, default=None
-        ``feature_extractor(n_features_in, **feature_extractor_kwargs)`` returns an
-        ``nn.Module`` mapping (n, n_features_in) to (n, n_features_out), e.g. an
-        ``nn.Module`` subclass. Overrides ``hidden_layer_sizes``/``activation``.
+        ``feature_extractor(n_inputs, **feature_extractor_kwargs)`` returns an
+        ``nn.Module`` mapping (n, n_inputs) to (n, n_features_out), e.g. an
+        ``nn.Module`` subclass; ``n_inputs`` counts the encoded input columns
+        (``n_features_in_`` when all are numeric without missing values).
+        Overrides ``hidden_layer_sizes``/``activation``.
         It is seeded from ``random_state`` in a fork of torch's global RNG.
         A factory with a ``generator=None`` keyword (``make_mlp``,
         ``make_resnet``) is given a CPU generator seeded from ``random_state``;
         a generator in ``feature_extractor_kwargs`` is copied for each fit.
     feature_extractor_kwargs : dict, default=None
         Keyword arguments for ``feature_extractor``.
+    input_scaling : {'standard', 'robust', 'robust-clip'} or None, default='robust-clip'
+        How numeric input columns are scaled, fitted in ``fit`` (weighted by
+        ``sample_weight``) and kept in ``input_encoder_``: ``'standard'``
+        (mean and standard deviation, as ``StandardScaler``), ``'robust'``
+        (median and interquartile range, as ``RobustScaler``), ``'robust-clip'``
+        (robust, then the smooth clipping ``x / sqrt(1 + (x / 3)^2)`` of
+        RealMLP-TD, Holzmueller et al. 2024), or None (as given). Inputs in
+        any units: no scaler needed in front. A missing value (NaN) becomes
+        the column's center, and a column with missing values at fit gets an
+        indicator column (as ``SimpleImputer(add_indicator=True)``).
+    categorical_features : array-like of {bool, int, str} or 'from_dtype' or None, \
+            default='from_dtype'
+        The categorical columns, as in ``HistGradientBoostingRegressor``: a
+        boolean mask, indices, or names; ``'from_dtype'``: the dataframe
+        columns of dtype ``category`` (pandas) or ``Categorical``/``Enum``
+        (polars). String (``object``) columns must be declared or converted to
+        ``category``. Each is one-hot encoded; missing values are a category.
+    max_categories : int, default=20
+        Most one-hot columns per categorical column (``OneHotEncoder``'s
+        ``max_categories``): the most frequent ``max_categories - 1``
+        categories keep a column each and the rest share one; a category
+        unseen at fit encodes as zeros.
     alpha : float, default=1e-4
         L2 penalty on the extractor's weights (not biases), as in
         ``MLPRegressor``: ``alpha / (2 n_samples) ||theta||^2``; with
@@ -228,6 +252,9 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         Number of input features.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Input feature names, when ``X`` has string column names.
+    input_encoder_ : InputEncoder
+        The fitted input encoding (scaling, missing values, categories) the
+        network's inputs come from.
     n_outputs_ : int
         Number of outputs.
     device_ : str
@@ -263,6 +290,9 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         init="box",
         feature_extractor=None,
         feature_extractor_kwargs=None,
+        input_scaling="robust-clip",
+        categorical_features="from_dtype",
+        max_categories=20,
         alpha=1e-4,
         alpha_init="auto",
         head_alpha="auto",
@@ -288,6 +318,9 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         self.init = init
         self.feature_extractor = feature_extractor
         self.feature_extractor_kwargs = feature_extractor_kwargs
+        self.input_scaling = input_scaling
+        self.categorical_features = categorical_features
+        self.max_categories = max_categories
         self.alpha = alpha
         self.alpha_init = alpha_init
         self.head_alpha = head_alpha

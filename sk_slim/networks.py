@@ -166,10 +166,13 @@ class ExportedNet(nn.Module):
         The affine head, with the estimator's output transform folded in.
     squeeze : bool
         Return shape (n,) (a single output) instead of (n, 1).
+    inputs : nn.Module, default=None
+        Applied first: the estimator's input encoding.
     """
 
-    def __init__(self, feature_extractor, head, squeeze):
+    def __init__(self, feature_extractor, head, squeeze, inputs=None):
         super().__init__()
+        self.inputs = nn.Identity() if inputs is None else inputs
         self.feature_extractor = feature_extractor
         self.head = head
         self.squeeze = squeeze
@@ -185,14 +188,14 @@ class ExportedNet(nn.Module):
         Returns
         -------
         Tensor of shape (n, c) or (n,)
-            ``head(feature_extractor(x))``.
+            ``head(feature_extractor(inputs(x)))``.
         """
-        out = self.head(self.feature_extractor(x))
+        out = self.head(self.feature_extractor(self.inputs(x)))
         return out[:, 0] if self.squeeze else out
 
 
 @torch.no_grad()
-def export_network(net, scale, shift, *, squeeze=False):
+def export_network(net, scale, shift, *, squeeze=False, inputs=None):
     """Copy ``net`` into an :class:`ExportedNet` computing ``net(x) * scale + shift``.
 
     Parameters
@@ -204,6 +207,8 @@ def export_network(net, scale, shift, *, squeeze=False):
         mean, or an inverse temperature and zeros).
     squeeze : bool, default=False
         Return shape (n,) for a single output.
+    inputs : nn.Module, default=None
+        Applied to the inputs first (copied): the estimator's input encoding.
 
     Returns
     -------
@@ -218,7 +223,8 @@ def export_network(net, scale, shift, *, squeeze=False):
     head = nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
     head.weight.copy_(W.T)
     head.bias.copy_(b)
-    return ExportedNet(extractor, head.eval(), squeeze).eval()
+    inputs = None if inputs is None else copy.deepcopy(inputs).cpu().to(dtype)
+    return ExportedNet(extractor, head.eval(), squeeze, inputs).eval()
 
 
 class ResidualBlock(nn.Module):

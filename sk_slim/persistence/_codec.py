@@ -19,6 +19,7 @@ import torch
 
 from ..linalg import SlimTik, SlimTikState
 from ..networks import make_mlp, make_resnet
+from ..preprocessing import InputEncoder
 from ..training import GNvproState, HeadPosterior, SlimTrainState
 
 __all__ = []
@@ -30,6 +31,7 @@ STATE_TYPES = {
     "sk_slim.training.SlimTrainState": SlimTrainState,
     "sk_slim.training.GNvproState": GNvproState,
     "sk_slim.training.HeadPosterior": HeadPosterior,
+    "sk_slim.preprocessing.InputEncoder": InputEncoder,
 }
 _STATE_NAMES = {cls: name for name, cls in STATE_TYPES.items()}
 FACTORIES = {

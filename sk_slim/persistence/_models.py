@@ -167,7 +167,7 @@ def _rebuild_network(estimator, node, decoder):
     dtype = estimator._dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"The network's dtype {dtype} is not float32 or float64.")
-    n_in = estimator.n_features_in_
+    n_in = estimator._n_network_inputs()
     # Initial values are overwritten: no data, no global RNG, no box search.
     generator = torch.Generator().manual_seed(0)
     factory = estimator.feature_extractor
