@@ -3,7 +3,9 @@ scripts share: splits, run conditions, timing, peers, time to target.
 
 - :func:`split_and_scale`: a fixed 75/25 split (or ``train_size`` rows to train),
   ``random_state=0``, X standardized on the training part; ``problems.py`` loads
-  every problem through it.
+  every problem through it, except those whose inputs stay as they come (real
+  data, the raw-units variants), which it loads through :func:`split_raw`: the
+  same split, X unscaled, as a DataFrame.
 - :func:`benchmark_conditions`: one torch and one BLAS thread, no convergence or
   user warnings, all restored on exit. :func:`warm_up` pays torch's one-time
   set-up before anything is timed; :func:`seconds_of`, :func:`timed_fit` and
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
@@ -38,6 +41,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, log_loss, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
@@ -72,6 +76,22 @@ def split_and_scale(X, y, stratify=False, train_size=None):
     )
     scaler = StandardScaler().fit(X_train)
     return Split(scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
+
+
+def split_raw(X, y, stratify=False, train_size=None):
+    """The split of :func:`split_and_scale` (the same rows), X as it comes: a
+    pandas DataFrame (an array gets columns ``x0``, ``x1``, ...), not scaled."""
+    if not isinstance(X, pd.DataFrame):
+        X = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    X_train, X_test, y_train, y_test = train_test_split(
+        X,
+        y,
+        test_size=0.25 if train_size is None else None,
+        train_size=train_size,
+        random_state=0,
+        stratify=y if stratify else None,
+    )
+    return Split(X_train, X_test, y_train, y_test)
 
 
 def n_outputs(y):
@@ -144,12 +164,13 @@ def peak_mib():
 
 @dataclass(frozen=True)
 class ClassificationResult:
-    """A fitted classifier: test accuracy and log-loss, fit seconds, iterations."""
+    """A fitted classifier: test accuracy and log-loss, fit seconds, iterations
+    (None for a model that counts none)."""
 
     accuracy: float
     log_loss: float
     seconds: float
-    n_iter: int
+    n_iter: int | None
 
 
 @dataclass(frozen=True)
@@ -170,10 +191,20 @@ def accuracy(model, X, y):
 
 
 def n_iter_of(model):
-    """Epochs or iterations of a fitted model (the inner one of a target wrapper)."""
+    """Epochs or iterations of a fitted model (the last step of a pipeline, the
+    inner one of a target wrapper; boosted trees: their trees or rounds; the
+    largest of several ``n_iter_``), or None for a model that counts none (a GP,
+    RidgeCV, RealMLP-TD)."""
+    if isinstance(model, Pipeline):
+        model = model[-1]
     if isinstance(model, TransformedTargetRegressor):
-        return model.regressor_.n_iter_
-    return model.n_iter_
+        model = model.regressor_
+    if hasattr(model, "tree_count_"):  # CatBoost
+        return int(model.tree_count_)
+    n_iter = getattr(model, "n_iter_", None)
+    if n_iter is None:
+        return None
+    return int(np.max(n_iter))
 
 
 def evaluate_classifier(model, split):
@@ -186,7 +217,7 @@ def evaluate_classifier(model, split):
         accuracy=accuracy_score(split.y_test, classes[proba.argmax(axis=1)]),
         log_loss=log_loss(split.y_test, proba, labels=classes),
         seconds=seconds,
-        n_iter=model.n_iter_,
+        n_iter=n_iter_of(model),
     )
 
 

