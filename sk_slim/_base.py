@@ -10,7 +10,6 @@ is a trainer (:class:`sk_slim.training.Trainer`) that each estimator builds in
 
 import copy
 import math
-from collections import deque
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -32,12 +31,13 @@ from ._runtime import (
     draw_seed,
     extractor_kwargs,
     n_threads,
+    on_cpu,
     resolve_device,
     torch_threads,
 )
 from ._targets import _TargetsMixin
 from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
-from .preprocessing import SCALINGS
+from .preprocessing import SCALINGS, InputTransform
 from .rows import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
@@ -50,10 +50,10 @@ _AUTO_EARLY_STOPPING_MIN_SAMPLES = 200
 
 @dataclass(frozen=True)
 class _ValidationSplit:
-    """The rows held out for early stopping, in the original units (this
-    process's share of them in a data-parallel fit)."""
+    """The rows held out for early stopping, inputs encoded, targets in their
+    units (this process's share of them in a data-parallel fit)."""
 
-    X: np.ndarray  # (n_val, d)
+    X: np.ndarray  # (n_val, d) encoded inputs
     y: np.ndarray  # (n_val, c) encoded targets
     weight: np.ndarray | None  # (n_val,)
     y_all: np.ndarray  # all processes' y, what the score is of
@@ -151,9 +151,9 @@ class _BaseSeparable(
         X_given = X  # as the user holds it: what callbacks score the model on
         if continuing:
             encoder = self.input_encoder_
-        else:  # every rank encodes as rank 0's rows say
-            encoder = rows.agreed(self._fit_input_encoder, X, sample_weight)
-            encoder = rows.broadcast_object(encoder)
+        else:  # on all ranks' rows, as one process would
+            X_all, weight_all = self._rows_of_all_ranks(X, sample_weight, rows)
+            encoder = rows.agreed(self._fit_input_encoder, X_all, weight_all)
         X, y, sample_weight = rows.agreed(
             self._validate_fit_data, X, y, sample_weight, encoder, continuing
         )
@@ -471,8 +471,21 @@ class _BaseSeparable(
             torch.as_tensor(np.asarray(scale, dtype=np.float64)),
             torch.as_tensor(np.asarray(shift, dtype=np.float64)),
             squeeze=squeeze,
-            inputs=self.input_encoder_.to_torch(self._dtype),
+            inputs=self._input_module(),
         )
+
+    def _input_module(self):
+        """``input_encoder_`` as a torch module (:class:`InputTransform`)."""
+
+        def tensor(a):  # floats in the network's dtype, indices as they are
+            return torch.as_tensor(
+                a, dtype=self._dtype if a.dtype.kind == "f" else None
+            )
+
+        parts = self.input_encoder_._torch_arrays()
+        onehot, clip = [tensor(m) for m in parts.pop("onehot")], parts.pop("clip")
+        tensors = {name: tensor(array) for name, array in parts.items()}
+        return InputTransform(**tensors, onehot=onehot, clip=clip)
 
     def _output_transform(self):
         """``(scale, shift, squeeze)`` from the head's outputs to predictions."""
@@ -540,23 +553,6 @@ class _BaseSeparable(
 
     def __getstate__(self):
         state = self.__dict__.copy()
-
-        def on_cpu(value):  # a copy with every tensor in it on the CPU
-            if isinstance(value, torch.nn.Module):
-                return copy.deepcopy(value).cpu()
-            if isinstance(value, torch.Tensor):
-                return value.detach().cpu()
-            if isinstance(value, dict):
-                return {k: on_cpu(v) for k, v in value.items()}
-            if isinstance(value, deque):
-                return deque(map(on_cpu, value), value.maxlen)
-            if isinstance(value, list | tuple):
-                return type(value)(map(on_cpu, value))
-            if hasattr(value, "__dict__") and not callable(value):
-                value = copy.copy(value)  # a dataclass, the solver's state
-                vars(value).update({k: on_cpu(v) for k, v in vars(value).items()})
-            return value
-
         if state.get("device_", "cpu") != "cpu":
             # Every tensor (module, optimizer and solver state) on the CPU, so a
             # GPU-trained model loads and predicts on a CPU-only machine.

@@ -1,7 +1,9 @@
 """Where and how a fit runs: the device, torch's thread count, the seed and what
 it reaches."""
 
+import copy
 import inspect
+from collections import deque
 from contextlib import contextmanager
 
 import numpy as np
@@ -86,3 +88,22 @@ def extractor_kwargs(factory, kwargs, generator):
         ):
             kwargs["generator"] = generator
     return kwargs
+
+
+def on_cpu(value):
+    """A copy of ``value`` with every tensor in it on the CPU (modules,
+    tensors, and the dicts, deques, lists, tuples and dataclasses holding them)."""
+    if isinstance(value, torch.nn.Module):
+        return copy.deepcopy(value).cpu()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, deque):
+        return deque(map(on_cpu, value), value.maxlen)
+    if isinstance(value, list | tuple):
+        return type(value)(map(on_cpu, value))
+    if hasattr(value, "__dict__") and not callable(value):
+        value = copy.copy(value)  # a dataclass, the solver's state
+        vars(value).update({k: on_cpu(v) for k, v in vars(value).items()})
+    return value

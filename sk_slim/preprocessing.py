@@ -9,7 +9,8 @@ max_categories=...)``, and ``categorical_features`` as in
 ``HistGradientBoostingRegressor``. Its fitted state is plain arrays rather than
 those transformers, for three things they do not give: sample weights that act
 as repeated rows (``SimpleImputer`` and ``RobustScaler`` take no weights), a
-map that folds exactly into the exported torch module (:meth:`to_torch`), and a
+map that folds exactly into the exported torch module (:class:`InputTransform`),
+and a
 state ``sk_slim.save`` stores as data.
 """
 
@@ -45,7 +46,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
     column per numeric column with missing values at fit (as
     ``SimpleImputer(add_indicator=True)``); one-hot blocks of the categorical
     columns. A missing numeric value becomes the column's center (0 after
-    scaling), also in columns that had none at fit.
+    scaling; the median without scaling), also in columns that had none at fit.
 
     Parameters
     ----------
@@ -80,9 +81,11 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         Names of the columns seen in fit, when they are all strings.
     is_categorical_ : ndarray of shape (`n_features_in_`,), dtype=bool
         Which columns are encoded as categories.
+    fill_ : ndarray of shape (n_numeric,)
+        What replaces a missing value of each numeric column: its mean
+        (``'standard'``) or median.
     center_ : ndarray of shape (n_numeric,)
-        What each numeric column's values have subtracted, and what replaces
-        a missing value.
+        What each numeric column's values have subtracted.
     scale_ : ndarray of shape (n_numeric,)
         What each centered numeric column is divided by.
     missing_indicator_ : ndarray of shape (n_numeric,), dtype=bool
@@ -134,7 +137,9 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : InputEncoder
+            Fitted.
         """
+        X = as_table(X)
         validate_data(self, X, reset=True, skip_check_array=True)
         is_categorical = _check_categorical_features(X, self.categorical_features)
         self.is_categorical_ = (
@@ -174,9 +179,10 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_out : ndarray of shape (n_samples, n_features_out)
-            float32 when every numeric column is float32, else float64.
+            In float32 when every numeric column is float32, else float64.
         """
         check_is_fitted(self)
+        X = as_table(X)
         validate_data(self, X, reset=False, skip_check_array=True)
         return self._encode(X)
 
@@ -190,7 +196,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         if numeric:
             values = np.column_stack(numeric)  # float, NaN where missing
             missing = np.isnan(values)
-            values = np.where(missing, self.center_, values)
+            values = np.where(missing, self.fill_, values)
             values = (values - self.center_) / self.scale_
             if self.scaling == "robust-clip":
                 values = values / np.sqrt(1 + (values / _CLIP) ** 2)
@@ -207,9 +213,9 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         return out.reshape(len(columns[0]), -1)
 
     def to_codes(self, X):
-        """``X`` as numbers: categorical columns as their category's code.
+        """Give ``X`` as numbers: categorical columns as their category's code.
 
-        The input of the module :meth:`to_torch` returns: numeric columns as
+        The input of the estimators' ``to_torch()`` module: numeric columns as
         they are, a category as its position in ``categories_`` (``-1`` when
         unseen at fit), missing values as NaN.
 
@@ -221,8 +227,10 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_codes : ndarray of shape (n_samples, n_features_in_), dtype=float64
+            The input of the estimators' ``to_torch()`` module.
         """
         check_is_fitted(self)
+        X = as_table(X)
         validate_data(self, X, reset=False, skip_check_array=True)
         columns = self._columns(X)
         out = np.empty((len(columns[0]), len(columns)))
@@ -238,24 +246,28 @@ class InputEncoder(TransformerMixin, BaseEstimator):
                 out[:, j] = column
         return out
 
-    def to_torch(self, dtype=torch.float64):
-        """This encoder as a torch module on :meth:`to_codes`'s output.
-
-        Parameters
-        ----------
-        dtype : torch.dtype, default=torch.float64
-            The module's dtype.
-
-        Returns
-        -------
-        InputTransform
-            Maps a tensor (n, n_features_in_) to :meth:`transform`'s output.
-        """
-        check_is_fitted(self)
-        return InputTransform(self, dtype)
+    def _torch_arrays(self):
+        """What :class:`InputTransform` is built from, as numpy arrays."""
+        numeric = np.flatnonzero(~self.is_categorical_)
+        onehot = []
+        for k, categories in enumerate(self.categories_):
+            matrix = np.zeros((len(categories), self._n_category_columns(k)))
+            matrix[np.arange(len(categories)), self.category_columns_[k]] = 1
+            onehot.append(matrix)
+        return {
+            "numeric": numeric,
+            "fill": self.fill_,
+            "center": self.center_,
+            "scale": self.scale_,
+            "indicator": numeric[self.missing_indicator_],
+            "categorical": np.flatnonzero(self.is_categorical_),
+            "onehot": onehot,
+            "missing_category": self.missing_category_,
+            "clip": self.scaling == "robust-clip",
+        }
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output columns.
+        """Get the names of the output columns.
 
         Parameters
         ----------
@@ -266,6 +278,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         feature_names_out : ndarray of str objects
+            One name per output column.
         """
         check_is_fitted(self)
         names = _check_feature_names_in(self, input_features)
@@ -290,7 +303,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def _fit_numeric(self, columns, weight):
-        centers, scales, indicators = [], [], []
+        fills, centers, scales, indicators = [], [], [], []
         for j, values in zip(
             np.flatnonzero(~self.is_categorical_), columns, strict=True
         ):
@@ -300,12 +313,14 @@ class InputEncoder(TransformerMixin, BaseEstimator):
                     f"Column {self._name(j)} has only missing values: nothing to "
                     "scale or impute it from. Drop it."
                 )
-            center, scale = _center_and_scale(
+            fill, center, scale = _center_and_scale(
                 values[observed], weight[observed], self.scaling
             )
+            fills.append(fill)
             centers.append(center)
             scales.append(scale)
             indicators.append(not observed.all())
+        self.fill_ = np.asarray(fills, dtype=np.float64)
         self.center_ = np.asarray(centers, dtype=np.float64)
         self.scale_ = np.asarray(scales, dtype=np.float64)
         self.missing_indicator_ = np.asarray(indicators, dtype=bool)
@@ -346,19 +361,13 @@ class InputEncoder(TransformerMixin, BaseEstimator):
     # --------------------------------------------------------------- encoding
 
     def _columns(self, X):
-        """The columns of ``X``: numeric ones as float arrays (NaN for missing),
-        categorical ones as they are."""
+        """The columns of ``X`` (from :func:`as_table`): numeric ones as float
+        arrays (NaN for missing), categorical ones as they are."""
         if nw.dependencies.is_into_dataframe(X):
             frame = nw.from_native(X, eager_only=True)
-            if len(frame) == 0:
-                raise ValueError(
-                    f"Found array with 0 sample(s) (shape={frame.shape}) while a "
-                    "minimum of 1 is required."
-                )
-            raw = [frame[name].to_numpy() for name in frame.columns]
+            raw = [frame.get_column(name).to_numpy() for name in frame.columns]
         else:
-            array = check_array(X, dtype=None, ensure_all_finite=False)
-            raw = list(array.T)
+            raw = list(X.T)
         return [
             column if cat else self._numeric(j, column)
             for j, (column, cat) in enumerate(
@@ -447,34 +456,50 @@ class InputTransform(nn.Module):
 
     Takes :meth:`InputEncoder.to_codes`'s output (numeric columns raw, category
     codes, NaN for missing) and returns :meth:`InputEncoder.transform`'s.
-    Exportable with ``torch.export`` and to ONNX.
+    Exportable with ``torch.export`` and to ONNX. The estimators' ``to_torch``
+    builds it from their ``input_encoder_``.
 
     Parameters
     ----------
-    encoder : InputEncoder
-        Fitted.
-    dtype : torch.dtype
-        The module's dtype.
+    numeric : Tensor of shape (n_numeric,)
+        Indices of the numeric columns.
+    fill, center, scale : Tensor of shape (n_numeric,)
+        Each numeric column's imputed value, center and scale.
+    indicator : Tensor of shape (n_indicators,)
+        Indices of the columns with a missing-value indicator.
+    clip : bool
+        Clip smoothly after scaling (``scaling='robust-clip'``).
+    categorical : Tensor of shape (n_categorical,)
+        Indices of the categorical columns.
+    onehot : list of Tensor of shape (n_categories, n_columns)
+        Per categorical column, row ``c``: the one-hot columns of code ``c``.
+    missing_category : Tensor of shape (n_categorical,), dtype=bool
+        The categorical columns whose last one-hot column is "missing".
     """
 
-    def __init__(self, encoder, dtype):
+    def __init__(
+        self,
+        numeric,
+        fill,
+        center,
+        scale,
+        indicator,
+        clip,
+        categorical,
+        onehot,
+        missing_category,
+    ):
         super().__init__()
-        numeric = np.flatnonzero(~encoder.is_categorical_)
-        self.register_buffer("numeric", torch.as_tensor(numeric))
-        self.register_buffer("center", torch.as_tensor(encoder.center_, dtype=dtype))
-        self.register_buffer("scale", torch.as_tensor(encoder.scale_, dtype=dtype))
-        indicator = numeric[encoder.missing_indicator_]
-        self.register_buffer("indicator", torch.as_tensor(indicator))
-        self.clip = encoder.scaling == "robust-clip"
-        # Category code -> one-hot columns, as a matrix (code c is row c).
-        self.categorical = [int(j) for j in np.flatnonzero(encoder.is_categorical_)]
-        self.n_categories = [len(c) for c in encoder.categories_]
-        self.missing_category = [bool(m) for m in encoder.missing_category_]
-        for k in range(len(self.categorical)):
-            n_columns = encoder._n_category_columns(k)
-            onehot = np.zeros((self.n_categories[k], n_columns))
-            onehot[np.arange(self.n_categories[k]), encoder.category_columns_[k]] = 1
-            self.register_buffer(f"onehot{k}", torch.as_tensor(onehot, dtype=dtype))
+        self.register_buffer("numeric", numeric)
+        self.register_buffer("fill", fill)
+        self.register_buffer("center", center)
+        self.register_buffer("scale", scale)
+        self.register_buffer("indicator", indicator)
+        self.clip = bool(clip)
+        self.categorical = [int(j) for j in categorical]
+        self.missing_category = [bool(m) for m in missing_category]
+        for k, matrix in enumerate(onehot):
+            self.register_buffer(f"onehot{k}", matrix)
 
     def forward(self, x):
         """Encode ``x``.
@@ -487,20 +512,22 @@ class InputTransform(nn.Module):
         Returns
         -------
         Tensor of shape (n, n_features_out)
+            What :meth:`InputEncoder.transform` returns.
         """
         blocks = []
-        if len(self.center):
+        if len(self.fill):
             values = x[:, self.numeric]
             missing = torch.isnan(values)
-            values = torch.where(missing, self.center, values)
+            values = torch.where(missing, self.fill, values)
             values = (values - self.center) / self.scale
             if self.clip:
                 values = values / torch.sqrt(1 + (values / _CLIP) ** 2)
             blocks += [values, torch.isnan(x[:, self.indicator]).to(x.dtype)]
         for k, j in enumerate(self.categorical):
             code = x[:, j : j + 1]
-            levels = torch.arange(self.n_categories[k], dtype=x.dtype, device=x.device)
-            block = (code == levels).to(x.dtype) @ getattr(self, f"onehot{k}")
+            onehot = getattr(self, f"onehot{k}")
+            levels = torch.arange(len(onehot), dtype=x.dtype, device=x.device)
+            block = (code == levels).to(x.dtype) @ onehot
             if self.missing_category[k]:
                 block = block + torch.isnan(code).to(x.dtype) * _last(block)
             blocks.append(block)
@@ -514,20 +541,48 @@ def _last(block):
     return selector
 
 
+def as_table(X):
+    """``X`` checked as a table: a dataframe as it is, anything else as a 2-D
+    array (of any dtype) with scikit-learn's checks and messages.
+
+    Parameters
+    ----------
+    X : {array-like, dataframe} of shape (n_samples, n_features)
+        Inputs.
+
+    Returns
+    -------
+    X : dataframe or ndarray of shape (n_samples, n_features)
+        At least one row and one column.
+    """
+    if nw.dependencies.is_into_dataframe(X):
+        frame = nw.from_native(X, eager_only=True)
+        n_samples, n_features = frame.shape
+        if n_samples == 0 or n_features == 0:
+            what = "sample" if n_samples == 0 else "feature"
+            count = n_samples if n_samples == 0 else n_features
+            raise ValueError(
+                f"Found array with {count} {what}(s) (shape={frame.shape}) while a "
+                "minimum of 1 is required."
+            )
+        return X
+    return check_array(X, dtype=None, ensure_all_finite=False)
+
+
 def _center_and_scale(values, weight, scaling):
-    """Weighted statistics of one column's observed values."""
+    """``(fill, center, scale)``: weighted statistics of a column's observed values."""
     if scaling == "standard":
         center = np.average(values, weights=weight)
         scale = np.sqrt(np.average((values - center) ** 2, weights=weight))
-        return center, (scale if scale > 0 else 1.0)
+        return center, center, (scale if scale > 0 else 1.0)
     # Quantiles of the weighted rows; 'inverted_cdf' counts a weight as repeats.
     q = np.quantile(values, [0.25, 0.5, 0.75], weights=weight, method="inverted_cdf")
     if scaling is None:
-        return q[1], 1.0
+        return q[1], 0.0, 1.0
     spread = q[2] - q[0]
     if spread <= 0:  # e.g. a mostly constant column: half its range
         spread = (values.max() - values.min()) / 2
-    return q[1], (spread if spread > 0 else 1.0)
+    return q[1], q[1], (spread if spread > 0 else 1.0)
 
 
 def _is_missing(values):

@@ -85,10 +85,10 @@ def run_case(case, rank, world_size):
             X, y = X[order], y[order]
             weight = None if weight is None else weight[order]
     rows = shard(case["n"], world_size, rank, case.get("fractions", [0.5, 0.5]))
-    X_rank = X[rows]
-    if case.get("nan_on_rank") == rank:
-        X_rank = X_rank.copy()
-        X_rank[0, 0] = np.nan
+    X_rank, y_rank = X[rows], y[rows]
+    if case.get("nan_on_rank") == rank:  # in y: a NaN in X is a missing value
+        y_rank = y_rank.astype(float)
+        y_rank[0] = np.nan
     estimator = getattr(sk_slim, case["estimator"])(**case["params"])
     if case.get("local"):  # each rank its own model, on its own rows (in a thread)
         with local_fits(), ThreadPoolExecutor(1) as pool:
@@ -98,7 +98,7 @@ def run_case(case, rank, world_size):
         weight = weight.copy()
         weight[rows] = 0.0
     estimator.fit(
-        X_rank, y[rows], sample_weight=None if weight is None else weight[rows]
+        X_rank, y_rank, sample_weight=None if weight is None else weight[rows]
     )
     result = {
         "predict": estimator.predict(X_test),

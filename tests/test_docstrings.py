@@ -24,6 +24,7 @@ PUBLIC_MODULES = (
     "sk_slim.datasets",
     "sk_slim.linalg",
     "sk_slim.networks",
+    "sk_slim.preprocessing",
     "sk_slim.training",
     "sk_slim.training.gauss_newton",
     # The optional skorch bridge: only when skorch is installed (it is in the

@@ -152,11 +152,12 @@ def test_box_init_draws_the_first_layer_through_the_inputs_own_box(Estimator):
     # own bounding box, so every first-layer hyperplane cuts it and peaks at 1
     # at its far corner. slimTrain with a learning rate of 1e-300 keeps the
     # initialization; GNvpro's first step moves it, so there the check is that
-    # the option reaches the (shared) builder, reproducibly.
+    # the option reaches the (shared) builder, reproducibly. No input scaling:
+    # the network sees X as given.
     rng = np.random.RandomState(0)
     X = rng.uniform([-500.0, 10.0], [500.0, 10.001], size=(120, 2))
     y = np.arange(120) % 2 if "Classifier" in Estimator.__name__ else X[:, 0]
-    params = {"activation": "relu"}
+    params = {"activation": "relu", "input_scaling": None}
     if "SlimTrain" in Estimator.__name__:
         params["learning_rate_init"] = 1e-300
     box = _fit_quietly(Estimator, X, y, init="box", **params)

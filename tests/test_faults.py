@@ -88,8 +88,15 @@ ESTIMATORS = {
 
 def _make(name, **params):
     """A small, seeded estimator (GNvpro with early stopping makes two runs of
-    ``max_iter`` iterations each: alpha_init='auto')."""
-    params = {"hidden_layer_sizes": (8,), "max_iter": 6, "random_state": 0, **params}
+    ``max_iter`` iterations each: alpha_init='auto'). No input scaling: the
+    call counts of the interrupts below were set on the trajectory of X as given."""
+    params = {
+        "hidden_layer_sizes": (8,),
+        "max_iter": 6,
+        "random_state": 0,
+        "input_scaling": None,
+        **params,
+    }
     return ESTIMATORS[name][0](**params)
 
 

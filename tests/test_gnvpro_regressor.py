@@ -67,7 +67,9 @@ def peaks():
 def _fit(X, y, **params):
     # Short runs test the Gauss-Newton mechanics at a constant theta penalty:
     # the continuation path (alpha_init) needs ~40 iterations to come down.
+    # No input scaling: the network (and the replays below) see X as given.
     params = {
+        "input_scaling": None,
         "random_state": 0,
         "max_iter": 15,
         "early_stopping": False,

@@ -34,6 +34,8 @@ STATE_TYPES = {
     "sk_slim.preprocessing.InputEncoder": InputEncoder,
 }
 _STATE_NAMES = {cls: name for name, cls in STATE_TYPES.items()}
+# Attributes a stored object may lack: an encoder fitted on unnamed columns.
+_OPTIONAL = {InputEncoder: {"feature_names_in_"}}
 FACTORIES = {
     "sk_slim.networks.make_mlp": make_mlp,
     "sk_slim.networks.make_resnet": make_resnet,
@@ -234,7 +236,7 @@ class Decoder:
         cls = _allowed(STATE_TYPES, name, "class", path)
         fields = {k: v for k, v in node.items() if k not in ("$type", "class")}
         expected = set(vars(_fresh(cls)))
-        if set(fields) != expected:
+        if not expected <= set(fields) <= expected | _OPTIONAL.get(cls, set()):
             raise ValueError(
                 f"{path}: a {name} has the attributes {sorted(expected)}, the file "
                 f"gives {sorted(fields)}."
@@ -309,6 +311,8 @@ def _fresh(cls):
         return SlimTrainState(optimizer={}, slimtik=None)
     if cls is HeadPosterior:
         return HeadPosterior(torch.zeros(1, 1), torch.zeros(1))
+    if cls is InputEncoder:  # fitted, on data without column names
+        return InputEncoder().fit(np.zeros((1, 1)))
     return cls()
 
 
