@@ -109,7 +109,9 @@ def test_missing_values_are_simple_imputer_with_indicator():
 @pytest.mark.parametrize("max_categories", [20, 3])
 def test_one_hot_is_one_hot_encoder(max_categories):
     rng = np.random.default_rng(2)
-    X = rng.choice(["a", "b", "c", "d", "e"], p=[0.4, 0.3, 0.15, 0.1, 0.05], size=(300, 2))
+    X = rng.choice(
+        ["a", "b", "c", "d", "e"], p=[0.4, 0.3, 0.15, 0.1, 0.05], size=(300, 2)
+    )
     X = X.astype(object)
     encoder = InputEncoder(categorical_features=[0, 1], max_categories=max_categories)
     reference = OneHotEncoder(
@@ -117,7 +119,9 @@ def test_one_hot_is_one_hot_encoder(max_categories):
     )
     np.testing.assert_array_equal(encoder.fit_transform(X), reference.fit_transform(X))
     unseen = np.array([["z", "a"]], dtype=object)
-    np.testing.assert_array_equal(encoder.transform(unseen), reference.transform(unseen))
+    np.testing.assert_array_equal(
+        encoder.transform(unseen), reference.transform(unseen)
+    )
 
 
 def test_integer_weights_act_as_repeated_rows():
@@ -129,7 +133,9 @@ def test_integer_weights_act_as_repeated_rows():
     for scaling in ["standard", "robust", "robust-clip", None]:
         weighted = InputEncoder(scaling=scaling).fit(X, sample_weight=weight)
         plain = InputEncoder(scaling=scaling).fit(repeated)
-        np.testing.assert_allclose(weighted.transform(X), plain.transform(X), atol=1e-12)
+        np.testing.assert_allclose(
+            weighted.transform(X), plain.transform(X), atol=1e-12
+        )
 
 
 def test_no_scaling_imputes_and_leaves_values():
@@ -302,7 +308,9 @@ def test_saved_model_keeps_its_encoding(tmp_path):
 def test_categorical_features_by_name_mask_and_index():
     X, y = _frame()
     X["grade"] = X["grade"].astype(object)  # strings: categorical only if declared
-    with pytest.raises(ValueError, match="'grade' is not numeric.*categorical_features"):
+    with pytest.raises(
+        ValueError, match="'grade' is not numeric.*categorical_features"
+    ):
         _fit(GNvproRegressor, X, y)
     by = [["grade"], [False, False, True], [2]]
     models = [_fit(GNvproRegressor, X, y, categorical_features=c) for c in by]
