@@ -44,8 +44,9 @@ from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Attributes holding tensors: pickled as CPU copies (__getstate__).
 _TORCH_ATTRIBUTES = ("module_", "_trainer_state")
-# early_stopping='auto' holds out validation data from this many samples on.
-_AUTO_EARLY_STOPPING_MIN_SAMPLES = 200
+# Below this many samples, early_stopping='auto' holds out at least this share
+# (the small-data benchmark, benchmarks/small_data_results.md, tune half).
+_SMALL_DATA_SAMPLES, _SMALL_DATA_VALIDATION_FRACTION = 200, 0.2
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class _BaseSeparable(
 
     # The trainer's per-epoch records (``Trainer.record``) -> fitted list attributes.
     _history_attributes = {}
+    # early_stopping='auto' holds out validation data from this many samples on.
+    _auto_early_stopping_from = 200
     # hidden_layer_sizes='auto': two layers of this width, or of n_outputs_ when
     # that is larger (the head maps the last layer's features to the outputs).
     _auto_width = 64
@@ -237,7 +240,13 @@ class _BaseSeparable(
         self.loss_curve_, self.head_alpha_curve_ = [], []
         for name in self._history_attributes.values():
             setattr(self, name, [])
-        self._early_stopping = self._uses_early_stopping(round(rows.sum_floats(len(X))))
+        n_samples = round(rows.sum_floats(len(X)))
+        self._early_stopping = self._uses_early_stopping(n_samples)
+        self._validation_fraction = self.validation_fraction
+        if self.early_stopping == "auto" and n_samples < _SMALL_DATA_SAMPLES:
+            self._validation_fraction = max(
+                self.validation_fraction, _SMALL_DATA_VALIDATION_FRACTION
+            )
         self.validation_scores_ = [] if self._early_stopping else None
         self.best_validation_score_ = -np.inf if self._early_stopping else None
         self.best_loss_ = None if self._early_stopping else np.inf
@@ -282,9 +291,13 @@ class _BaseSeparable(
     def _hidden_sizes(self):
         """``hidden_layer_sizes`` as a list, ``'auto'`` resolved."""
         if isinstance(self.hidden_layer_sizes, str):  # 'auto'
-            width = max(self._auto_width, self.n_outputs_)
+            width = self._auto_hidden_width(self.n_outputs_)
             return [width, width]
         return np.atleast_1d(self.hidden_layer_sizes).tolist()
+
+    def _auto_hidden_width(self, n_outputs):
+        """The width of ``hidden_layer_sizes='auto'``'s two layers."""
+        return max(self._auto_width, n_outputs)
 
     def _build_module(self, X, generator):
         """The separable network: a feature extractor and an empty head."""
@@ -327,9 +340,9 @@ class _BaseSeparable(
         return net.to(device=self.device_, dtype=self._dtype)
 
     def _uses_early_stopping(self, n_samples):
-        """``'auto'``: hold out validation data from 200 samples on (>= 20 rows)."""
+        """``'auto'``: on from ``_auto_early_stopping_from`` samples."""
         if self.early_stopping == "auto":
-            return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
+            return n_samples >= self._auto_early_stopping_from
         return self.early_stopping
 
     def _make_fit(self, X, y, y2d, sample_weight, X_given, *, incremental, rows):
@@ -381,9 +394,10 @@ class _BaseSeparable(
         return _Fit(data, validation, X_given, y_fit, incremental, round(n_rows))
 
     def _validation_split(self, X, y2d, sample_weight):
-        """Hold out ``validation_fraction`` of the rows (seeded, stratified
-        where the estimator stratifies)."""
-        n_val = math.ceil(self.validation_fraction * len(X))
+        """Hold out the validation rows (seeded, stratified where the
+        estimator stratifies; ``_validation_fraction`` of them)."""
+        fraction = getattr(self, "_validation_fraction", self.validation_fraction)
+        n_val = math.ceil(fraction * len(X))
         if n_val < 2 or len(X) - n_val < 2:
             raise ValueError(
                 f"The validation set is too small: {len(X)} samples with "

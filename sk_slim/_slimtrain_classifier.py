@@ -70,6 +70,9 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         any units: no scaler needed in front. A missing value (NaN) becomes
         the column's center, and a column with missing values at fit gets an
         indicator column (as ``SimpleImputer(add_indicator=True)``).
+        ``'robust-clip'`` because it fitted the benchmark suite's tune half
+        best (0.96 times the error of ``'standard'`` at the geometric mean for
+        the regressor, 0.94 for the classifier; the user guide).
     categorical_features : array-like of {bool, int, str} or 'from_dtype' or None, \
             default='from_dtype'
         The categorical columns, as in ``HistGradientBoostingRegressor``: a

@@ -59,6 +59,7 @@ GROUPS = {
             "warm_start": "GNvpro also carries the trust radius over",
             "random_state": "shuffling against sub-sampling (checked below by pattern)",
             "verbose": "one line per epoch against one per iteration",
+            "input_scaling": "defaults: 'robust-clip' (slimTrain), 'standard' (GNvpro)",
         },
     ),
     "slimTrain": (

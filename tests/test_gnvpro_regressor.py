@@ -390,9 +390,10 @@ def test_curvature_is_not_sampled_below_twice_the_parameters_in_residuals():
     np.testing.assert_array_equal(half.predict(X), full.predict(X))
 
 
-def test_auto_width_gives_as_many_features_as_outputs():
+def test_auto_width_gives_at_least_as_many_features_as_outputs():
     # 24 outputs of full rank (an orthogonal linear map): 16 features can hold
-    # at most 16 of the 24 equal directions, R^2 <= 2/3 (Eckart-Young).
+    # at most 16 of the 24 equal directions, R^2 <= 2/3 (Eckart-Young). 'auto'
+    # gives 2 * 24 = 48, and one output 16.
     rng = np.random.RandomState(0)
     rotation = np.linalg.qr(rng.normal(size=(24, 24)))[0]
     X, X_test = rng.normal(size=(400, 24)), rng.normal(size=(400, 24))
@@ -403,11 +404,13 @@ def test_auto_width_gives_as_many_features_as_outputs():
         narrow = GNvproRegressor(hidden_layer_sizes=(16, 16), **params)
         narrow.fit(X, X @ rotation)
         one_output = GNvproRegressor(**params).fit(X, X @ rotation[:, 0])
-    assert wide.coef_.shape == (24, 24)
+    assert wide.coef_.shape == (48, 24)
     assert wide.score(X_test, X_test @ rotation) > 0.99
     assert narrow.coef_.shape == (16, 24)  # an explicit size is kept
     assert narrow.score(X_test, X_test @ rotation) < 2 / 3 + 0.01
     assert one_output.coef_.shape == (16,)
+    widths = [GNvproRegressor()._auto_hidden_width(c) for c in (1, 8, 20, 40, 100)]
+    assert widths == [16, 16, 40, 64, 100]
 
 
 def test_max_iter_warning_counts_iterations(peaks):
