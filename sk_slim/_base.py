@@ -474,7 +474,7 @@ class _BaseSeparable(
         module : ExportedNet
             In eval mode, on the CPU, in the estimator's dtype, with its own
             copy of the parameters. It maps a tensor of shape (n_samples,
-            n_features_in_) to what ``predict`` returns (regressors), or to the
+            `n_features_in_`) to what ``predict`` returns (regressors), or to the
             logits behind ``decision_function`` and ``predict_proba``
             (classifiers: shape (n_samples, n_classes)).
         """

@@ -226,7 +226,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_codes : ndarray of shape (n_samples, n_features_in_), dtype=float64
+        X_codes : ndarray of shape (n_samples, `n_features_in_`), dtype=float64
             The input of the estimators' ``to_torch()`` module.
         """
         check_is_fitted(self)
