@@ -396,12 +396,11 @@ class _BaseSeparable(
     def _validation_split(self, X, y2d, sample_weight):
         """Hold out the validation rows (seeded, stratified where the
         estimator stratifies; ``_validation_fraction`` of them)."""
-        fraction = getattr(self, "_validation_fraction", self.validation_fraction)
-        n_val = math.ceil(fraction * len(X))
+        n_val = math.ceil(self._validation_fraction * len(X))
         if n_val < 2 or len(X) - n_val < 2:
             raise ValueError(
                 f"The validation set is too small: {len(X)} samples with "
-                f"validation_fraction={self.validation_fraction}. Need at least 2 "
+                f"validation_fraction={self._validation_fraction}. Need at least 2 "
                 "samples in both the training and the validation split."
             )
         return train_test_split(

@@ -116,7 +116,7 @@ class _SeparableClassifierMixin(ClassifierMixin):
     def _stratify(self, y2d):
         # Stratify as MLPClassifier does, when every class can be in both parts.
         counts = y2d.sum(axis=0)
-        n_val = int(np.ceil(self.validation_fraction * len(y2d)))
+        n_val = int(np.ceil(self._validation_fraction * len(y2d)))
         n_classes = y2d.shape[1]
         if counts.min() < 2 or min(n_val, len(y2d) - n_val) < n_classes:
             return None
