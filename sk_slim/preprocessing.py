@@ -66,7 +66,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         columns of dtype ``category`` (pandas) or ``Categorical``/``Enum``
         (polars). String (``object``) columns are not categorical by dtype:
         declare them, or convert them to ``category``.
-    max_categories : int, default=20
+    max_categories : int, default=8
         Most one-hot columns per categorical column (as ``OneHotEncoder``'s
         ``max_categories``): beyond it the most frequent ``max_categories - 1``
         categories keep their own column and the rest share one. Missing
@@ -114,7 +114,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         *,
         scaling="robust-clip",
         categorical_features="from_dtype",
-        max_categories=20,
+        max_categories=8,
     ):
         self.scaling = scaling
         self.categorical_features = categorical_features
