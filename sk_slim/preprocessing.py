@@ -154,17 +154,8 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         weighted = weight > 0
         if not weighted.any():
             raise ValueError("The sample weights are all zero.")
-        numeric = [
-            c[weighted]
-            for c, cat in zip(columns, self.is_categorical_, strict=True)
-            if not cat
-        ]
+        numeric, categorical = self._split([c[weighted] for c in columns])
         self._fit_numeric(numeric, weight[weighted])
-        categorical = [
-            c[weighted]
-            for c, cat in zip(columns, self.is_categorical_, strict=True)
-            if cat
-        ]
         self._fit_categorical(categorical, weight[weighted])
         return self
 
@@ -189,9 +180,7 @@ class InputEncoder(TransformerMixin, BaseEstimator):
     def _encode(self, X):
         """:meth:`transform` without the checks of names and column counts."""
         columns = self._columns(X)
-        numeric = [
-            c for c, cat in zip(columns, self.is_categorical_, strict=True) if not cat
-        ]
+        numeric, categorical = self._split(columns)
         blocks = []
         if numeric:
             values = np.column_stack(numeric)  # float, NaN where missing
@@ -201,9 +190,6 @@ class InputEncoder(TransformerMixin, BaseEstimator):
             if self.scaling == "robust-clip":
                 values = values / np.sqrt(1 + (values / _CLIP) ** 2)
             blocks += [values, missing[:, self.missing_indicator_]]
-        categorical = [
-            c for c, cat in zip(columns, self.is_categorical_, strict=True) if cat
-        ]
         for k, column in enumerate(categorical):
             blocks.append(self._one_hot(k, self._codes(k, column)))
         dtype = np.float64
@@ -427,6 +413,14 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         if self.missing_category_[k]:
             out[codes == -2, -1] = 1.0
         return out
+
+    def _split(self, columns):
+        """``columns`` as (the numeric ones, the categorical ones), in order."""
+        flags = zip(columns, self.is_categorical_, strict=True)
+        numeric, categorical = [], []
+        for column, is_categorical in flags:
+            (categorical if is_categorical else numeric).append(column)
+        return numeric, categorical
 
     def _n_category_columns(self, k):
         n = int(self.category_columns_[k].max()) + 1
