@@ -24,7 +24,7 @@ class _InputsMixin:
     """The input hooks of :class:`~sk_slim._base._BaseSeparable`."""
 
     def _fit_input_encoder(self, X, sample_weight):
-        """A new :class:`InputEncoder` fitted on ``X`` (this rank's rows)."""
+        """A new :class:`InputEncoder` fitted on ``X`` (all ranks' rows)."""
         encoder = InputEncoder(
             scaling=self.input_scaling,
             categorical_features=self.categorical_features,

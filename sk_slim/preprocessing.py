@@ -237,7 +237,9 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         numeric = np.flatnonzero(~self.is_categorical_)
         onehot = []
         for k, categories in enumerate(self.categories_):
-            matrix = np.zeros((len(categories), self._n_category_columns(k)))
+            # The categories' columns; the missing-value column, if any, follows.
+            n_columns = int(self.category_columns_[k].max()) + 1
+            matrix = np.zeros((len(categories), n_columns))
             matrix[np.arange(len(categories)), self.category_columns_[k]] = 1
             onehot.append(matrix)
         return {
@@ -468,7 +470,7 @@ class InputTransform(nn.Module):
     onehot : list of Tensor of shape (n_categories, n_columns)
         Per categorical column, row ``c``: the one-hot columns of code ``c``.
     missing_category : Tensor of shape (n_categorical,), dtype=bool
-        The categorical columns whose last one-hot column is "missing".
+        The categorical columns followed by a "missing" column.
     """
 
     def __init__(
@@ -523,16 +525,9 @@ class InputTransform(nn.Module):
             levels = torch.arange(len(onehot), dtype=x.dtype, device=x.device)
             block = (code == levels).to(x.dtype) @ onehot
             if self.missing_category[k]:
-                block = block + torch.isnan(code).to(x.dtype) * _last(block)
+                block = torch.cat([block, torch.isnan(code).to(x.dtype)], dim=1)
             blocks.append(block)
         return torch.cat(blocks, dim=1)
-
-
-def _last(block):
-    """A row vector selecting ``block``'s last column."""
-    selector = torch.zeros(block.shape[1], dtype=block.dtype, device=block.device)
-    selector[-1] = 1
-    return selector
 
 
 def as_table(X):
