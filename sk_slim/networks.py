@@ -245,7 +245,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, width, step, activation, *, antisymmetric=False):
         super().__init__()
-        self.linear = nn.utils.skip_init(nn.Linear, width, width)
+        self.linear = _uninitialized_linear(width, width)
         self.step = step
         self.activation = _activation(activation)
         self.antisymmetric = antisymmetric
@@ -520,12 +520,23 @@ def box_init_(linear, box=(0.0, 1.0), *, generator=None, scale=1.0, inputs=None)
 
 def _linear(fan_in, fan_out, activation, init, box, generator, inputs=None):
     """A float64 CPU ``nn.Linear`` initialized from ``generator`` only."""
-    linear = nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=torch.float64)
+    linear = _uninitialized_linear(fan_in, fan_out, dtype=torch.float64)
     if init == "box":
         return box_init_(linear, box, generator=generator, inputs=inputs)
     if init == "glorot":
         return _glorot_(linear, activation, generator)
     raise ValueError(f"init must be 'glorot' or 'box', got {init!r}.")
+
+
+def _uninitialized_linear(fan_in, fan_out, dtype=None):
+    """An ``nn.Linear`` whose weights its caller sets, the global RNG untouched.
+
+    Its default init runs under a forked RNG: ``nn.utils.skip_init`` avoids it
+    through the meta device instead, whose first use imports sympy (half a
+    second of a new user's first fit).
+    """
+    with torch.random.fork_rng(devices=[]):
+        return nn.Linear(fan_in, fan_out, dtype=dtype)
 
 
 @torch.no_grad()
