@@ -14,9 +14,15 @@ fitted on each tune-half problem of its task under ``benchmark_conditions()``; o
 JSON line per (problem, variant) with the test score (R² or accuracy) and the fit
 seconds, written as it is done (a rerun skips the pairs already in the file).
 ``--show`` prints them as a table: score (seconds, iterations).
+
+A variant's ``"constants"`` entry sets module constants for its fits, for
+defaults that are not parameters, e.g.
+``'{"every3": {"constants": {"sk_slim.training.gnvpro._PRECONDITIONER_EVERY": 3}}}'``.
 """
 
 import argparse
+import contextlib
+import importlib
 import json
 import time
 import warnings
@@ -43,11 +49,29 @@ def run(estimator_name, variants, out):
                 if (problem.name, name) in done:
                     continue
                 split = split or problem.load()
-                record = fit_one(estimator, params, split)
+                fit_params = {k: v for k, v in params.items() if k != "constants"}
+                with constants_set(params.get("constants", {})):
+                    record = fit_one(estimator, fit_params, split)
                 record.update(problem=problem.name, variant=name, params=params)
                 with out.open("a") as file:
                     file.write(json.dumps(record) + "\n")
                 print(record, flush=True)
+
+
+@contextlib.contextmanager
+def constants_set(constants):
+    """Set ``{"package.module.NAME": value}`` for the block, then restore them."""
+    saved = []
+    try:
+        for path, value in constants.items():
+            module_name, name = path.rsplit(".", 1)
+            module = importlib.import_module(module_name)
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
 
 
 def fit_one(estimator, params, split):

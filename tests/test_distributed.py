@@ -100,7 +100,16 @@ CASES = {
             "hidden_layer_sizes": (8, 8),
             "max_iter": 4,
             "curvature_fraction": None,
+            # Inner solves run to convergence: a truncated CG that stops one
+            # product earlier on one side of a rounding difference (19 against
+            # 20) changes the step by 1e-3, not by rounding.
+            "krylov_max_iter": 200,
+            "krylov_tol": 1e-10,
         },
+        # The Kaufman factor is kept over iterations: steps from an older,
+        # worse-conditioned preconditioner grow the ranks' summation-order
+        # differences (1e-13 after one iteration) to 1e-7 after four.
+        "tolerance": 1e-6,
         "return_std": True,
     },
     # The logistic head's ridge path, training and held-out rows both split.
@@ -279,11 +288,12 @@ def test_two_ranks_equal_one_process_on_full_batches(results, case):
     assert two["n_iter"] == one["n_iter"]
     assert two["t"] == one["t"] == CASES[case]["n"] * one["n_iter"]
     tolerance = CASES[case].get("tolerance", 1e-8)
-    if tolerance > 1e-8:  # labels may flip at near-ties: most agree
+    labels_may_flip = tolerance > 1e-8 and "proba" in one
+    if labels_may_flip:  # labels may flip at near-ties: most agree
         assert np.mean(two["predict"] == one["predict"]) >= 0.95
         np.testing.assert_allclose(two["loss_curve"][0], one["loss_curve"][0], 1e-6)
     for key in ("predict", "coef", "theta", "loss_curve", "std", "proba"):
-        if key in one and not (key == "predict" and tolerance > 1e-8):
+        if key in one and not (key == "predict" and labels_may_flip):
             scale = np.abs(one[key]).max()
             atol = tolerance * scale
             np.testing.assert_allclose(two[key], one[key], rtol=0, atol=atol)

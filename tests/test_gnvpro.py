@@ -2,6 +2,7 @@
 differences: the objective, its envelope-theorem gradient, the head's sensitivity and
 the Gauss-Newton products, the Kaufman preconditioner, and the outer iteration."""
 
+import itertools
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 import sk_slim.training.gauss_newton as gnvpro_module
 from sk_slim.linalg import cg
 from sk_slim.networks import SeparableNet, make_mlp
-from sk_slim.training.gauss_newton import _StepSpace
+from sk_slim.training.gauss_newton import ReusedKaufmanFactor, _StepSpace
 from sk_slim.training.gnvpro import GNvproState, gnvpro_step
 from sk_slim.training.reduced import ReducedProblem
 
@@ -302,6 +303,62 @@ def test_preconditioner_is_skipped_when_too_costly(monkeypatch):
     value = problem.linearize(problem.get_theta(), HEAD_ALPHA).value
     assert gnvpro_step(problem, GNvproState(), head_alpha=HEAD_ALPHA) <= value
     assert problem.work_units > before
+
+
+def test_reused_factor_is_formed_again_after_k_uses_a_long_travel_or_a_rejection():
+    problem = _problem(n=40, width=5, seed=3)
+    formed = []
+
+    class Counting(ReducedProblem):
+        def kaufman_factor(self, lin):
+            formed.append(lin.theta.clone())
+            return super().kaufman_factor(lin)
+
+    counting = Counting(problem.net, problem.X, problem.C, problem.weight, 1e-3)
+    reused = ReusedKaufmanFactor(every=3, max_travel=1.0)
+    theta = counting.get_theta()
+    lins = [counting.linearize(theta + 0.01 * k, HEAD_ALPHA) for k in range(9)]
+    factors = [reused(counting, lin, step_norm=0.1) for lin in lins[:4]]
+    assert len(formed) == 2  # at the 1st and 4th use
+    assert factors[1] is factors[0] and factors[2] is factors[0]
+    torch.testing.assert_close(factors[3], problem.kaufman_factor(lins[3]))
+    reused(counting, lins[4], step_norm=0.6)
+    assert len(formed) == 2
+    reused(counting, lins[5], step_norm=0.6)  # 1.2 travelled since the 4th
+    assert len(formed) == 3
+    reused(counting, lins[6], step_norm=0.0)  # no step accepted
+    assert len(formed) == 4
+    state = reused.get_state()
+    reused(counting, lins[7], step_norm=0.1)
+    reused.set_state(state)  # undone: the same factor serves again
+    assert reused(counting, lins[7], step_norm=0.1) is state[0]
+    reused.reset()
+    reused(counting, lins[8], step_norm=0.1)
+    assert len(formed) == 5
+    torch.testing.assert_close(formed[-1], lins[8].theta)
+
+
+def test_steps_with_a_reused_factor_descend_like_fresh_ones():
+    # The factor is only a preconditioner: the same objective is decreased, never
+    # increased (trust region). After ten iterations, two factors (formed at the
+    # 1st and 6th) reach within 2% of a fresh factor each (measured 0.6%).
+    values = {}
+    for name, preconditioner in {
+        "fresh": "auto",
+        "reused": ReusedKaufmanFactor(every=5, max_travel=math.inf),
+    }.items():
+        problem, state = _problem(n=80, width=6, seed=11), GNvproState()
+        path = [problem.linearize(problem.get_theta(), HEAD_ALPHA).value]
+        for _ in range(10):
+            path.append(
+                gnvpro_step(
+                    problem, state, head_alpha=HEAD_ALPHA, preconditioner=preconditioner
+                )
+            )
+        assert all(b <= a for a, b in itertools.pairwise(path)), name
+        values[name] = path[-1]
+    assert values["reused"] < 0.9 * path[0]
+    assert values["reused"] == pytest.approx(values["fresh"], rel=2e-2)
 
 
 def test_kaufman_preconditioner_reads_weights_as_repetitions():

@@ -22,6 +22,8 @@ from sk_slim import GNvproRegressor
 from sk_slim.datasets import make_peaks
 from sk_slim.networks import SeparableNet, make_mlp
 from sk_slim.training import GNvproState, GNvproTrainer, ReducedProblem, gnvpro_step
+from sk_slim.training.gauss_newton import ReusedKaufmanFactor
+from sk_slim.training.gnvpro import _PRECONDITIONER_EVERY, _PRECONDITIONER_TRAVEL
 
 
 def _expected_failed_checks(estimator):
@@ -144,16 +146,18 @@ def _replay(extractor, samples, globalization="trust_region", alpha=1e-4):
     """GNvpro's iterations redone with sk_slim.training alone.
 
     From the extractor ``extractor`` (copied), one ``gnvpro_step`` per (X, C) in
-    ``samples``, with the estimator's defaults (GCV head, Kaufman preconditioner,
-    20 CG iterations to 1e-2) and its documented theta penalty ``alpha / (2 n)
-    ||theta_w||^2``, one GNvproState carried through. Returns each iteration's
-    objective, gradient norm, head ridge weight, trust radius and passes.
+    ``samples``, with the estimator's defaults (GCV head, Kaufman preconditioner
+    reused as the estimator does, 20 CG iterations to 1e-2) and its documented
+    theta penalty ``alpha / (2 n) ||theta_w||^2``, one GNvproState carried
+    through. Returns each iteration's objective, gradient norm, head ridge
+    weight, trust radius and passes.
     """
     # Wrapped like _RecordingMLP, so that both take the torch.func path (GNvpro's
     # steps are sensitive to rounding: the hand-written maps of a plain MLP agree
     # to 1e-14 per product, yet change the iterates after a step or two).
     net = SeparableNet(_Unrecorded(copy.deepcopy(extractor)), 16, 1)
     state = GNvproState()
+    preconditioner = ReusedKaufmanFactor(_PRECONDITIONER_EVERY, _PRECONDITIONER_TRAVEL)
     history = {"loss": [], "grad_norm": [], "head_alpha": [], "radius": [], "work": []}
     for X, C in samples:
         problem = ReducedProblem(net, X, C, alpha=alpha / len(X))
@@ -164,7 +168,7 @@ def _replay(extractor, samples, globalization="trust_region", alpha=1e-4):
             globalization=globalization,
             krylov_max_iter=20,
             krylov_tol=1e-2,
-            preconditioner="auto",
+            preconditioner=preconditioner,
         )
         history["loss"].append(value)
         history["grad_norm"].append(state.grad_norm)
