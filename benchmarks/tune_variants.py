@@ -36,7 +36,7 @@ from sklearn.exceptions import ConvergenceWarning
 import sk_slim
 
 
-def run(estimator_name, variants, out):
+def run(estimator_name, variants, out, only=None):
     estimator = getattr(sk_slim, estimator_name)
     task = "regression" if estimator_name.endswith("Regressor") else "classification"
     done = set()
@@ -44,6 +44,8 @@ def run(estimator_name, variants, out):
         done = {(r["problem"], r["variant"]) for r in map(json.loads, out.open())}
     with benchmark_conditions():
         for problem in registry.problems(task=task, half="tune"):
+            if only and problem.name not in only:
+                continue
             split = None
             for name, params in variants.items():
                 if (problem.name, name) in done:
@@ -111,11 +113,12 @@ def main():
     parser.add_argument("variants", nargs="?", help="JSON: {name: parameters}")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--show", metavar="RECORDS")
+    parser.add_argument("--problems", nargs="+", help="only these tune problems")
     args = parser.parse_args()
     if args.show:
         show(args.show)
     else:
-        run(args.estimator, json.loads(args.variants), args.out)
+        run(args.estimator, json.loads(args.variants), args.out, args.problems)
 
 
 if __name__ == "__main__":

@@ -189,7 +189,8 @@ class _BaseSeparable(
             estimator=self, X=X_given, y=y, metadata=metadata
         )
         trainer.start(fit.data, self._trainer_state if continuing else None)
-        with torch_threads(n_threads(self._hidden_sizes(), X.shape)):
+        threads = n_threads(self._hidden_sizes(), X.shape[1], trainer.rows_per_step())
+        with torch_threads(threads):
             best = self._epoch_loop(
                 trainer, fit, callback_ctx, n_epochs=1 if incremental else None
             )

@@ -197,9 +197,14 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         forward-mode and one backward pass over the data).
     krylov_tol : float, default=1e-2
         Relative residual tolerance of the CG solve.
-    batch_size : int, default=None
+    batch_size : int, 'auto' or None, default='auto'
         Sub-sample size drawn afresh at every outer iteration (the head is then
-        solved on the sub-sample); None uses all the data.
+        solved on the sub-sample); None uses all the data. ``'auto'``: all the
+        data up to 10 000 training rows; above, a sample of 2000 rows that
+        grows by 2% per iteration until it holds all rows (sub-sampled
+        Gauss-Newton with a geometric sample size, Friedlander and Schmidt
+        2012), so that early iterations on many rows cost little. Measurements:
+        the user guide.
     globalization : {'trust_region', 'armijo'}, default='trust_region'
         Steihaug-CG inside a trust region, or CG with Armijo backtracking.
     preconditioner : 'auto' or None, default='auto'
@@ -325,7 +330,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         verbose=0,
         krylov_max_iter=20,
         krylov_tol=1e-2,
-        batch_size=None,
+        batch_size="auto",
         globalization="trust_region",
         preconditioner="auto",
         curvature_fraction=0.5,
@@ -360,6 +365,11 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
 
     _parameter_constraints = {
         **_BaseGNvpro._parameter_constraints,
+        "batch_size": [
+            None,
+            StrOptions({"auto"}),
+            Interval(Integral, 2, None, closed="left"),
+        ],
         "preconditioner": [None, StrOptions({"auto"})],
         "curvature_fraction": [None, Interval(Real, 0, 1, closed="right")],
     }

@@ -13,18 +13,19 @@ from sklearn.utils import check_random_state
 __all__ = []
 
 
-def n_threads(hidden_layer_sizes, shape):
-    """Torch intra-op threads for a problem of this network width and data shape.
+def n_threads(hidden_layer_sizes, n_features, rows_per_step):
+    """Torch intra-op threads for this network width and the rows a step touches.
 
     Measured on the 2-core dev VM (slimTrain epoch, 2000 rows, batch 200):
     width 64: 14.4 ms with 1 thread, 12.6 ms with 2; width 256: 144 vs 173
     ms; width 512: 639 vs 429 ms. Two threads also made tiny ops
-    intermittently 100x slower there, so one thread is used unless the
-    per-batch matrix work reaches that of a width-512 layer.
+    intermittently 100x slower there, so one thread is used unless a step's
+    matrix work per layer reaches that of a width-512 layer on 200 rows. The
+    rows are those of one step: a mini-batch for slimTrain, all rows (or
+    GNvpro's sample) for a full-batch Gauss-Newton step.
     """
-    n_samples, n_features = shape[0], shape[1]
     width = max(np.atleast_1d(hidden_layer_sizes).tolist() + [n_features])
-    work = min(n_samples, 200) * width * width
+    work = rows_per_step * width * width
     return 1 if work < 200 * 512 * 512 else min(4, torch.get_num_threads() or 1)
 
 

@@ -294,6 +294,35 @@ def test_sub_sampled_mode(peaks):
     np.testing.assert_allclose(model.loss_curve_, replayed["loss"], rtol=1e-12)
 
 
+def test_auto_batch_grows_geometrically_from_a_sample_above_its_threshold(
+    peaks, monkeypatch
+):
+    X_train, X_test, y_train, y_test = peaks  # 450 rows
+    import sk_slim.training.gnvpro as trainer_module
+
+    monkeypatch.setattr(trainer_module, "_AUTO_FULL_BATCH_ROWS", 300)
+    monkeypatch.setattr(trainer_module, "_AUTO_BATCH_START", 100)
+    monkeypatch.setattr(trainer_module, "_AUTO_BATCH_GROWTH", 1.5)
+    sizes = []
+    problem_of = GNvproTrainer._problem
+
+    def recording(self):
+        problem = problem_of(self)
+        sizes.append(len(problem.X))
+        return problem
+
+    monkeypatch.setattr(GNvproTrainer, "_problem", recording)
+    model = _fit(X_train, y_train, batch_size="auto", max_iter=7)
+    # ceil(100 * 1.5**k) rows, all 450 from k = 4 (100 * 1.5**4 = 506)
+    assert sizes == [100, 150, 225, 338, 450, 450, 450]
+    assert model.score(X_test, y_test) > 0.8
+    # At or below the threshold: all rows from the first iteration.
+    monkeypatch.setattr(trainer_module, "_AUTO_FULL_BATCH_ROWS", 450)
+    sizes.clear()
+    _fit(X_train, y_train, batch_size="auto", max_iter=3)
+    assert sizes == [450, 450, 450]
+
+
 def test_fixed_head_alpha_is_used(peaks):
     X_train, _, y_train, _ = peaks
     model = _fit(X_train, y_train, head_alpha=1e-3, max_iter=6)

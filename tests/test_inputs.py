@@ -184,7 +184,9 @@ def test_physical_units_fit_as_well_as_standardized_inputs(Estimator):
     r2_raw = r2_score(y_test, raw.predict(X_test))
     r2_standardized = r2_score(y_test, standardized.predict(scaler.transform(X_test)))
     assert r2_raw > 0.99
-    assert 1 - r2_raw < 1.5 * (1 - r2_standardized)
+    # The same fit up to rounding, which GNvpro's steps amplify: over
+    # random_state 0-4 its error ratio was 0.90-1.59 (before units: 1e5).
+    assert 1 - r2_raw < 2.0 * (1 - r2_standardized)
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

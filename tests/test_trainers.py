@@ -234,3 +234,25 @@ def test_a_retried_epoch_leaves_the_snapshot_as_it_was():
         trainer.optimizer.state_dict()["state"][0]["exp_avg"],
         snapshot["optimizer"]["state"][0]["exp_avg"],
     )
+
+
+def test_threads_count_the_rows_a_step_touches():
+    from sk_slim._runtime import n_threads
+
+    cores = min(4, torch.get_num_threads() or 1)
+    # A mini-batch of 200 rows on narrow layers: one thread.
+    assert n_threads([64, 64], 8, 200) == 1
+    # The same layers in a Gauss-Newton step over 20 000 rows: all it may use.
+    assert n_threads([64, 64], 8, 20_000) == cores
+    assert n_threads([512], 8, 200) == cores
+    # What the trainers report: a mini-batch, or all rows.
+    data = _data(n=2000)
+    slim = SlimTrainTrainer(_net(), SlimTrainConfig())
+    slim.start(data)
+    assert slim.rows_per_step() == 200
+    gnvpro = GNvproTrainer(_net(), GNvproConfig())
+    gnvpro.start(data)
+    assert gnvpro.rows_per_step() == 2000
+    fixed = GNvproTrainer(_net(), GNvproConfig(batch_size=300))
+    fixed.start(data)
+    assert fixed.rows_per_step() == 300

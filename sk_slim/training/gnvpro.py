@@ -8,6 +8,9 @@ there.
 
 References
 ----------
+Friedlander, Schmidt (2012), "Hybrid deterministic-stochastic methods for data
+fitting", SIAM J. Sci. Comput. 34(3).
+
 Newman, Ruthotto, Hart, van Bloemen Waanders (2021), "Train Like a (Var)Pro:
 Efficient Training of Neural Networks with Variable Projection", SIAM J. Math.
 Data Sci. 3(4).
@@ -19,14 +22,20 @@ from dataclasses import dataclass, replace
 import torch
 
 from .gauss_newton import ReusedKaufmanFactor
-from .gnvpro_logistic import ReducedLogisticProblem
 from .gnvpro_iteration import GNvproState, gnvpro_step
+from .gnvpro_logistic import ReducedLogisticProblem
 from .head import ridge_head_factored, solve_head, solve_logistic_head
 from .linearization import hand_written
 from .protocol import Trainer, effective_samples
 from .reduced import ReducedProblem
 
 __all__ = ["GNvproConfig", "GNvproState", "GNvproTrainer", "gnvpro_step"]
+
+# batch_size='auto' (GNvproConfig): Gauss-Newton on all rows up to this many;
+# above, a sample of _AUTO_BATCH_START rows that grows geometrically.
+_AUTO_FULL_BATCH_ROWS = 10_000
+_AUTO_BATCH_START = 2_000
+_AUTO_BATCH_GROWTH = 1.02
 
 # Outer iterations, and summed step length, one Kaufman factor serves
 # (ReusedKaufmanFactor). On the suite's tune half
@@ -62,8 +71,15 @@ class GNvproConfig:
         The head's ridge weight on the mean loss. ``'auto'``: GCV at every
         iteration (least squares), ``1 / n`` (cross-entropy: the ridge of
         ``LogisticRegression(C=1.0)``).
-    batch_size : int or None
-        Rows drawn afresh for each iteration; None uses all of them.
+    batch_size : int, None or 'auto'
+        Rows drawn afresh for each iteration (per process); None uses all of
+        them. ``'auto'``: all rows up to ``_AUTO_FULL_BATCH_ROWS`` (over all
+        processes); above, ``_AUTO_BATCH_START`` rows (split over the
+        processes) growing by ``_AUTO_BATCH_GROWTH`` per iteration.
+    batch_growth : float
+        The sample grows by this factor per iteration of a run, ``batch_size *
+        batch_growth**k`` rows at its iteration ``k`` until all are used (a
+        geometric sample size: Friedlander and Schmidt 2012); 1 keeps it.
     curvature_fraction : float or None
         Share of the (sampled) rows whose Gauss-Newton matrix the inner solve
         uses, drawn afresh per iteration; None uses all of them.
@@ -84,7 +100,8 @@ class GNvproConfig:
     alpha_decay: float = 0.8
     compare_without_continuation: bool = False
     head_alpha: object = "auto"
-    batch_size: int | None = None
+    batch_size: int | str | None = None
+    batch_growth: float = 1.0
     curvature_fraction: float | None = None
     krylov_max_iter: int = 20
     krylov_tol: float = 1e-2
@@ -126,6 +143,7 @@ class GNvproTrainer(Trainer):
         self.data = data
         self._state = GNvproState() if state is None else replace(state)
         self._current = None  # the last iterate's linearization on all rows
+        self._run_start = 0  # n_iter where this run began (the batch's growth)
         # Where this call started, to begin again without the continuation:
         # the network and the random stream (the second run is then the run
         # alpha_init=None makes from the same seed).
@@ -189,11 +207,45 @@ class GNvproTrainer(Trainer):
             return 1.0 / self.data.n_effective if alpha == "auto" else alpha
         return "gcv" if alpha == "auto" else alpha
 
+    def batch_size(self):
+        """Return the rows this iteration samples (per process), or None for all.
+
+        Returns
+        -------
+        int or None
+            ``batch_size * batch_growth**k`` at the run's iteration ``k``,
+            rounded up; None once that reaches the rows of this process (or
+            without ``batch_size``).
+        """
+        start, growth = self.config.batch_size, self.config.batch_growth
+        n = len(self.data.X)
+        if start == "auto":
+            n_total = self.data.rows.sum_floats(n)
+            if n_total <= _AUTO_FULL_BATCH_ROWS:
+                return None
+            start, growth = _AUTO_BATCH_START * n / n_total, _AUTO_BATCH_GROWTH
+        if start is None:
+            return None
+        k = self._state.n_iter - self._run_start
+        size = start * math.exp(min(k * math.log(growth), 50.0))
+        return math.ceil(size) if size < n else None
+
+    def rows_per_step(self):
+        """The rows (of this process) an iteration touches, most of the run.
+
+        Returns
+        -------
+        int
+            A fixed ``batch_size``, else all rows ('auto' grows to them).
+        """
+        n, size = len(self.data.X), self.config.batch_size
+        return min(size, n) if isinstance(size, int) else n
+
     def _problem(self):
         """The reduced problem on all rows, or on a fresh sample of them."""
         data = self.data
         X, C, weight = data.X, data.C, data.weight
-        n, batch_size = len(X), self.config.batch_size
+        n, batch_size = len(X), self.batch_size()
         if batch_size is not None and batch_size < n:  # per process, split rows
             rows = torch.randperm(n, generator=data.generator)[:batch_size]
             rows = rows.to(X.device)
@@ -371,7 +423,7 @@ class GNvproTrainer(Trainer):
         state.radius, state.first_grad_norm = None, math.nan
         self.net.load_state_dict(self._start)
         self.data.generator.set_state(self._start_generator)
-        self._current = None
+        self._current, self._run_start = None, state.n_iter
         if self._preconditioner is not None:
             self._preconditioner.reset()
         return True

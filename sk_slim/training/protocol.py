@@ -99,6 +99,16 @@ class Trainer(ABC):
         """
         return False
 
+    def rows_per_step(self):
+        """The rows (of this process) one step's products touch, most of the run.
+
+        Returns
+        -------
+        int
+            All of this call's rows by default (after :meth:`start`).
+        """
+        return len(self.data.X)
+
     @property
     @abstractmethod
     def state(self):

@@ -191,6 +191,16 @@ class SlimTrainTrainer(Trainer):
                 head_alpha=self.config.head_alpha,
             )
 
+    def rows_per_step(self):
+        """The rows of one mini-batch (of this process).
+
+        Returns
+        -------
+        int
+            ``config.batch_size_for`` this call's rows.
+        """
+        return self.config.batch_size_for(len(self.data.X))
+
     def _make_optimizer(self):
         # MLP's penalty alpha / (2 n_batch) ||theta||^2 on weights, not biases, with
         # n_batch the samples a batch stands for (weights count as repetitions).
