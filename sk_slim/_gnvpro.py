@@ -154,9 +154,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         100 and, from the same network, random stream and validation
         split, a second run without it; the iterate of best validation
         score over both runs is kept (smooth, noisy or many-output targets
-        want the path, jumps do not). The second run ends early once its
-        best validation score falls below the first run's at the same
-        iteration (from the fifth). Without early stopping, the path from
+        want the path, jumps do not). Without early stopping, the path from
         100. Both runs are one fit: its histories, ``n_iter_`` and the
         epochs callbacks see hold both, and ``run_curve_`` tells them
         apart; ``max_iter`` bounds each run. Measurements: the user guide.

@@ -31,15 +31,7 @@ _LOOP_SCRATCH = (
     "_reached_max_iter",
     "_previous_run",
     "_runs",
-    "_run_bests",
-    "_previous_run_bests",
 )
-# A later run (GNvpro's run without the continuation, alpha_init='auto') ends
-# once its best validation score is below the earlier run's best at the same
-# iteration, from this iteration on. Simulated on the validation curves of the
-# suite's tune half (26 regression, 15 classification problems): it never changed
-# which run's iterate was kept, and saved 12% and 11% of all iterations.
-_RACE_FROM = 5
 # Where warnings are not addressed: this package and scikit-learn.
 _INTERNAL = tuple(
     os.path.dirname(os.path.abspath(path)) + os.sep
@@ -79,7 +71,6 @@ class _EpochLoopMixin:
         retries, epoch, epoch_ctx = 0, 0, None
         # Where the runs stand (cleared at the end: no snapshot is pickled).
         self._reached_max_iter, self._previous_run, self._runs = False, None, 1
-        self._run_bests, self._previous_run_bests = [], None
         while True:
             if epoch >= n_epochs:
                 self._reached_max_iter = True
@@ -125,10 +116,8 @@ class _EpochLoopMixin:
                 if self.verbose:
                     seconds = time.perf_counter() - start
                     print(self._progress_line(loss, score, seconds))
-                end_run = (
-                    trainer.converged()
-                    or self._update_no_improvement_count(improved)
-                    or self._behind_previous_run()
+                end_run = trainer.converged() or self._update_no_improvement_count(
+                    improved
                 )
                 stop = epoch_ctx.call_on_fit_task_end(
                     estimator=self,
@@ -183,7 +172,6 @@ class _EpochLoopMixin:
         histories = [
             getattr(self, name) for name in self._history_attributes.values()
         ] + [self.loss_curve_, self.head_alpha_curve_, self.validation_scores_]
-        histories.append(self._run_bests)
         return {
             "lengths": [None if h is None else len(h) for h in histories],
             "histories": histories,
@@ -271,7 +259,6 @@ class _EpochLoopMixin:
             trainer.restore(end_of_run)
             raise
         self._previous_run = end_of_run
-        self._previous_run_bests, self._run_bests = self._run_bests, []
         self._runs += 1
         self._no_improvement_count = 0
         self._run_best = -np.inf if self.validation_scores_ is not None else np.inf
@@ -325,7 +312,6 @@ class _EpochLoopMixin:
         if score is not None:
             improved = score > self._run_best + self.tol
             self._run_best = max(self._run_best, score)
-            self._run_bests.append(self._run_best)
             self.best_validation_score_ = max(self.best_validation_score_, score)
         elif self.best_loss_ is not None:
             improved = loss < self._run_best - self.tol
@@ -334,18 +320,6 @@ class _EpochLoopMixin:
         else:  # partial_fit with early_stopping: no validation split to judge by
             improved = True
         return improved
-
-    def _behind_previous_run(self):
-        """Whether this run's best validation score is below the previous run's
-        best at the same iteration (from ``_RACE_FROM`` on): it is then unlikely
-        to end above it, and ends."""
-        previous, current = self._previous_run_bests, self._run_bests
-        if not previous or len(current) < _RACE_FROM:
-            return False
-        behind = current[-1] < previous[min(len(current), len(previous)) - 1]
-        if behind and self.verbose:
-            print("Behind the previous run at the same iteration: stopping.")
-        return behind
 
     def _update_no_improvement_count(self, improved):
         """Count epochs without improvement; return True when patience ran out."""

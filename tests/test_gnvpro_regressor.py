@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import make_friedman1, make_regression
+from sklearn.datasets import make_friedman1
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -450,30 +450,3 @@ def test_max_iter_warning_counts_iterations(peaks):
     X, y = peaks[0], peaks[2]
     with pytest.warns(ConvergenceWarning, match="maximum number of iterations"):
         GNvproRegressor(max_iter=1, alpha_init=None, random_state=0).fit(X, y)
-
-
-@pytest.mark.parametrize(
-    "data, behind",
-    [
-        # The later run (without the continuation) behind the earlier one at the
-        # same iteration: it ends at the fifth (measured: 5 iterations of run 1).
-        (make_regression(400, 20, n_informative=10, noise=10, random_state=0), True),
-        # Ahead of it: it runs until its patience ends (measured: 18).
-        (make_friedman1(600, noise=0.5, random_state=0), False),
-    ],
-)
-def test_a_later_run_behind_the_earlier_one_ends(data, behind):
-    X, y = data
-    model = GNvproRegressor(random_state=0).fit(X, y)
-    run = np.asarray(model.run_curve_)
-    scores = np.asarray(model.validation_scores_)
-    first = np.maximum.accumulate(scores[run == 0])
-    second = np.maximum.accumulate(scores[run == 1])
-    k = len(second)
-    assert k >= 5
-    # Never behind at iterations 5 .. k-1; behind at k when ended by the race.
-    same = [first[min(i, len(first) - 1)] for i in range(k)]
-    assert all(second[i] >= same[i] for i in range(4, k - 1))
-    assert (second[-1] < same[-1]) == behind
-    if not behind:  # patience ended it: that many iterations at least
-        assert k > model.n_iter_no_change
