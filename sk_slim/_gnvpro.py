@@ -201,10 +201,11 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         Sub-sample size drawn afresh at every outer iteration (the head is then
         solved on the sub-sample); None uses all the data. ``'auto'``: all the
         data up to 10 000 training rows; above, a sample of 2000 rows that
-        grows by 2% per iteration until it holds all rows (sub-sampled
-        Gauss-Newton with a geometric sample size, Friedlander and Schmidt
-        2012), so that early iterations on many rows cost little. Measurements:
-        the user guide.
+        grows by 2% per iteration of a run until it holds all rows
+        (sub-sampled Gauss-Newton with a geometric sample size, Friedlander and
+        Schmidt 2012), so that early iterations on many rows cost little; the
+        run without the continuation (``alpha_init='auto'``) starts again from
+        2000. Measurements: the user guide.
     globalization : {'trust_region', 'armijo'}, default='trust_region'
         Steihaug-CG inside a trust region, or CG with Armijo backtracking.
     preconditioner : 'auto' or None, default='auto'

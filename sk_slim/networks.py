@@ -529,14 +529,19 @@ def _linear(fan_in, fan_out, activation, init, box, generator, inputs=None):
 
 
 def _uninitialized_linear(fan_in, fan_out, dtype=None):
-    """An ``nn.Linear`` whose weights its caller sets, the global RNG untouched.
+    """A CPU ``nn.Linear`` whose weights its caller sets, no RNG touched.
 
-    Its default init runs under a forked RNG: ``nn.utils.skip_init`` avoids it
-    through the meta device instead, whose first use imports sympy (half a
-    second of a new user's first fit).
+    Built from empty parameters, as ``nn.utils.skip_init`` does, but not
+    through the meta device, whose first use imports sympy (half a second of a
+    new user's first fit).
     """
-    with torch.random.fork_rng(devices=[]):
-        return nn.Linear(fan_in, fan_out, dtype=dtype)
+    linear = nn.Linear.__new__(nn.Linear)
+    nn.Module.__init__(linear)
+    linear.in_features, linear.out_features = fan_in, fan_out
+    options = {"dtype": dtype, "device": "cpu"}
+    linear.weight = nn.Parameter(torch.empty(fan_out, fan_in, **options))
+    linear.bias = nn.Parameter(torch.empty(fan_out, **options))
+    return linear
 
 
 @torch.no_grad()

@@ -473,3 +473,29 @@ def test_skorch_bridge_round_trip(tmp_path):
     torch.manual_seed(0)
     restored.partial_fit(X, y)
     np.testing.assert_array_equal(restored.predict(X), net.predict(X))
+
+
+def test_a_file_from_before_step_norm_loads(tmp_path):
+    # 0.1.0 wrote GNvproState without step_norm (added with the reused Kaufman
+    # factor): such a file loads, with the fresh state's value.
+    X, y = make_friedman1(n_samples=60, random_state=0)
+    model = _fit(GNvproRegressor(**TINY), X, y)
+    path = tmp_path / "model.safetensors"
+    sk_slim.save(model, path)
+
+    def drop_step_norm(node):
+        if isinstance(node, dict):
+            if node.get("class") == "sk_slim.training.GNvproState":
+                assert node.pop("step_norm", None) is not None
+                return 1
+            return sum(drop_step_norm(v) for v in node.values())
+        if isinstance(node, list):
+            return sum(drop_step_norm(v) for v in node)
+        return 0
+
+    body = _body(path)
+    assert drop_step_norm(body) == 1
+    _rewrite(path, body=body)
+    loaded = sk_slim.load(path)
+    assert loaded._trainer_state.step_norm == 0.0
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))

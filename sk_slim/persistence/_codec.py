@@ -36,6 +36,9 @@ STATE_TYPES = {
 _STATE_NAMES = {cls: name for name, cls in STATE_TYPES.items()}
 # Attributes a stored object may lack: an encoder fitted on unnamed columns.
 _OPTIONAL = {InputEncoder: {"feature_names_in_"}}
+# Attributes added since 0.1.0: files written before lack them, and they load
+# with the value of a fresh instance.
+_ADDED = {GNvproState: {"step_norm"}}
 FACTORIES = {
     "sk_slim.networks.make_mlp": make_mlp,
     "sk_slim.networks.make_resnet": make_resnet,
@@ -235,13 +238,16 @@ class Decoder:
         name = node["class"]
         cls = _allowed(STATE_TYPES, name, "class", path)
         fields = {k: v for k, v in node.items() if k not in ("$type", "class")}
-        expected = set(vars(_fresh(cls)))
-        if not expected <= set(fields) <= expected | _OPTIONAL.get(cls, set()):
+        fresh = _fresh(cls)
+        expected = set(vars(fresh))
+        added = _ADDED.get(cls, set())
+        if not expected - added <= set(fields) <= expected | _OPTIONAL.get(cls, set()):
             raise ValueError(
                 f"{path}: a {name} has the attributes {sorted(expected)}, the file "
                 f"gives {sorted(fields)}."
             )
         value = object.__new__(cls)  # attributes as stored, as pickle does
+        vars(value).update({k: getattr(fresh, k) for k in added - set(fields)})
         vars(value).update(
             {k: self.decode(v, f"{path}.{k}") for k, v in fields.items()}
         )

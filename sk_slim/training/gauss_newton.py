@@ -76,10 +76,10 @@ def kaufman_factor(problem, lin, head=None):
         ``_DAMPING`` times the mean diagonal). Where all rows would cost more
         than ``_PRECONDITIONER_FLOPS`` multiply-adds or ``_JACOBIAN_MAX``
         stored entries, ``K`` is that of an evenly strided sample of the rows
-        within that budget. None with more than
-        ``_PRECONDITIONER_MAX_PARAMS`` parameters, where the budget's rows
-        give fewer than ``_SAMPLE_RESIDUALS_PER_PARAM`` residuals per
-        parameter, or where it cannot be factored.
+        within that budget. None where the head has rank 0, with more than
+        ``_PRECONDITIONER_MAX_PARAMS`` parameters, where that sample gives
+        fewer than ``_SAMPLE_RESIDUALS_PER_PARAM`` residuals per parameter
+        (or non-finite features), or where it cannot be factored.
     """
     theta, rows = lin.theta, problem.rows
     n_params, n_rows = theta.numel(), problem.X.shape[0]
@@ -266,14 +266,19 @@ def _sampled_kaufman_factor(problem, lin, n_rows, budget, rank):
 
     Its mean loss over the sample estimates the mean over all rows, so its
     matrix estimates the full one, at a cost within the budget; None when the
-    budget's rows give fewer than ``_SAMPLE_RESIDUALS_PER_PARAM`` residuals per
-    parameter.
+    sample (of the process with the most rows) gives fewer than
+    ``_SAMPLE_RESIDUALS_PER_PARAM`` residuals per parameter, or its features
+    are not finite.
     """
     n_params = lin.theta.numel()
-    if budget * rank < _SAMPLE_RESIDUALS_PER_PARAM * n_params:
+    stride = -(-n_rows // budget) if budget else 0  # the same on every process
+    if (
+        not stride
+        or -(-n_rows // stride) * rank < _SAMPLE_RESIDUALS_PER_PARAM * n_params
+    ):
         return None
-    stride = -(-n_rows // budget)  # the same on every process
-    sample = problem.on_rows(torch.arange(0, problem.X.shape[0], stride))
+    X = problem.X
+    sample = problem.on_rows(torch.arange(0, X.shape[0], stride, device=X.device))
     sample_lin = sample.linearize(lin.theta, lin.head_alpha, differentiable=True)
     if sample_lin is None:
         return None

@@ -80,6 +80,9 @@ class GNvproConfig:
         The sample grows by this factor per iteration of a run, ``batch_size *
         batch_growth**k`` rows at its iteration ``k`` until all are used (a
         geometric sample size: Friedlander and Schmidt 2012); 1 keeps it.
+        Ignored with ``batch_size='auto'``, which has its own. A run's ``k``
+        counts from where it began in this call (a warm start's first run
+        counts from 0).
     curvature_fraction : float or None
         Share of the (sampled) rows whose Gauss-Newton matrix the inner solve
         uses, drawn afresh per iteration; None uses all of them.
@@ -236,10 +239,18 @@ class GNvproTrainer(Trainer):
         Returns
         -------
         int
-            A fixed ``batch_size``, else all rows ('auto' grows to them).
+            A fixed ``batch_size``; for 'auto' all rows, or above its
+            threshold the sample it starts from (it grows during the run, to
+            all rows only where that many iterations are run); all rows
+            without one.
         """
         n, size = len(self.data.X), self.config.batch_size
-        return min(size, n) if isinstance(size, int) else n
+        if size == "auto":
+            n_total = self.data.rows.sum_floats(n)
+            if n_total <= _AUTO_FULL_BATCH_ROWS:
+                return n
+            return math.ceil(_AUTO_BATCH_START * n / n_total)  # where it starts
+        return n if size is None else min(size, n)
 
     def _problem(self):
         """The reduced problem on all rows, or on a fresh sample of them."""
@@ -329,7 +340,9 @@ class GNvproTrainer(Trainer):
         return {
             "module": {k: v.clone() for k, v in self.net.state_dict().items()},
             "generator": self.data.generator.get_state(),
-            "preconditioner": self._preconditioner and self._preconditioner.get_state(),
+            "preconditioner": None
+            if self._preconditioner is None
+            else self._preconditioner.get_state(),
             **{name: getattr(state, name) for name in _ITERATE_STATE},
         }
 
@@ -477,6 +490,7 @@ _ITERATE_STATE = (
     "head_alpha",
     "grad_norm",
     "accepted",
+    "step_norm",
     "n_iter",
     "first_grad_norm",
     "continuation_over",

@@ -43,7 +43,8 @@ class GNvproState:
         Whether the last iteration accepted a step.
     step_norm : float
         Length of that step in the inner solve's coordinates (the
-        preconditioner's norm; 0 when none was accepted).
+        preconditioner's norm; 0 when none was accepted, inf after Armijo fell
+        back on the negative gradient).
     n_iter : int
         Outer iterations run (over warm starts: the continuation goes on).
     first_grad_norm : float
