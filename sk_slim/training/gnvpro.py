@@ -210,15 +210,19 @@ class GNvproTrainer(Trainer):
             return 1.0 / self.data.n_effective if alpha == "auto" else alpha
         return "gcv" if alpha == "auto" else alpha
 
-    def batch_size(self):
-        """Return the rows this iteration samples (per process), or None for all.
+    def batch_size(self, k=None):
+        """Return the rows an iteration samples (per process), or None for all.
+
+        Parameters
+        ----------
+        k : int, default=None
+            The iteration of the run; None: the current one.
 
         Returns
         -------
         int or None
-            ``batch_size * batch_growth**k`` at the run's iteration ``k``,
-            rounded up; None once that reaches the rows of this process (or
-            without ``batch_size``).
+            ``batch_size * batch_growth**k``, rounded up; None once that
+            reaches the rows of this process (or without ``batch_size``).
         """
         start, growth = self.config.batch_size, self.config.batch_growth
         n = len(self.data.X)
@@ -229,28 +233,21 @@ class GNvproTrainer(Trainer):
             start, growth = _AUTO_BATCH_START * n / n_total, _AUTO_BATCH_GROWTH
         if start is None:
             return None
-        k = self._state.n_iter - self._run_start
+        k = self._state.n_iter - self._run_start if k is None else k
         size = start * math.exp(min(k * math.log(growth), 50.0))
         return math.ceil(size) if size < n else None
 
     def rows_per_step(self):
-        """The rows (of this process) an iteration touches, most of the run.
+        """The rows (of this process) a run's first iteration touches.
 
         Returns
         -------
         int
-            A fixed ``batch_size``; for 'auto' all rows, or above its
-            threshold the sample it starts from (it grows during the run, to
-            all rows only where that many iterations are run); all rows
-            without one.
+            :meth:`batch_size` at iteration 0, or all rows. A growing sample
+            reaches all rows only where that many iterations are run.
         """
-        n, size = len(self.data.X), self.config.batch_size
-        if size == "auto":
-            n_total = self.data.rows.sum_floats(n)
-            if n_total <= _AUTO_FULL_BATCH_ROWS:
-                return n
-            return math.ceil(_AUTO_BATCH_START * n / n_total)  # where it starts
-        return n if size is None else min(size, n)
+        size = self.batch_size(k=0)
+        return len(self.data.X) if size is None else size
 
     def _problem(self):
         """The reduced problem on all rows, or on a fresh sample of them."""
