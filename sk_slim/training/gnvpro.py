@@ -147,6 +147,7 @@ class GNvproTrainer(Trainer):
         self._state = GNvproState() if state is None else replace(state)
         self._current = None  # the last iterate's linearization on all rows
         self._run_start = 0  # n_iter where this run began (the batch's growth)
+        self._sample_start, self._sample_growth = self._sample_schedule()
         # Where this call started, to begin again without the continuation:
         # the network and the random stream (the second run is then the run
         # alpha_init=None makes from the same seed).
@@ -224,18 +225,25 @@ class GNvproTrainer(Trainer):
             ``batch_size * batch_growth**k``, rounded up; None once that
             reaches the rows of this process (or without ``batch_size``).
         """
-        start, growth = self.config.batch_size, self.config.batch_growth
-        n = len(self.data.X)
-        if start == "auto":
-            n_total = self.data.rows.sum_floats(n)
-            if n_total <= _AUTO_FULL_BATCH_ROWS:
-                return None
-            start, growth = _AUTO_BATCH_START * n / n_total, _AUTO_BATCH_GROWTH
+        start, growth = self._sample_start, self._sample_growth
         if start is None:
             return None
         k = self._state.n_iter - self._run_start if k is None else k
         size = start * math.exp(min(k * math.log(growth), 50.0))
-        return math.ceil(size) if size < n else None
+        return math.ceil(size) if size < len(self.data.X) else None
+
+    def _sample_schedule(self):
+        """``(start, growth)`` of this call's samples: ``batch_size`` and
+        ``batch_growth``, 'auto' resolved once on all processes' rows (start
+        None: all rows)."""
+        start, growth = self.config.batch_size, self.config.batch_growth
+        if start != "auto":
+            return start, growth
+        n = len(self.data.X)
+        n_total = self.data.rows.sum_floats(n)
+        if n_total <= _AUTO_FULL_BATCH_ROWS:
+            return None, 1.0
+        return _AUTO_BATCH_START * n / n_total, _AUTO_BATCH_GROWTH
 
     def rows_per_step(self):
         """The rows (of this process) a run's first iteration touches.
