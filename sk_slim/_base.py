@@ -23,8 +23,9 @@ from sklearn.base import (
 from sklearn.callback import CallbackSupportMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
+from ._derivatives import _DerivativesMixin
+from ._inference import _InferenceMixin
 from ._inputs import _InputsMixin
 from ._loop import _CALLBACK_STATE, _EpochLoopMixin, _gather_rows
 from ._runtime import (
@@ -36,8 +37,8 @@ from ._runtime import (
     torch_threads,
 )
 from ._targets import _TargetsMixin
-from .networks import ACTIVATIONS, SeparableNet, export_network, make_mlp
-from .preprocessing import SCALINGS, InputTransform
+from .networks import ACTIVATIONS, SeparableNet, make_mlp
+from .preprocessing import SCALINGS
 from .rows import row_group
 from .training import FitData, HeadPosterior, head_posterior, held_out_noise
 
@@ -75,6 +76,8 @@ class _Fit:
 
 class _BaseSeparable(
     _EpochLoopMixin,
+    _InferenceMixin,
+    _DerivativesMixin,
     _InputsMixin,
     _TargetsMixin,
     ClassNamePrefixFeaturesOutMixin,
@@ -125,7 +128,7 @@ class _BaseSeparable(
 
     # ------------------------------------------------------------------ fitting
 
-    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None, y_grad=None):
         """Validate, (re)build, train, and commit the fitted state atomically."""
         # Training changes fitted state in place (the network, the histories, the
         # trainer's state): keep a deep copy of all of it to roll a failure back.
@@ -135,7 +138,7 @@ class _BaseSeparable(
         }
         try:
             return self._fit_unsafe(
-                X, y, sample_weight, incremental=incremental, classes=classes
+                X, y, sample_weight, y_grad, incremental=incremental, classes=classes
             )
         except BaseException:
             # A failed fit never leaves a half-changed model; the callbacks'
@@ -146,7 +149,7 @@ class _BaseSeparable(
             self.__dict__.update(callbacks)
             raise
 
-    def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
+    def _fit_unsafe(self, X, y, sample_weight, y_grad, *, incremental, classes):
         continuing = (incremental or self.warm_start) and hasattr(self, "module_")
         # Inside a torch.distributed process group each rank holds a shard of the
         # rows; a rank that fails makes all fail (none waits in a collective).
@@ -162,6 +165,8 @@ class _BaseSeparable(
         )
         classes = self._classes_of_all_ranks(y, classes, continuing, rows)
         y2d = rows.agreed(self._encode_fit_targets, y, continuing, classes)
+        if y_grad is not None:
+            y_grad = self._encode_y_grad(X_given, y_grad, encoder, y2d.shape[1])
         sample_weight = self._weight_targets(y, sample_weight, incremental, rows)
         if rows.distributed:
             shapes = rows.gather_objects((X.shape[1], y2d.shape[1]))
@@ -176,7 +181,14 @@ class _BaseSeparable(
         else:  # e.g. a CUDA model unpickled (on the CPU) on a CUDA machine
             self.module_.to(self._device())
         fit = self._make_fit(
-            X, y, y2d, sample_weight, X_given, incremental=incremental, rows=rows
+            X,
+            y,
+            y2d,
+            sample_weight,
+            X_given,
+            y_grad,
+            incremental=incremental,
+            rows=rows,
         )
 
         trainer = self._make_trainer(self.module_, incremental=incremental)
@@ -346,7 +358,7 @@ class _BaseSeparable(
             return n_samples >= self._auto_early_stopping_from
         return self.early_stopping
 
-    def _make_fit(self, X, y, y2d, sample_weight, X_given, *, incremental, rows):
+    def _make_fit(self, X, y, y2d, sample_weight, X_given, G, *, incremental, rows):
         """Split off validation data, standardize targets, move tensors.
 
         In a data-parallel fit each rank splits its own rows (with the same
@@ -355,13 +367,16 @@ class _BaseSeparable(
         y_fit = y
         X_val = y_val = weight_val = None
         if self._early_stopping and not incremental:
-            split = rows.agreed(self._validation_split, X, y2d, sample_weight)
-            X, X_val, y2d, y_val, sample_weight, weight_val = split
+            more = () if G is None else (G,)
+            split = rows.agreed(self._validation_split, X, y2d, sample_weight, *more)
+            X, X_val, y2d, y_val, sample_weight, weight_val = split[:6]
+            G = None if G is None else split[6]
         # Zero-weight rows carry nothing; dropping them keeps every mini-batch's
         # weights summing to > 0 and makes weights act exactly as repetitions.
         keep = sample_weight > 0
         if not keep.all():
             X, y2d, sample_weight = X[keep], y2d[keep], sample_weight[keep]
+            G = None if G is None else G[keep]
         mass, n_rows = rows.sum_floats(sample_weight.sum(), len(sample_weight))
         if mass < n_rows:
             # Weights are repetitions (integer weights act as repeated rows), but
@@ -382,6 +397,7 @@ class _BaseSeparable(
             weight=None if unweighted else self._to_tensor(sample_weight),
             generator=generator,
             rows=rows,
+            derivatives=None if G is None else self._derivative_data(G),
         )
         validation = None
         if X_val is not None:
@@ -394,7 +410,7 @@ class _BaseSeparable(
             )
         return _Fit(data, validation, X_given, y_fit, incremental, round(n_rows))
 
-    def _validation_split(self, X, y2d, sample_weight):
+    def _validation_split(self, X, y2d, sample_weight, *more):
         """Hold out the validation rows (seeded, stratified where the
         estimator stratifies; ``_validation_fraction`` of them)."""
         n_val = math.ceil(self._validation_fraction * len(X))
@@ -408,6 +424,7 @@ class _BaseSeparable(
             X,
             y2d,
             sample_weight,
+            *more,
             test_size=n_val,
             random_state=np.random.RandomState(self._seed),
             stratify=self._stratify(y2d),
@@ -415,96 +432,8 @@ class _BaseSeparable(
 
     # ---------------------------------------------------------------- inference
 
-    def predict(self, X, return_std=False):
-        """Predict with the separable network, optionally with a standard deviation.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs, with the features seen in fit.
-        return_std : bool, default=False
-            Also return the predictive standard deviation of the ridge head
-            given the learned features (its Bayesian reading): per output
-            ``k``, ``sigma_k sqrt(1 + z^T (Z^T W Z + lam I)^{-1} z)`` with
-            ``z = [phi(x), 1]``, ``Z`` the training rows' features, ``W``
-            their weights, and ``sigma_k^2`` output ``k``'s noise variance: from
-            the residuals on the early-stopping split when there is one (rows
-            the fit never saw), else the training residual over the residual
-            degrees of freedom ``n - tr H``. It ignores the uncertainty in the
-            features themselves (see the user guide). Needs the full-data head
-            solve of ``fit`` (not ``partial_fit``).
-
-        Returns
-        -------
-        y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            In the dtype of ``X`` (float32 or float64).
-        y_std : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            In the units of ``y``; only with ``return_std=True``.
-        """
-        X = self._validate_inference_input(X)
-        if return_std and getattr(self, "_head_posterior", None) is None:
-            raise ValueError(
-                "return_std=True needs the posterior of fit's final head solve on "
-                "all training rows; partial_fit keeps none. Call fit first."
-            )
-        with torch.no_grad():  # one pass serves the mean and the std
-            net = self._net_on_device()
-            features = net.features(self._to_tensor(X))  # (n, m)
-            y = self._in_target_units(net.head(features)).astype(X.dtype, copy=False)
-        y = y.ravel() if self._y_1d else y
-        if not return_std:
-            return y
-        Z = net.augment(features).cpu()  # (n, p)
-        variance = self._head_posterior.predictive_variance(Z).numpy()  # (n, c)
-        std = (np.sqrt(variance) * self._y_scale).astype(X.dtype, copy=False)
-        return y, (std.ravel() if self._y_1d else std)
-
-    def to_torch(self):
-        """The fitted network as a plain ``torch.nn.Module`` on raw inputs.
-
-        The input encoding (``input_encoder_``), the feature extractor, and an
-        ``nn.Linear`` head with the target scaling folded in. Numeric columns
-        go in as they are (missing values as NaN); categorical columns as their
-        category's code, which ``input_encoder_.to_codes(X)`` gives. Differentiable
-        in its input, and exportable with ``torch.export`` (and to ONNX, the
-        default extractors).
-
-        Returns
-        -------
-        module : ExportedNet
-            In eval mode, on the CPU, in the estimator's dtype, with its own
-            copy of the parameters. It maps a tensor of shape (n_samples,
-            `n_features_in_`) to what ``predict`` returns (regressors), or to the
-            logits behind ``decision_function`` and ``predict_proba``
-            (classifiers: shape (n_samples, n_classes)).
-        """
-        check_is_fitted(self)
-        scale, shift, squeeze = self._output_transform()
-        return export_network(
-            self.module_,
-            torch.as_tensor(np.asarray(scale, dtype=np.float64)),
-            torch.as_tensor(np.asarray(shift, dtype=np.float64)),
-            squeeze=squeeze,
-            inputs=self._input_module(),
-        )
-
-    def _input_module(self):
-        """``input_encoder_`` as a torch module (:class:`InputTransform`)."""
-
-        def tensor(a):  # floats in the network's dtype, indices as they are
-            return torch.as_tensor(
-                a, dtype=self._dtype if a.dtype.kind == "f" else None
-            )
-
-        parts = self.input_encoder_._torch_arrays()
-        onehot, clip = [tensor(m) for m in parts.pop("onehot")], parts.pop("clip")
-        tensors = {name: tensor(array) for name, array in parts.items()}
-        return InputTransform(**tensors, onehot=onehot, clip=clip)
-
-    def _output_transform(self):
-        """``(scale, shift, squeeze)`` from the head's outputs to predictions."""
-        return self._y_scale, self._y_mean, self._y_1d
-
+    # Here, not in _InferenceMixin: set_output wraps only the ``transform`` of a
+    # class that derives from TransformerMixin.
     def transform(self, X):
         """The learned features ``phi(X)``, the inputs of the solved head.
 
@@ -522,26 +451,6 @@ class _BaseSeparable(
         with torch.no_grad():
             Z = self._net_on_device().features(self._to_tensor(X))
         return Z.cpu().numpy().astype(X.dtype, copy=False)
-
-    def _predict_scaled(self, net, X):
-        """Network output in the original target units, float64, shape (n, c)."""
-        # No thread changes here: the count is process-global, and predict may run
-        # in threads; fit sets it (and restores it) around training only.
-        with torch.no_grad():
-            out = self._net_on_device(net)(self._to_tensor(X))
-        return self._in_target_units(out)
-
-    def _in_target_units(self, out):
-        """Head outputs (n, c) as float64 numpy in the original target units."""
-        return out.cpu().double().numpy() * self._y_scale + self._y_mean
-
-    def _set_head_attributes(self):
-        """``coef_``/``intercept_``: the head in the original target units."""
-        W = self.module_.W.detach().cpu().double().numpy() * self._y_scale
-        b = self.module_.b.detach().cpu().double().numpy() * self._y_scale
-        b = b + self._y_mean
-        self.coef_ = W[:, 0] if self._y_1d else W
-        self.intercept_ = float(b[0]) if self._y_1d else b
 
     # ------------------------------------------------------------------ helpers
 

@@ -4,6 +4,7 @@ Each algorithm is a trainer (:class:`Trainer`): slimTrain
 (:class:`SlimTrainTrainer`) and GNvpro (:class:`GNvproTrainer`).
 """
 
+from .derivative_data import DerivativeData, DerivativeReducedProblem
 from .gnvpro import GNvproConfig, GNvproState, GNvproTrainer, gnvpro_step
 from .gnvpro_logistic import ReducedLogisticProblem
 from .head import (
@@ -16,12 +17,15 @@ from .head import (
     solve_logistic_head,
     validated_logistic_head,
 )
+from .input_derivatives import input_derivatives, stacked_features
 from .protocol import FitData, Trainer
 from .reduced import ReducedProblem
 from .slimtrain import SlimTrainConfig, SlimTrainState, SlimTrainTrainer, make_slimtik
 from .slimtrain_steps import half_mse, lsgd_epoch, slimtrain_epoch, slimtrain_step
 
 __all__ = [
+    "DerivativeData",
+    "DerivativeReducedProblem",
     "FitData",
     "GNvproConfig",
     "GNvproState",
@@ -37,6 +41,7 @@ __all__ = [
     "gnvpro_step",
     "half_mse",
     "head_posterior",
+    "input_derivatives",
     "held_out_noise",
     "lsgd_epoch",
     "make_slimtik",
@@ -45,5 +50,6 @@ __all__ = [
     "ridge_head",
     "solve_head",
     "solve_logistic_head",
+    "stacked_features",
     "validated_logistic_head",
 ]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .derivative_data import DerivativeReducedProblem
 from .gauss_newton import ReusedKaufmanFactor
 from .gnvpro_iteration import GNvproState, gnvpro_step
 from .gnvpro_logistic import ReducedLogisticProblem
@@ -260,21 +261,23 @@ class GNvproTrainer(Trainer):
     def _problem(self):
         """The reduced problem on all rows, or on a fresh sample of them."""
         data = self.data
-        X, C, weight = data.X, data.C, data.weight
+        X, C, weight, derivatives = data.X, data.C, data.weight, data.derivatives
         n, batch_size = len(X), self.batch_size()
         if batch_size is not None and batch_size < n:  # per process, split rows
             rows = torch.randperm(n, generator=data.generator)[:batch_size]
             rows = rows.to(X.device)
             X, C = X[rows], C[rows]
             weight = None if weight is None else weight[rows]
-        n_eff = effective_samples(X, weight, data.rows)
+            if derivatives is not None:
+                derivatives = derivatives.on_rows(rows)
+        alpha = self.theta_alpha() / effective_samples(X, weight, data.rows)
         if self.config.loss == "cross_entropy":
-            return ReducedLogisticProblem(
-                self.net, X, C, weight, self.theta_alpha() / n_eff, rows=data.rows
+            return ReducedLogisticProblem(self.net, X, C, weight, alpha, rows=data.rows)
+        if derivatives is not None:
+            return DerivativeReducedProblem(
+                self.net, X, C, derivatives, weight, alpha, rows=data.rows
             )
-        return ReducedProblem(
-            self.net, X, C, weight, alpha=self.theta_alpha() / n_eff, rows=data.rows
-        )
+        return ReducedProblem(self.net, X, C, weight, alpha=alpha, rows=data.rows)
 
     def _curvature_rows(self, problem):
         """A fresh sample of the rows for the inner solve's curvature, or None."""
@@ -471,7 +474,9 @@ class GNvproTrainer(Trainer):
             W, alpha = ridge_head_factored(current.factors, alpha)
             net.set_head(W)
             return alpha
-        return solve_head(net, data.X, data.C, data.weight, alpha, data.rows)
+        return solve_head(
+            net, data.X, data.C, data.weight, alpha, data.rows, data.derivatives
+        )
 
     def finish(self, net=None):
         """Solve the final head at the end of a call.

@@ -55,16 +55,35 @@ def features_of(net, X, chunk_size=16384):
         net.train(training)
 
 
-def _finite_augmented_features(net, X, rows=LOCAL_ROWS):
-    """``[phi(X), 1]`` in eval mode; FloatingPointError (on every rank) if not
-    finite."""
-    Z = net.augment(features_of(net, X))
+def _finite_augmented_features(net, X, rows=LOCAL_ROWS, derivatives=None):
+    """``[phi(X), 1]`` in eval mode (derivative rows below, if any);
+    FloatingPointError (on every rank) if not finite."""
+    if derivatives is None:
+        Z = net.augment(features_of(net, X))
+    else:
+        training = net.training
+        try:
+            Z = derivatives.augmented_features(net.eval(), X)
+        finally:
+            net.train(training)
     if not rows.all(torch.isfinite(Z).all()):
         raise FloatingPointError("The learned features are not finite.")
     return Z
 
 
-def solve_head(net, X, C, sample_weight=None, alpha="gcv", rows=LOCAL_ROWS):
+def _head_rows(net, X, C, sample_weight, rows, derivatives):
+    """The head's design matrix, targets and weights: the value rows, with the
+    derivative rows stacked below when there are any."""
+    Z = _finite_augmented_features(net, X, rows, derivatives)
+    if derivatives is None:
+        return Z, C, sample_weight
+    weight = derivatives.stack_weights(sample_weight, len(X)).to(torch.float64)
+    return Z, derivatives.stack_targets(C), weight
+
+
+def solve_head(
+    net, X, C, sample_weight=None, alpha="gcv", rows=LOCAL_ROWS, derivatives=None
+):
     """Solve the head of ``net`` on all of ``(X, C)`` and store it in its buffers.
 
     Solves ``min_W sum_i w_i ||[phi(x_i), 1] W - c_i||^2 / sum_i w_i + alpha ||W||^2``
@@ -87,6 +106,9 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv", rows=LOCAL_ROWS):
     rows : RowGroup, default=LOCAL_ROWS
         Where the rows are (:mod:`sk_slim.rows`): here all of
         them, or this process's share of a data-parallel fit.
+    derivatives : DerivativeData, default=None
+        Derivative targets of the same rows: their rows are stacked below the
+        values' (``derivative_data.py``), and the mean runs over all of them.
 
     Returns
     -------
@@ -98,7 +120,7 @@ def solve_head(net, X, C, sample_weight=None, alpha="gcv", rows=LOCAL_ROWS):
     FloatingPointError
         If the features are not finite.
     """
-    Z = _finite_augmented_features(net, X, rows)  # (n, m + 1)
+    Z, C, sample_weight = _head_rows(net, X, C, sample_weight, rows, derivatives)
     W, alpha = ridge_head(Z, C, sample_weight, alpha, rows=rows)
     net.set_head(W)
     return alpha
@@ -339,7 +361,9 @@ class HeadPosterior:
         return ((Z @ self.covariance) * Z).sum(dim=1)
 
 
-def head_posterior(net, X, C, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS):
+def head_posterior(
+    net, X, C, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS, derivatives=None
+):
     """The posterior of ``net``'s ridge head, solved on ``(X, C)`` with ``alpha``.
 
     Parameters
@@ -357,13 +381,16 @@ def head_posterior(net, X, C, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS):
         The head's ridge weight on the mean-loss scale (``lam = alpha n``).
     rows : RowGroup, default=LOCAL_ROWS
         As in :func:`solve_head`.
+    derivatives : DerivativeData, default=None
+        As in :func:`solve_head`: the posterior of the stacked problem, its
+        noise variance from the residuals of all the rows.
 
     Returns
     -------
     HeadPosterior
         Ignores the uncertainty in the features (``theta`` is taken as exact).
     """
-    Z = _finite_augmented_features(net, X, rows)  # (n, p)
+    Z, C, sample_weight = _head_rows(net, X, C, sample_weight, rows, derivatives)
     factors = tikhonov_factor(Z, C, sample_weight, rows=rows)
     lam = float(alpha) * factors.n_samples
     R = _head_residual(net, Z, C)  # (n, c)

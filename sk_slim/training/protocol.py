@@ -55,6 +55,9 @@ class FitData:
     rows : RowGroup
         Where the rows are: all here (``LOCAL_ROWS``), or this process's share
         of a data-parallel fit (:mod:`sk_slim.rows`).
+    derivatives : DerivativeData or None
+        Derivatives of ``C`` in the leading inputs
+        (:class:`~sk_slim.training.derivative_data.DerivativeData`), or None.
     """
 
     X: torch.Tensor
@@ -62,6 +65,7 @@ class FitData:
     weight: torch.Tensor | None
     generator: torch.Generator
     rows: RowGroup = LOCAL_ROWS
+    derivatives: object = None
 
     @property
     def n_effective(self):
