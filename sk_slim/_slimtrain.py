@@ -186,6 +186,11 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         head algebra always runs in float64.
     verbose : int, default=0
         Print one line per epoch.
+    grad_weight : float, default=1.0
+        With derivative data (``fit``'s ``y_grad``): the weight of each
+        derivative residual relative to a value residual, on the network's
+        scale (inputs as encoded, targets standardized). Measurements: the
+        user guide.
 
     Attributes
     ----------
@@ -281,6 +286,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         device="auto",
         dtype=None,
         verbose=0,
+        grad_weight=1.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -308,26 +314,45 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         self.device = device
         self.dtype = dtype
         self.verbose = verbose
+        self.grad_weight = grad_weight
+
+    _parameter_constraints = {
+        **_BaseSlimTrain._parameter_constraints,
+        "grad_weight": [Interval(Real, 0, None, closed="left")],
+    }
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, y_grad=None):
         """Train the network by slimTrain, then solve the head on all data.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training inputs (standardize them, e.g. in a Pipeline).
+            Training inputs, in any units (scaled by ``input_scaling``).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets (standardized internally).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the loss and of the head solves (as repetitions).
+        y_grad : array-like of shape (n_samples, n_features) or \
+                (n_samples, n_outputs, n_features), default=None
+            Derivative data, ``d y / d X``, as in
+            :meth:`GNvproRegressor.fit <sk_slim.GNvproRegressor.fit>`: each
+            mini-batch's slimTik update and loss take its rows' derivative
+            rows too. Not with ``solver='lsgd'`` or ``mgrit_iterations``.
 
         Returns
         -------
         self : SlimTrainRegressor
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight, incremental=False)
+        if y_grad is not None and (
+            self.solver == "lsgd" or self.mgrit_iterations is not None
+        ):
+            raise ValueError(
+                "y_grad (derivative data) needs slimTrain's own steps: not "
+                "solver='lsgd' or mgrit_iterations."
+            )
+        return self._fit(X, y, sample_weight, incremental=False, y_grad=y_grad)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):

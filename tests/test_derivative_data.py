@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from sk_slim import GNvproRegressor
+from sk_slim import GNvproRegressor, SlimTrainRegressor
 from sk_slim.networks import SeparableNet, make_mlp, make_resnet
 from sk_slim.training import (
     DerivativeData,
@@ -282,16 +282,31 @@ def test_derivatives_cut_the_error_at_few_runs():
     assert errors[True] < errors[False] / 5
 
 
+def test_slimtrain_derivatives_cut_the_error():
+    X, y, G = _data(100)
+    X_test, y_test, _ = _data(2000, seed=1)
+    errors = {}
+    for use in (False, True):
+        model = SlimTrainRegressor(random_state=0)
+        model.fit(X, y, y_grad=G if use else None)
+        errors[use] = np.sqrt(np.mean((model.predict(X_test) - y_test) ** 2))
+    # Measured: 0.39 (values) against 0.043 relative RMSE (with derivatives).
+    assert errors[True] < errors[False] / 4
+    with pytest.raises(ValueError, match="lsgd"):
+        SlimTrainRegressor(solver="lsgd").fit(X, y, y_grad=G)
+
+
+@pytest.mark.parametrize("Estimator", [GNvproRegressor, SlimTrainRegressor])
 @pytest.mark.parametrize("scaling", ["standard", "robust-clip"])
-def test_derivatives_follow_the_input_units(scaling):
+def test_derivatives_follow_the_input_units(Estimator, scaling):
     # Inputs in other units, derivatives by the chain rule: the network sees the
     # same encoded data, so the fits agree. Powers of two keep the data exactly
     # equal (GCV's small head ridge would amplify rounding differences).
     X, y, G = _data(40)
     unit = 2.0 ** np.array([10, -7, 2, 0, 4, -3])
     options = {"input_scaling": scaling, "max_iter": 8, "random_state": 0}
-    base = GNvproRegressor(**options).fit(X, y, y_grad=G)
-    scaled = GNvproRegressor(**options).fit(X * unit, y, y_grad=G / unit)
+    base = Estimator(**options).fit(X, y, y_grad=G)
+    scaled = Estimator(**options).fit(X * unit, y, y_grad=G / unit)
     np.testing.assert_allclose(
         scaled.predict(X[:20] * unit), base.predict(X[:20]), rtol=1e-7, atol=1e-8
     )

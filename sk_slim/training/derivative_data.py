@@ -20,7 +20,7 @@ from .input_derivatives import StackedFeatureMaps, stacked_features
 from .linearization import hand_written
 from .reduced import _DTYPE, ReducedProblem
 
-__all__ = ["DerivativeData", "DerivativeReducedProblem"]
+__all__ = ["DerivativeData", "DerivativeReducedProblem", "augment_stacked"]
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,27 @@ class DerivativeData:
         """
         with torch.no_grad():
             phi = stacked_features(net.feature_extractor, None, X, self.n_columns)
-        ones = torch.zeros(len(phi), 1, dtype=phi.dtype, device=phi.device)
-        ones[: len(X)] = 1.0
-        return torch.cat([phi, ones], dim=1)
+        return augment_stacked(phi, len(X))
+
+
+def augment_stacked(phi, n_values):
+    """``[phi, 1]`` for the first ``n_values`` (value) rows, ``[phi, 0]`` below.
+
+    Parameters
+    ----------
+    phi : Tensor of shape (n + q n, m)
+        Stacked features (:func:`~.input_derivatives.stacked_features`).
+    n_values : int
+        ``n``.
+
+    Returns
+    -------
+    Tensor of shape (n + q n, m + 1)
+        The bias column: a derivative row has no bias.
+    """
+    ones = phi.new_zeros(phi.shape[0], 1)
+    ones[:n_values] = 1.0
+    return torch.cat([phi, ones], dim=1)
 
 
 class DerivativeReducedProblem(ReducedProblem):
@@ -194,9 +212,7 @@ class DerivativeReducedProblem(ReducedProblem):
 
     def _augment(self, phi):
         """``scale * [phi, 1]``, with a zero for the derivative rows' bias."""
-        ones = phi.new_zeros(phi.shape[0], 1)
-        ones[: len(self.X)] = 1.0
-        return self.scale.to(phi.dtype) * torch.cat([phi, ones], dim=1)
+        return self.scale.to(phi.dtype) * augment_stacked(phi, len(self.X))
 
     def kaufman_factor(self, lin):
         """No preconditioner: the stacked rows have no per-row Jacobians here.

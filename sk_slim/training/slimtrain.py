@@ -281,6 +281,7 @@ class SlimTrainTrainer(Trainer):
                 generator=generator,
                 mgrit_iterations=config.mgrit_iterations,
                 rows=data.rows,
+                derivatives=data.derivatives,
             )
         # A NaN gradient on the last batch poisons theta after the loss was taken.
         net = self.net
@@ -372,7 +373,13 @@ class SlimTrainTrainer(Trainer):
         data = self.data
         net = self.net if net is None else net
         return solve_head(
-            net, data.X, data.C, data.weight, self.config.ridge_alpha, data.rows
+            net,
+            data.X,
+            data.C,
+            data.weight,
+            self.config.ridge_alpha,
+            data.rows,
+            data.derivatives,
         )
 
     def finish(self, net=None):

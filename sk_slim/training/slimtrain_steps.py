@@ -18,7 +18,9 @@ import math
 import torch
 
 from ..rows import LOCAL_ROWS
+from .derivative_data import augment_stacked
 from .head import features_of, ridge_head
+from .input_derivatives import stacked_features
 from .linearization import NetworkLinearization, hand_written
 
 __all__ = ["half_mse", "lsgd_epoch", "slimtrain_epoch", "slimtrain_step"]
@@ -61,6 +63,7 @@ def slimtrain_step(
     *,
     mgrit_iterations=None,
     rows=LOCAL_ROWS,
+    derivatives=None,
 ):
     """One slimTrain iteration on a mini-batch.
 
@@ -87,12 +90,33 @@ def slimtrain_step(
         Where the batch's rows are (:mod:`sk_slim.rows`): the
         batch is then all processes' rows together; the head's statistics and
         theta's gradient are summed over them.
+    derivatives : DerivativeData, default=None
+        Derivative targets of the batch's rows: their rows
+        ``[d phi / d x_j, 0]`` join the slimTik update and the loss
+        (``derivative_data.py``); not with ``mgrit_iterations``.
 
     Returns
     -------
     loss : Tensor of shape ()
         The batch loss with the updated head (detached).
     """
+    if derivatives is not None:
+        n = len(X)
+        Z = augment_stacked(
+            stacked_features(net.feature_extractor, None, X, derivatives.n_columns), n
+        )  # (n + q n, m + 1), keeps the graph
+        C = derivatives.stack_targets(C)
+        sample_weight = derivatives.stack_weights(sample_weight, n).to(Z.dtype)
+        with torch.no_grad():
+            net.set_head(slimtik.update(Z.detach(), C, sample_weight, rows))
+        R = Z @ net.augmented_head - C
+        loss = half_mse(R, sample_weight, _denominator(slimtik, rows))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if rows.distributed:
+            loss = _sum_gradients(net, loss.detach(), rows)
+        optimizer.step()
+        return loss.detach()
     if mgrit_iterations is not None:
         loss = _mgrit_step(net, slimtik, X, C, sample_weight, mgrit_iterations, rows)
         optimizer.step()
@@ -207,6 +231,7 @@ def slimtrain_epoch(
     generator=None,
     mgrit_iterations=None,
     rows=LOCAL_ROWS,
+    derivatives=None,
 ):
     """One pass of slimTrain over ``(X, C)`` in mini-batches.
 
@@ -233,6 +258,8 @@ def slimtrain_epoch(
     rows : RowGroup, default=LOCAL_ROWS
         As in :func:`slimtrain_step`: each process draws ``batch_size`` rows
         of its own per step (as ``DistributedDataParallel`` does).
+    derivatives : DerivativeData, default=None
+        Derivative targets of the rows; each batch takes those of its rows.
 
     Returns
     -------
@@ -256,6 +283,7 @@ def slimtrain_epoch(
             weight,
             mgrit_iterations=mgrit_iterations,
             rows=rows,
+            derivatives=None if derivatives is None else derivatives.on_rows(batch),
         )
         # Accumulate on the device: no host sync per step.
         total = total + loss * slimtik.batch_samples
