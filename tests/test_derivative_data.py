@@ -24,7 +24,11 @@ from sk_slim.training import (
     input_derivatives,
     solve_head,
 )
-from sk_slim.training.input_derivatives import StackedFeatureMaps
+from sk_slim.training.input_derivatives import (
+    FuncStackedMaps,
+    NetworkStackedMaps,
+    stacked_feature_maps,
+)
 from sk_slim.training.linearization import torch_func_only
 
 HEAD_ALPHA = 0.05
@@ -111,7 +115,7 @@ def _oracle_stacked(problem, theta):
     return torch.cat([torch.cat([phi, D]), ones], dim=1)
 
 
-@pytest.mark.parametrize("name", ["mlp_tanh", "resnet", "custom"])
+@pytest.mark.parametrize("name", list(_extractors()))
 def test_stacked_feature_maps_equal_torch_func(name):
     problem, _ = _problem(name)
     theta = problem.get_theta()
@@ -124,17 +128,18 @@ def test_stacked_feature_maps_equal_torch_func(name):
     value, tangent = torch.func.jvp(oracle, (theta,), (v,))
     M = torch.randn(value.shape, generator=g, dtype=torch.float64)
     _, pullback = torch.func.vjp(oracle, theta)
-    maps = StackedFeatureMaps(
-        problem.net.feature_extractor, theta, problem._unflatten, problem.X, 2
-    )
-    torch.testing.assert_close(maps.output, value, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(maps.tangent(v), tangent, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(maps.adjoint(M), pullback(M)[0], rtol=1e-10, atol=1e-12)
-    with torch_func_only():  # the nested jacfwd path agrees with the hand-written one
-        generic = StackedFeatureMaps(
-            problem.net.feature_extractor, theta, problem._unflatten, problem.X, 2
+    args = (problem.net.feature_extractor, theta, problem._unflatten, problem.X, 2)
+    maps = stacked_feature_maps(*args)
+    assert isinstance(maps, FuncStackedMaps if name == "custom" else NetworkStackedMaps)
+    with torch_func_only():  # the torch.func path of every network
+        generic = stacked_feature_maps(*args)
+    assert isinstance(generic, FuncStackedMaps)
+    for each in (maps, generic):
+        torch.testing.assert_close(each.output, value, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(each.tangent(v), tangent, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(
+            each.adjoint(M), pullback(M)[0], rtol=1e-10, atol=1e-12
         )
-    torch.testing.assert_close(generic.tangent(v), tangent, rtol=1e-10, atol=1e-12)
 
 
 def _dense_residual(problem, head_alpha):

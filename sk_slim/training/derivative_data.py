@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .input_derivatives import StackedFeatureMaps, stacked_features
+from .input_derivatives import stacked_feature_maps, stacked_features
 from .linearization import hand_written
 from .reduced import _DTYPE, ReducedProblem
 
@@ -231,7 +231,7 @@ class DerivativeReducedProblem(ReducedProblem):
     def _evaluate(self, theta, differentiable):
         n_columns = self.derivatives.n_columns
         if differentiable:
-            maps = StackedFeatureMaps(
+            maps = stacked_feature_maps(
                 self.net.feature_extractor, theta, self._unflatten, self.X, n_columns
             )
             phi = maps.output

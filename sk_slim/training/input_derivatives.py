@@ -23,11 +23,26 @@ Jacobian from ``torch.func.jacfwd`` under ``vmap``; the tests compare the two.
 """
 
 import torch
+from torch import nn
 from torch.func import functional_call, jacfwd, jvp, vjp, vmap
 
 from .linearization import _SLOPES, _activate, _layer_plan, hand_written
 
-__all__ = ["StackedFeatureMaps", "input_derivatives", "stacked_features"]
+__all__ = [
+    "FuncStackedMaps",
+    "NetworkStackedMaps",
+    "input_derivatives",
+    "stacked_feature_maps",
+    "stacked_features",
+]
+
+# sigma''(a) from the activation's output s and slope sigma'(a); None: zero.
+_CURVATURES = {
+    nn.Identity: None,
+    nn.Tanh: lambda s, slope: -2.0 * s * slope,
+    nn.Sigmoid: lambda s, slope: slope * (1.0 - 2.0 * s),
+    nn.ReLU: None,
+}
 
 
 def input_derivatives(extractor, params, X, n_columns):
@@ -116,8 +131,34 @@ def _func_input_derivatives(extractor, params, X, n_columns):
     return phi, J[..., :n_columns].permute(2, 0, 1)
 
 
-class StackedFeatureMaps:
-    """Tangent and adjoint maps of the stacked features in ``theta``.
+def stacked_feature_maps(extractor, theta, unflatten, X, n_columns):
+    """The stacked features' tangent and adjoint maps in ``theta``.
+
+    Parameters
+    ----------
+    extractor : nn.Module
+        The feature extractor.
+    theta : Tensor of shape (P,)
+        The parameters to linearize at.
+    unflatten : callable
+        Maps a flat vector to ``{name: tensor}``.
+    X : Tensor of shape (n, d)
+        Inputs.
+    n_columns : int
+        The inputs with derivative data (the leading ``q``).
+
+    Returns
+    -------
+    NetworkStackedMaps or FuncStackedMaps
+        Hand-written where :func:`~.linearization.hand_written` says so.
+    """
+    if hand_written(extractor):
+        return NetworkStackedMaps(extractor, theta, X, n_columns)
+    return FuncStackedMaps(extractor, theta, unflatten, X, n_columns)
+
+
+class FuncStackedMaps:
+    """The stacked features' tangent and adjoint maps, by ``torch.func``.
 
     The maps of the value rows and derivative rows of :func:`stacked_features`
     as a function of the flat parameters, by ``torch.func`` over the
@@ -185,3 +226,156 @@ class StackedFeatureMaps:
             ``dL / dtheta``.
         """
         return self._pullback(M)[0]
+
+
+class NetworkStackedMaps:
+    """The stacked features' tangent and adjoint maps, written by hand.
+
+    For the networks of :func:`~.linearization.hand_written`: one forward pass
+    caches each layer's input ``x``, input tangents ``T``, ``T a = T K^T`` and
+    the activation's first and second derivatives; then, with ``dK, db`` a
+    parameter direction (the mixed derivative ``d^2 phi / dx dtheta``),
+
+        da = x dK^T + db + dx K^T,        dTa = T dK^T + dT K^T,
+        ds = sigma' da,                   dTs = (sigma'' da) Ta + sigma' dTa,
+
+    and the adjoint runs the same products backwards. The tests compare both
+    with ``torch.func``.
+
+    Parameters
+    ----------
+    extractor : nn.Sequential
+        A built-in network (``make_mlp``, ``make_resnet``).
+    theta : Tensor of shape (P,)
+        The parameters to linearize at.
+    X : Tensor of shape (n, d)
+        Inputs.
+    n_columns : int
+        The inputs with derivative data (the leading ``q``).
+
+    Attributes
+    ----------
+    output : Tensor of shape (n + q n, m)
+        The stacked features at ``theta``.
+    """
+
+    def __init__(self, extractor, theta, X, n_columns):
+        self.theta = theta
+        self._n = X.shape[0]
+        self._layers = []
+        x = X
+        T = torch.eye(X.shape[1], dtype=X.dtype, device=X.device)[:n_columns, None, :]
+        offset = 0
+        with torch.no_grad():
+            for out, inp, step, antisymmetric, activation in _layer_plan(extractor):
+                W = theta[offset : offset + out * inp].view(out, inp)
+                b = theta[offset + out * inp : offset + out * inp + out]
+                offset += out * inp + out
+                K = W - W.T if antisymmetric else W
+                a = torch.addmm(b, x, K.T)
+                s = _activate(activation, a)
+                Ta = T @ K.T  # (q, n or 1, out)
+                slope = curvature = None
+                if _SLOPES[activation] is not None:
+                    slope = _SLOPES[activation](a, s)
+                    if _CURVATURES[activation] is not None:
+                        curvature = _CURVATURES[activation](s, slope)
+                layer = {
+                    "K": K,
+                    "shape": (out, inp),
+                    "step": step,
+                    "antisymmetric": antisymmetric,
+                    "x": x,
+                    "T": T,
+                    "Ta": Ta,
+                    "slope": slope,
+                    "curvature": curvature,
+                }
+                self._layers.append(layer)
+                Ts = Ta if slope is None else slope * Ta
+                if step is None:
+                    x, T = s, Ts
+                else:
+                    x, T = x + step * s, T + step * Ts
+        T = T.expand(n_columns, self._n, x.shape[1])
+        self.output = torch.cat([x, T.reshape(-1, x.shape[1])])
+
+    def tangent(self, v):
+        """``J v``: the stacked features' derivative along a parameter direction.
+
+        Parameters
+        ----------
+        v : Tensor of shape (P,)
+            The direction, flat like ``theta``.
+
+        Returns
+        -------
+        Tensor of shape (n + q n, m)
+            ``d stacked(theta + t v) / dt`` at ``t = 0``.
+        """
+        dx = dT = None  # the inputs and their tangents do not depend on theta
+        offset = 0
+        for layer in self._layers:
+            out, inp = layer["shape"]
+            dK = v[offset : offset + out * inp].view(out, inp)
+            db = v[offset + out * inp : offset + out * inp + out]
+            offset += out * inp + out
+            if layer["antisymmetric"]:
+                dK = dK - dK.T
+            K, slope, curvature = layer["K"], layer["slope"], layer["curvature"]
+            da = torch.addmm(db, layer["x"], dK.T)
+            dTa = layer["T"] @ dK.T
+            if dx is not None:
+                da = da.addmm_(dx, K.T)
+                dTa = dTa + dT @ K.T
+            if slope is None:
+                ds, dTs = da, dTa
+            else:
+                ds, dTs = slope * da, slope * dTa
+                if curvature is not None:
+                    dTs = dTs + (curvature * da) * layer["Ta"]
+            if layer["step"] is None or dx is None:
+                step = 1.0 if layer["step"] is None else layer["step"]
+                dx, dT = step * ds, step * dTs
+            else:
+                dx, dT = dx + layer["step"] * ds, dT + layer["step"] * dTs
+        dT = dT.expand(-1, self._n, -1)
+        return torch.cat([dx, dT.reshape(-1, dx.shape[1])])
+
+    def adjoint(self, M):
+        """``J^T M``: a cotangent of the stacked features pulled back to ``theta``.
+
+        Parameters
+        ----------
+        M : Tensor of shape (n + q n, m)
+            The cotangent.
+
+        Returns
+        -------
+        Tensor of shape (P,)
+            ``dL / dtheta``, flat like ``theta``.
+        """
+        n = self._n
+        u, U = M[:n], M[n:].view(-1, n, M.shape[1])  # of x and of T
+        grads = []
+        for index in reversed(range(len(self._layers))):
+            layer = self._layers[index]
+            K, slope, curvature = layer["K"], layer["slope"], layer["curvature"]
+            step = layer["step"]
+            u_s, U_s = (u, U) if step is None else (step * u, step * U)
+            if slope is None:
+                ga, gTa = u_s, U_s
+            else:
+                ga, gTa = slope * u_s, slope * U_s
+                if curvature is not None:
+                    ga = ga + curvature * (U_s * layer["Ta"]).sum(dim=0)
+            T = layer["T"].expand(-1, n, -1)
+            q = T.shape[0]
+            dK = ga.T @ layer["x"] + gTa.reshape(q * n, -1).T @ T.reshape(q * n, -1)
+            if layer["antisymmetric"]:
+                dK = dK - dK.T
+            grads += [ga.sum(dim=0), dK.reshape(-1)]
+            if index:
+                gx, gT = ga @ K, gTa @ K
+                u, U = (gx, gT) if step is None else (u + gx, U + gT)
+        return torch.cat(grads[::-1])
