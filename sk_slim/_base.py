@@ -280,7 +280,13 @@ class _BaseSeparable(
         if not fit.incremental:
             data = fit.data
             posterior = head_posterior(
-                net, data.X, data.C, data.weight, self.head_alpha_, data.rows
+                net,
+                data.X,
+                data.C,
+                data.weight,
+                self.head_alpha_,
+                data.rows,
+                data.derivatives,
             )
             validation = fit.validation
             if validation is not None:

@@ -302,6 +302,43 @@ def test_slimtrain_derivatives_cut_the_error():
 
 
 @pytest.mark.parametrize("Estimator", [GNvproRegressor, SlimTrainRegressor])
+def test_fitted_head_and_return_std_are_those_of_the_stacked_rows(Estimator):
+    X, y, G = _data(30, d=4)
+    G[3, 1] = np.nan
+    options = {"input_scaling": "standard", "early_stopping": False, "max_iter": 5}
+    model = Estimator(random_state=0, **options)
+    model.fit(X, y, y_grad=G)
+    encoder = model.input_encoder_
+    X_enc = torch.as_tensor(encoder.transform(X))
+    G_enc = G * encoder.scale_ / model._y_scale  # d c / d x_encoded
+    with torch.no_grad():
+        phi, D = input_derivatives(model.module_.feature_extractor, None, X_enc, 4)
+    n = len(X)
+    Z = np.vstack(
+        [
+            np.c_[phi.numpy(), np.ones(n)],
+            np.c_[D.reshape(-1, phi.shape[1]), np.zeros(4 * n)],
+        ]
+    )
+    targets = np.r_[(y - model._y_mean) / model._y_scale, G_enc.T.reshape(-1)]
+    w = np.r_[np.ones(n), np.where(np.isnan(targets[n:]), 0.0, model.grad_weight)]
+    targets = np.nan_to_num(targets)
+    lam = model.head_alpha_ * w.sum()
+    A = Z.T @ (w[:, None] * Z) + lam * np.eye(Z.shape[1])
+    W = np.linalg.solve(A, Z.T @ (w * targets))
+    np.testing.assert_allclose(
+        model.module_.augmented_head.numpy()[:, 0], W, rtol=1e-8, atol=1e-10
+    )
+    residual = Z @ W - targets
+    dof = w.sum() - np.trace(np.linalg.solve(A, Z.T @ (w[:, None] * Z)))
+    noise = (w * residual**2).sum() / dof
+    _, std = model.predict(X[:5], return_std=True)
+    z = Z[:5]
+    expected = np.sqrt(noise * (1 + np.einsum("ip,pq,iq->i", z, np.linalg.inv(A), z)))
+    np.testing.assert_allclose(std, expected * model._y_scale[0], rtol=1e-7)
+
+
+@pytest.mark.parametrize("Estimator", [GNvproRegressor, SlimTrainRegressor])
 @pytest.mark.parametrize("scaling", ["standard", "robust-clip"])
 def test_derivatives_follow_the_input_units(Estimator, scaling):
     # Inputs in other units, derivatives by the chain rule: the network sees the
