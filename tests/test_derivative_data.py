@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
+import sk_slim.training.gauss_newton as gauss_newton
 from sk_slim import GNvproRegressor, SlimTrainRegressor
 from sk_slim.networks import SeparableNet, make_mlp, make_resnet
 from sk_slim.training import (
@@ -140,6 +141,54 @@ def test_stacked_feature_maps_equal_torch_func(name):
         torch.testing.assert_close(
             each.adjoint(M), pullback(M)[0], rtol=1e-10, atol=1e-12
         )
+
+
+@pytest.mark.parametrize("name", ["mlp_tanh", "mlp_logistic", "mlp_relu", "resnet"])
+def test_stacked_row_jacobians_equal_torch_func(name):
+    # What Kaufman's preconditioner is built from.
+    problem, _ = _problem(name)
+    theta = problem.get_theta()
+    directions = torch.randn(
+        problem.net.W.shape[0], 2, generator=torch.Generator().manual_seed(4)
+    ).double()
+
+    def projected(t):
+        return _oracle_stacked(problem, t)[:, :-1] @ directions
+
+    J = torch.func.jacrev(projected)(theta)  # (n + q n, r, P)
+    args = (problem.net.feature_extractor, theta, problem._unflatten, problem.X, 2)
+    maps = stacked_feature_maps(*args)
+    for rows in (slice(0, None), slice(5, 23)):
+        torch.testing.assert_close(
+            maps.row_jacobians(directions, rows), J[rows], rtol=1e-10, atol=1e-12
+        )
+
+
+def test_kaufman_factor_of_the_stacked_rows_is_the_exact_matrix_at_zero_residual():
+    # Targets the model fits exactly: Kaufman's matrix is then the Gauss-Newton
+    # matrix of the stacked residual (checked in the dense basis).
+    problem, (X, C, G, weight, sample_weight) = _problem(missing=False)
+    theta = problem.get_theta()
+    Z = _oracle_stacked(problem, theta).detach()
+    W_true = torch.randn(Z.shape[1], 2, generator=torch.Generator().manual_seed(6))
+    exact = Z @ W_true.double()
+    n = len(X)
+    fitted = DerivativeReducedProblem(
+        problem.net,
+        X,
+        exact[:n],
+        DerivativeData(exact[n:].view(2, n, 2).transpose(0, 1), weight),
+        sample_weight,
+        alpha=1e-3,
+    )
+    lin = fitted.linearize(theta, 1e-12, differentiable=True)
+    L = fitted.kaufman_factor(lin)
+    matvec = fitted.gauss_newton(lin)
+    dense = torch.stack([matvec(e) for e in torch.eye(theta.numel()).double()])
+    # Less the damping the factorization adds (a multiple of the mean diagonal).
+    mu = gauss_newton._DAMPING * float(dense.diagonal().mean())
+    K = L @ L.T - mu * torch.eye(theta.numel(), dtype=torch.float64)
+    torch.testing.assert_close(K, dense, rtol=1e-6, atol=1e-9)
 
 
 def _dense_residual(problem, head_alpha):

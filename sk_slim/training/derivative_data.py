@@ -214,19 +214,28 @@ class DerivativeReducedProblem(ReducedProblem):
         """``scale * [phi, 1]``, with a zero for the derivative rows' bias."""
         return self.scale.to(phi.dtype) * augment_stacked(phi, len(self.X))
 
+    @property
+    def n_rows(self):
+        """The stacked rows: ``n (1 + q)``."""
+        return self.X.shape[0] * (1 + self.derivatives.n_columns)
+
     def kaufman_factor(self, lin):
-        """No preconditioner: the stacked rows have no per-row Jacobians here.
+        """Kaufman's factor over the stacked rows, for the built-in networks.
 
         Parameters
         ----------
         lin : _Linearization
-            Unused.
+            The reduced problem at the current ``theta``.
 
         Returns
         -------
-        None
+        L : Tensor of shape (P, P) or None
+            As :func:`~.gauss_newton.kaufman_factor`; None for an extractor
+            without hand-written maps (no per-row Jacobians).
         """
-        return None
+        if not hand_written(self.net.feature_extractor):
+            return None
+        return super().kaufman_factor(lin)
 
     def _evaluate(self, theta, differentiable):
         n_columns = self.derivatives.n_columns

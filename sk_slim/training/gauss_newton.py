@@ -82,7 +82,7 @@ def kaufman_factor(problem, lin, head=None):
         (or non-finite features), or where it cannot be factored.
     """
     theta, rows = lin.theta, problem.rows
-    n_params, n_rows = theta.numel(), problem.X.shape[0]
+    n_params, n_rows = theta.numel(), problem.n_rows
     head = lin.W if head is None else head
     Q, q, _ = torch.linalg.svd(head[:-1], full_matrices=False)  # features only
     rank = int((q > 1e-6 * q[0]).sum()) if q.numel() and q[0] > 0 else 0
@@ -100,7 +100,7 @@ def kaufman_factor(problem, lin, head=None):
     directions = Q[:, :rank] * q[:rank]  # (p - 1, r)
     chunk = max(1, _JACOBIAN_CHUNK // (rank * n_params))
     maps = problem.derivative_maps(lin)
-    local_rows = problem.X.shape[0]
+    local_rows = problem.n_rows
     A = torch.cat(
         [
             maps.row_jacobians(directions, slice(start, start + chunk))

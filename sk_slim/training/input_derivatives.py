@@ -379,3 +379,56 @@ class NetworkStackedMaps:
                 gx, gT = ga @ K, gTa @ K
                 u, U = (gx, gT) if step is None else (u + gx, U + gT)
         return torch.cat(grads[::-1])
+
+    def row_jacobians(self, directions, rows):
+        """Per-row Jacobians of the stacked features along feature directions.
+
+        Parameters
+        ----------
+        directions : Tensor of shape (m, r)
+            Directions in feature space.
+        rows : slice
+            Stacked rows (value rows ``0 .. n-1``, then derivative row
+            ``n + j n + i`` of sample ``i`` and input ``j``).
+
+        Returns
+        -------
+        J : Tensor of shape (n_rows, r, P)
+            ``J[k, l] = d(stacked_k directions[:, l]) / d theta``, the rows
+            kept apart: a derivative row's cotangent stays in its input's
+            tangent and reaches the values' path through ``sigma''``.
+        """
+        n = self._n
+        index = torch.arange(len(self.output), device=self.output.device)[rows]
+        sample = index % n  # the sample of each stacked row
+        slot = (index // n - 1).clamp(min=0)  # its input (value rows: unused)
+        is_derivative = (index >= n).to(self.output.dtype)[:, None, None]
+        m, r = directions.shape
+        seed = directions.T.to(self.output.dtype)[None].expand(len(index), r, m)
+        u, U = seed * (1.0 - is_derivative), seed * is_derivative  # (k, r, m)
+        blocks = []
+        for position in reversed(range(len(self._layers))):
+            layer = self._layers[position]
+            K, slope, curvature = layer["K"], layer["slope"], layer["curvature"]
+            step = layer["step"]
+            T = layer["T"].expand(-1, n, -1)[slot, sample][:, None]  # (k, 1, in)
+            x = layer["x"][sample][:, None]  # (k, 1, in)
+            u_s, U_s = (u, U) if step is None else (step * u, step * U)
+            if slope is None:
+                ga, gTa = u_s, U_s
+            else:
+                row_slope = slope[sample][:, None]  # (k, 1, out)
+                ga, gTa = row_slope * u_s, row_slope * U_s
+                if curvature is not None:
+                    Ta = layer["Ta"].expand(-1, n, -1)[slot, sample][:, None]
+                    ga = ga + curvature[sample][:, None] * U_s * Ta
+            dK = (
+                ga[..., :, None] * x[..., None, :] + gTa[..., :, None] * T[..., None, :]
+            )
+            if layer["antisymmetric"]:
+                dK = dK - dK.transpose(-1, -2)
+            blocks += [ga, dK.flatten(-2)]
+            if position:
+                gx, gT = ga @ K, gTa @ K
+                u, U = (gx, gT) if step is None else (u + gx, U + gT)
+        return torch.cat(blocks[::-1], dim=-1)

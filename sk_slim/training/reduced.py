@@ -117,6 +117,11 @@ class _ReducedBase:
 
     # --------------------------------------------------------------- parameters
 
+    @property
+    def n_rows(self):
+        """The rows of the features (this process's): one per sample here."""
+        return self.X.shape[0]
+
     def get_theta(self):
         """Return the extractor's parameters as one flat vector (a detached copy).
 
