@@ -33,6 +33,9 @@ point drawn like the calibration rows with probability at least
 :math:`1 - \\alpha`, whatever the network, its training or the noise. MAPIE's
 ``SplitConformalRegressor(conformity_score="std_normalized", prefit=True)``
 does this around a fitted estimator.
+
+See also :ref:`sphx_glr_auto_examples_plot_adaptive_sampling.py` and
+:ref:`sphx_glr_auto_examples_plot_sensitivity_analysis.py`.
 """
 
 # %%

@@ -228,8 +228,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
         derivative residual ``d f / d x_j - g_j`` relative to a value
         residual, both on the network's scale (inputs as encoded, targets
         standardized), so that ``n`` samples with ``d`` derivatives weigh as
-        ``n (1 + grad_weight d)`` observations. Kaufman's preconditioner is
-        not used with derivative data. Measurements: the user guide.
+        ``n (1 + grad_weight d)`` observations. Measurements: the user guide.
 
     Attributes
     ----------
