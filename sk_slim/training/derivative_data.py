@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..rows import LOCAL_ROWS
 from .input_derivatives import stacked_feature_maps, stacked_features
 from .linearization import hand_written
 from .reduced import _DTYPE, ReducedProblem
@@ -159,8 +160,10 @@ class DerivativeReducedProblem(ReducedProblem):
         Where the rows are.
     """
 
-    def __init__(self, net, X, C, derivatives, sample_weight=None, alpha=0.0, **kw):
-        super().__init__(net, X, C, sample_weight, alpha, **kw)
+    def __init__(
+        self, net, X, C, derivatives, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS
+    ):
+        super().__init__(net, X, C, sample_weight, alpha, rows)
         self.derivatives = derivatives
         self.C = derivatives.stack_targets(self.C)
         stacked_weight = derivatives.stack_weights(self.weight, len(X)).to(_DTYPE)
@@ -220,7 +223,7 @@ class DerivativeReducedProblem(ReducedProblem):
         return self.X.shape[0] * (1 + self.derivatives.n_columns)
 
     def kaufman_factor(self, lin):
-        """Kaufman's factor over the stacked rows, for the built-in networks.
+        """Form Kaufman's factor over the stacked rows (built-in networks).
 
         Parameters
         ----------

@@ -84,8 +84,14 @@ def stacked_features(extractor, params, X, n_columns):
 
     Parameters
     ----------
-    extractor, params, X, n_columns
-        As in :func:`input_derivatives`.
+    extractor : nn.Module
+        The feature extractor.
+    params : Tensor of shape (P,) or dict or None
+        Its parameters, as in :func:`input_derivatives`.
+    X : Tensor of shape (n, d)
+        Inputs.
+    n_columns : int
+        ``q``, how many leading input columns to differentiate in.
 
     Returns
     -------
