@@ -2,8 +2,9 @@
 
 Validation, dtype and device policy, random state, the MLP-style epoch loop
 (early stopping, history, divergence recovery, interrupts, callbacks, verbose),
-rollback of a failed fit, pickling with CPU tensors, ``predict``/``transform``.
-numpy <-> torch conversion happens here and nowhere else. The training algorithm
+rollback of a failed fit, pickling with CPU tensors; ``predict`` and export in
+its mixin ``_inference.py``. numpy <-> torch conversion happens in these two
+modules and nowhere else. The training algorithm
 is a trainer (:class:`sk_slim.training.Trainer`) that each estimator builds in
 ``_make_trainer``; the loop drives it and stores its state.
 """
