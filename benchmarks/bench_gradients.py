@@ -38,14 +38,15 @@ Set-up:
 Run from the repository root (one process, one thread, low priority)::
 
     nice -n 15 .venv/bin/python benchmarks/bench_gradients.py --half tune \\
-        --methods GNvpro+grad --sizes 25 50 100 --seeds 0 1 \\
-        --grad-weight 0.1 0.3 1 3 1/d
+        --methods GNvpro+grad --sizes 25 50 100 --seeds 0 1 2 \\
+        --grad-weight 0.1 0.3 1 3 10 30 100 1000 1/d
     .venv/bin/python benchmarks/bench_gradients.py --half tune --tune-report
     nice -n 15 .venv/bin/python benchmarks/bench_gradients.py --half report
     .venv/bin/python benchmarks/bench_gradients.py --half report --report
 
 With ``--report``, ``--grad-weight`` picks the ``+grad`` runs at that value where
-there are any (the others at the defaults).
+there are any (the others at the defaults). ``gradient_results.md`` has the
+command lines of its runs, which ran sk_slim from an exported commit.
 """
 
 import argparse
@@ -383,7 +384,10 @@ def report(out, grad_weight=None):
             for m in methods:
                 e, s = err.get((name, n, m)), sec.get((name, n, m))
                 cells.append("—" if e is None else f"{e:.2e} ({s:.2f} s)")
-            seeds = min(count[name, n, m] for m in methods if (name, n, m) in count)
+            counts = {m: count[name, n, m] for m in methods if (name, n, m) in count}
+            most = max(counts.values())
+            fewer = [f"{m} {c}" for m, c in counts.items() if c != most]
+            seeds = f"{most}" + (f" ({', '.join(fewer)})" if fewer else "")
             print(f"| {n} | " + " | ".join(cells) + f" | {seeds} |")
     print()
     targets(err, sec, functions)
@@ -467,50 +471,61 @@ def targets(err, sec, functions):
         )
 
 
+def geometric_mean(values):
+    return float(np.exp(np.mean(np.log(values))))
+
+
 def tune_report(out):
-    """Geometric-mean error of each grad_weight over the tune records, and its
-    ratio to the best value's, per size and over all."""
+    """Geometric-mean test error of each grad_weight, per size (over the
+    (function, seed) fits that every value run at that size has), over the sizes
+    that every value ran ("all"), and per function over those."""
     records = load(out)
-    by = {}
+    by = {}  # (method, token) -> {(function, n, seed): record}
     for (name, n, seed, method, token), r in records.items():
         if method.endswith("+grad") and token is not None:
             by.setdefault((method, token), {})[name, n, seed] = r
     for method in sorted({m for m, _ in by}):
-        tokens = [t for m, t in by if m == method]
-        common = set.intersection(*(set(by[method, t]) for t in tokens))
-        sizes = sorted({k[1] for k in common})
+        tokens = sorted(
+            (t for m, t in by if m == method), key=lambda t: grad_weight_value(t, 8)
+        )
+        sizes = sorted({k[1] for t in tokens for k in by[method, t]})
+        common = {}  # n -> (tokens run at n, the keys they all have)
+        for n in sizes:
+            run = [t for t in tokens if any(k[1] == n for k in by[method, t])]
+            keys = set.intersection(
+                *({k for k in by[method, t] if k[1] == n} for t in run)
+            )
+            common[n] = (run, keys)
+        full = [n for n in sizes if len(common[n][0]) == len(tokens)]
+        all_keys = [k for n in full for k in common[n][1]]
+        functions = sorted({k[0] for k in all_keys})
         print(
-            f"\n{method}: geometric-mean relative RMSE over "
-            f"{len(common)} (function, n, seed) fits per grad_weight\n"
+            f"\n{method}: geometric-mean relative RMSE per grad_weight; fits per "
+            + ", ".join(f"n={n}: {len(common[n][1])}" for n in sizes)
+            + "\n"
         )
         print(
             "| grad_weight | "
             + " | ".join(f"n={n}" for n in sizes)
-            + " | all | seconds (mean) |"
+            + f" | all (n <= {max(full)}) | "
+            + " | ".join(functions)
+            + " | seconds (mean, all) |"
         )
-        print("|---|" + "---:|" * (len(sizes) + 2))
-        for t in sorted(tokens, key=lambda t: grad_weight_value(t, 8)):
-            row = []
-            for n in sizes + [None]:
-                keys = [k for k in common if n is None or k[1] == n]
-                row.append(
-                    np.exp(
-                        np.mean([np.log(by[method, t][k]["rel_rmse"]) for k in keys])
-                    )
-                )
-            secs = np.mean([by[method, t][k]["seconds"] for k in common])
-            print(
-                f"| {t} | " + " | ".join(f"{e:.3e}" for e in row) + f" | {secs:.2f} |"
-            )
-        for name in sorted({k[0] for k in common}):
-            keys = [k for k in common if k[0] == name]
-            best = min(
-                tokens,
-                key=lambda t: np.mean(
-                    [np.log(by[method, t][k]["rel_rmse"]) for k in keys]
-                ),
-            )
-            print(f"  best on {name}: {best}")
+        print("|---|" + "---:|" * (len(sizes) + len(functions) + 2))
+        for t in tokens:
+            errors = {k: r["rel_rmse"] for k, r in by[method, t].items()}
+            cells = [
+                format(geometric_mean([errors[k] for k in common[n][1]]), ".3e")
+                if t in common[n][0]
+                else "—"
+                for n in sizes
+            ]
+            cells.append(format(geometric_mean([errors[k] for k in all_keys]), ".3e"))
+            for name in functions:
+                mine = [errors[k] for k in all_keys if k[0] == name]
+                cells.append(format(geometric_mean(mine), ".3e"))
+            secs = np.mean([by[method, t][k]["seconds"] for k in all_keys])
+            print(f"| {t} | " + " | ".join(cells) + f" | {secs:.2f} |")
 
 
 def default_methods():
