@@ -5,6 +5,7 @@ Oracles: ``torch.func`` Jacobians of the network in its inputs and parameters,
 differences of ``predict``.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -189,6 +190,42 @@ def test_kaufman_factor_of_the_stacked_rows_is_the_exact_matrix_at_zero_residual
     mu = gauss_newton._DAMPING * float(dense.diagonal().mean())
     K = L @ L.T - mu * torch.eye(theta.numel(), dtype=torch.float64)
     torch.testing.assert_close(K, dense, rtol=1e-6, atol=1e-9)
+
+
+def test_slimtrain_step_with_derivatives_hand_written_equals_autograd():
+    import copy
+
+    from sk_slim.training import make_slimtik, slimtrain_step
+
+    problem, (X, C, G, weight, sample_weight) = _problem(missing=True)
+    derivatives = DerivativeData(G, weight)
+    results = []
+    for generic in (False, True):
+        net = copy.deepcopy(problem.net)
+        slimtik = make_slimtik(net.augmented_head.detach().clone(), memory_depth=2)
+        optimizer = torch.optim.SGD(net.feature_extractor.parameters(), lr=0.1)
+        context = torch_func_only() if generic else contextlib.nullcontext()
+        with context:
+            losses = [
+                float(
+                    slimtrain_step(
+                        net,
+                        optimizer,
+                        slimtik,
+                        X[rows],
+                        C[rows],
+                        sample_weight[rows],
+                        derivatives=derivatives.on_rows(rows),
+                    )
+                )
+                for rows in (slice(0, 5), slice(4, 9), slice(0, 9))
+            ]
+        theta = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+        results.append((losses, theta, net.augmented_head.clone()))
+    (loss_a, theta_a, head_a), (loss_b, theta_b, head_b) = results
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-10)
+    torch.testing.assert_close(theta_a, theta_b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(head_a, head_b, rtol=1e-10, atol=1e-12)
 
 
 def _dense_residual(problem, head_alpha):

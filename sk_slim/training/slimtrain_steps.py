@@ -20,7 +20,7 @@ import torch
 from ..rows import LOCAL_ROWS
 from .derivative_data import augment_stacked
 from .head import features_of, ridge_head
-from .input_derivatives import stacked_features
+from .input_derivatives import NetworkStackedMaps, stacked_features
 from .linearization import NetworkLinearization, hand_written
 
 __all__ = ["half_mse", "lsgd_epoch", "slimtrain_epoch", "slimtrain_step"]
@@ -100,6 +100,12 @@ def slimtrain_step(
     loss : Tensor of shape ()
         The batch loss with the updated head (detached).
     """
+    if derivatives is not None and hand_written(net.feature_extractor):
+        loss = _hand_written_derivative_step(
+            net, slimtik, X, C, sample_weight, derivatives, rows
+        )
+        optimizer.step()
+        return loss
     if derivatives is not None:
         n = len(X)
         Z = augment_stacked(
@@ -204,12 +210,35 @@ def _hand_written_step(net, params, slimtik, X, C, sample_weight, rows):
     )
 
 
-def _step_on_features(net, slimtik, C, sample_weight, Z, pull_back, rows):
+@torch.no_grad()
+def _hand_written_derivative_step(net, slimtik, X, C, sample_weight, derivatives, rows):
+    """:func:`slimtrain_step` with derivative rows for the networks sk_slim builds:
+    the stacked features and their adjoint written by hand
+    (``input_derivatives.py``). Leaves the gradient in ``p.grad``."""
+    params = list(net.feature_extractor.parameters())
+    theta = torch.cat([p.reshape(-1) for p in params])
+    maps = NetworkStackedMaps(net.feature_extractor, theta, X, derivatives.n_columns)
+    weight = derivatives.stack_weights(sample_weight, len(X)).to(X.dtype)
+    C = derivatives.stack_targets(C)
+    return _step_on_features(
+        net, slimtik, C, weight, maps.output, maps.adjoint, rows, n_values=len(X)
+    )
+
+
+def _step_on_features(
+    net, slimtik, C, sample_weight, Z, pull_back, rows, n_values=None
+):
     """The head's slimTik update on the batch's features ``Z``, then the loss's
     gradient in ``p.grad``: its cotangent on ``Z`` pulled back to the extractor's
-    parameters by ``pull_back`` (flat). Returns the loss."""
-    net.set_head(slimtik.update(net.augment(Z), C, sample_weight, rows))
-    R = net.head(Z) - C  # (n, c)
+    parameters by ``pull_back`` (flat). Returns the loss. With ``n_values``,
+    the rows of ``Z`` below the first ``n_values`` are derivative rows (no
+    bias)."""
+    Z_augmented = net.augment(Z) if n_values is None else augment_stacked(Z, n_values)
+    net.set_head(slimtik.update(Z_augmented, C, sample_weight, rows))
+    if n_values is None:
+        R = net.head(Z) - C  # (n, c)
+    else:
+        R = Z_augmented @ net.augmented_head.to(Z.dtype) - C
     n_samples = slimtik.batch_samples  # over all processes' rows
     gradient = pull_back(_loss_cotangent(net, R, sample_weight, n_samples))
     loss = half_mse(R, sample_weight, n_samples)
