@@ -29,11 +29,13 @@ Set-up:
   in SMT's documentation; ``GEKPLS-d``: d extra points per run, the most
   accurate setting on the tune half and the slowest); each up to the n of
   :data:`MAX_N`.
-- One record per (function, n, seed, method, grad_weight) appended to ``--out``
-  as it is done (records already there are skipped: a rerun resumes);
-  ``--report`` prints the tables of ``gradient_results.md``, ``--tune-report``
-  the grad_weight table. ``--grad-weight`` sets ``grad_weight`` on the
-  ``+grad`` methods (several values: a sweep; ``1/d`` is 1/n_features).
+- One record per (function, n, seed, method, grad_weight, sk_slim commit)
+  appended to ``--out`` as it is done (records already there from the same
+  commit are skipped: a rerun resumes; another commit's are kept, and run
+  again); ``--report`` prints the tables of ``gradient_results.md``,
+  ``--tune-report`` the grad_weight table. ``--grad-weight`` sets
+  ``grad_weight`` on the ``+grad`` methods (several values: a sweep; ``1/d``
+  is 1/n_features).
 
 Run from the repository root (one process, one thread, low priority)::
 
@@ -45,8 +47,13 @@ Run from the repository root (one process, one thread, low priority)::
     .venv/bin/python benchmarks/bench_gradients.py --half report --report
 
 With ``--report``, ``--grad-weight`` picks the ``+grad`` runs at that value where
-there are any (the others at the defaults). ``gradient_results.md`` has the
-command lines of its runs, which ran sk_slim from an exported commit.
+there are any (the others at the defaults); ``METHOD=VALUE`` tokens pick a value
+per method. With ``--report`` or ``--tune-report``, ``--sk-slim COMMIT`` takes the
+``+grad`` methods' records of that sk_slim commit only (the others, whose fits
+the derivative code does not touch, from any commit); without it, the last
+record of each (function, n, seed, method, grad_weight) whatever its commit.
+``gradient_results.md`` has the command lines of its runs, which ran sk_slim from
+an exported commit.
 """
 
 import argparse
@@ -253,9 +260,12 @@ def grad_weight_value(token, d):
 
 
 def done_keys(out):
+    """The (key, sk_slim commit) of each record in ``out``."""
     if not out.exists():
         return set()
-    return {key_of(json.loads(line)) for line in out.read_text().splitlines()}
+    return {
+        (key_of(r), r["sk_slim"]) for r in map(json.loads, out.read_text().splitlines())
+    }
 
 
 def key_of(r):
@@ -303,7 +313,7 @@ def run(half, functions, sizes, seeds, methods, grad_weights, out):
                         if method.endswith("+grad") and grad_weights:
                             tokens = grad_weights
                         for token in tokens:
-                            if (name, n, seed, method, token) in done:
+                            if ((name, n, seed, method, token), commit) in done:
                                 continue
                             weight = None
                             if token is not None:
@@ -338,11 +348,18 @@ def run(half, functions, sizes, seeds, methods, grad_weights, out):
 # ----------------------------------------------------------------- the tables
 
 
-def load(out):
-    """The last record of each key."""
+def load(out, grad_commit=None):
+    """The last record of each key; with ``grad_commit``, the ``+grad``
+    methods' records of that sk_slim commit only."""
     records = {}
     for line in out.read_text().splitlines():
         r = json.loads(line)
+        if (
+            grad_commit
+            and r["method"].endswith("+grad")
+            and r["sk_slim"] != grad_commit
+        ):
+            continue
         records[key_of(r)] = r
     return records
 
@@ -350,11 +367,16 @@ def load(out):
 def medians(records, field="rel_rmse", grad_weight=None):
     """{(function, n, method): median over seeds of ``field``}, and the seeds
     behind each: runs at the defaults, except that a ``+grad`` method with runs
-    at ``grad_weight`` (a ``--grad-weight`` token) is taken at it."""
-    weighted = {k[3] for k in records if k[4] is not None and k[4] == grad_weight}
+    at its ``grad_weight`` (a ``--grad-weight`` token, or a dict of them by
+    method) is taken at it."""
+    if not isinstance(grad_weight, dict):
+        grad_weight = {k[3]: grad_weight for k in records}
+    weighted = {
+        k[3] for k in records if k[4] is not None and k[4] == grad_weight.get(k[3])
+    }
     cells = {}
     for (name, n, _seed, method, token), r in records.items():
-        if token == (grad_weight if method in weighted else None):
+        if token == (grad_weight.get(method) if method in weighted else None):
             cells.setdefault((name, n, method), []).append(r[field])
     return {k: float(np.median(v)) for k, v in cells.items()}, {
         k: len(v) for k, v in cells.items()
@@ -365,8 +387,8 @@ def fmt(x, spec=".2e"):
     return "—" if x is None else format(x, spec)
 
 
-def report(out, grad_weight=None):
-    records = load(out)
+def report(out, grad_weight=None, grad_commit=None):
+    records = load(out, grad_commit)
     err, count = medians(records, grad_weight=grad_weight)
     sec, _ = medians(records, "seconds", grad_weight)
     functions = [f for f in gf.FUNCTIONS if any(k[0] == f for k in err)]
@@ -475,11 +497,11 @@ def geometric_mean(values):
     return float(np.exp(np.mean(np.log(values))))
 
 
-def tune_report(out):
+def tune_report(out, grad_commit=None):
     """Geometric-mean test error of each grad_weight, per size (over the
     (function, seed) fits that every value run at that size has), over the sizes
     that every value ran ("all"), and per function over those."""
-    records = load(out)
+    records = load(out, grad_commit)
     by = {}  # (method, token) -> {(function, n, seed): record}
     for (name, n, seed, method, token), r in records.items():
         if method.endswith("+grad") and token is not None:
@@ -549,6 +571,12 @@ def main():
         help="grad_weight of the +grad methods ('1/d': 1/n_features)",
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--sk-slim",
+        dest="grad_commit",
+        help="with --report/--tune-report: the +grad methods' records of this "
+        "sk_slim commit only",
+    )
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--tune-report", action="store_true")
     args = parser.parse_args()
@@ -558,11 +586,16 @@ def main():
     if wrong:
         parser.error(f"not in the {args.half} half: {wrong}")
     if args.report:
-        if args.grad_weights and len(args.grad_weights) > 1:
-            parser.error("--report takes one --grad-weight")
-        report(out, args.grad_weights[0] if args.grad_weights else None)
+        tokens = args.grad_weights or []
+        per_method = dict(t.split("=", 1) for t in tokens if "=" in t)
+        if per_method and len(per_method) != len(tokens):
+            parser.error("--report takes one --grad-weight, or METHOD=VALUE tokens")
+        if not per_method and len(tokens) > 1:
+            parser.error("--report takes one --grad-weight, or METHOD=VALUE tokens")
+        grad_weight = per_method or (tokens[0] if tokens else None)
+        report(out, grad_weight, args.grad_commit)
     elif args.tune_report:
-        tune_report(out)
+        tune_report(out, args.grad_commit)
     else:
         torch.set_num_threads(1)
         run(
