@@ -189,8 +189,9 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
     grad_weight : float, default=1.0
         With derivative data (``fit``'s ``y_grad``): the weight of each
         derivative residual relative to a value residual, on the network's
-        scale (inputs as encoded, targets standardized). Measurements: the
-        user guide.
+        scale (inputs as encoded, targets standardized). 1 had the lowest
+        error on the benchmark's tune half of exact simulator gradients
+        (0.3-100 within 1.18 times; the user guide).
 
     Attributes
     ----------

