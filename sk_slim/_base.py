@@ -61,6 +61,7 @@ class _ValidationSplit:
     weight: np.ndarray | None  # (n_val,)
     y_all: np.ndarray  # all processes' y, what the score is of
     weight_all: np.ndarray | None
+    derivatives: object = None  # their DerivativeData, scored with the values
 
 
 @dataclass(frozen=True)
@@ -372,12 +373,12 @@ class _BaseSeparable(
         seed) and keeps its share of the training and the validation rows.
         """
         y_fit = y
-        X_val = y_val = weight_val = None
+        X_val = y_val = weight_val = G_val = None
         if self._early_stopping and not incremental:
             more = () if G is None else (G,)
             split = rows.agreed(self._validation_split, X, y2d, sample_weight, *more)
             X, X_val, y2d, y_val, sample_weight, weight_val = split[:6]
-            G = None if G is None else split[6]
+            G, G_val = (None, None) if G is None else split[6:8]
         # Zero-weight rows carry nothing; dropping them keeps every mini-batch's
         # weights summing to > 0 and makes weights act exactly as repetitions.
         keep = sample_weight > 0
@@ -414,6 +415,7 @@ class _BaseSeparable(
                 weight_val,
                 _gather_rows(rows, y_val),
                 _gather_rows(rows, weight_val),
+                None if G_val is None else self._derivative_data(G_val),
             )
         return _Fit(data, validation, X_given, y_fit, incremental, round(n_rows))
 

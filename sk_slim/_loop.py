@@ -20,6 +20,8 @@ import sklearn
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from .training import held_out_stacked_r2
+
 __all__ = []
 
 # A divergent epoch is retried this many times with half the step.
@@ -299,6 +301,19 @@ class _EpochLoopMixin:
         if self.validation_scores_ is None or validation is None:
             return None
         trainer.solve_head()
+        if validation.derivatives is not None:  # values and derivatives together
+            score = held_out_stacked_r2(
+                self._net_on_device(trainer.net),
+                self._to_tensor(validation.X),
+                self._to_tensor((validation.y - self._y_mean) / self._y_scale),
+                validation.derivatives,
+                None
+                if validation.weight is None
+                else self._to_tensor(validation.weight),
+                fit.data.rows,
+            )
+            self.validation_scores_.append(score)
+            return score
         scores = self._predict_scaled(trainer.net, validation.X)
         scores = _gather_rows(fit.data.rows, scores)
         score = self._validation_score(validation.y_all, scores, validation.weight_all)

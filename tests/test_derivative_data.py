@@ -23,6 +23,7 @@ from sk_slim.training import (
     DerivativeData,
     DerivativeReducedProblem,
     head_posterior,
+    held_out_stacked_r2,
     input_derivatives,
     solve_head,
 )
@@ -473,6 +474,33 @@ def test_return_grad_is_nan_for_categorical_and_missing_inputs():
     assert grad.shape == (3, 5)
     assert np.isnan(grad[:, 4]).all() and np.isnan(grad[0, 1])
     assert np.isfinite(grad[1:, :4]).all()
+
+
+def test_held_out_stacked_r2_equals_the_numpy_formula():
+    problem, (X, C, G, weight, sample_weight) = _problem()
+    net = problem.net
+    solve_head(net, X, C, sample_weight, 0.01, derivatives=DerivativeData(G, weight))
+    score = held_out_stacked_r2(net, X, C, DerivativeData(G, weight), sample_weight)
+    Z, T, w = _numpy_stacked(problem)
+    residual = Z @ net.augmented_head.numpy() - T
+    n, sst = len(X), 0.0
+    for block in (slice(0, n), slice(n, 2 * n), slice(2 * n, 3 * n)):
+        mean = np.average(T[block], axis=0, weights=w[block])
+        sst += (w[block, None] * (T[block] - mean) ** 2).sum()
+    expected = 1 - (w[:, None] * residual**2).sum() / sst
+    assert score == pytest.approx(expected, rel=1e-10)
+
+
+def test_early_stopping_scores_held_out_values_and_derivatives():
+    X, y, G = _data(60, d=4)
+    model = GNvproRegressor(max_iter=4, random_state=0).fit(X, y, y_grad=G)
+    values_only = GNvproRegressor(max_iter=4, random_state=0).fit(X, y)
+    assert len(model.validation_scores_) == model.n_iter_
+    # Another score than the values' R^2 of the same kind of fit.
+    assert model.validation_scores_[0] != pytest.approx(
+        values_only.validation_scores_[0], rel=1e-3
+    )
+    assert all(score <= 1 for score in model.validation_scores_)
 
 
 def test_missing_derivative_entries_are_left_out():

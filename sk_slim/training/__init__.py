@@ -4,7 +4,11 @@ Each algorithm is a trainer (:class:`Trainer`): slimTrain
 (:class:`SlimTrainTrainer`) and GNvpro (:class:`GNvproTrainer`).
 """
 
-from .derivative_data import DerivativeData, DerivativeReducedProblem
+from .derivative_data import (
+    DerivativeData,
+    DerivativeReducedProblem,
+    held_out_stacked_r2,
+)
 from .gnvpro import GNvproConfig, GNvproState, GNvproTrainer, gnvpro_step
 from .gnvpro_logistic import ReducedLogisticProblem
 from .head import (
@@ -41,6 +45,7 @@ __all__ = [
     "gnvpro_step",
     "half_mse",
     "head_posterior",
+    "held_out_stacked_r2",
     "input_derivatives",
     "held_out_noise",
     "lsgd_epoch",

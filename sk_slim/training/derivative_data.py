@@ -21,7 +21,12 @@ from .input_derivatives import stacked_feature_maps, stacked_features
 from .linearization import hand_written
 from .reduced import _DTYPE, ReducedProblem
 
-__all__ = ["DerivativeData", "DerivativeReducedProblem", "augment_stacked"]
+__all__ = [
+    "DerivativeData",
+    "DerivativeReducedProblem",
+    "augment_stacked",
+    "held_out_stacked_r2",
+]
 
 
 @dataclass(frozen=True)
@@ -252,3 +257,52 @@ class DerivativeReducedProblem(ReducedProblem):
                 phi, maps = self.extractor_features(theta), None
         self.work_units += 1 + n_columns
         return self._augment(phi.detach()).to(_DTYPE), maps
+
+
+@torch.no_grad()
+def held_out_stacked_r2(net, X, C, derivatives, sample_weight=None, rows=LOCAL_ROWS):
+    """The R^2 of held-out values and derivatives together: what early stopping
+    scores with derivative data.
+
+    ``1 - SSE / SST`` over the stacked rows on the network's scale, each row
+    weighted as in the loss (``w_i``, and ``w_i v_ij`` for a derivative row);
+    ``SST`` about each block's weighted mean (the values', and each input's
+    derivatives', per output). With few held-out samples the derivatives carry
+    most of what they say about the fit: ``d`` observations per sample.
+
+    Parameters
+    ----------
+    net : SeparableNet
+        The network (in eval mode), its head solved.
+    X : Tensor of shape (n, d)
+        Held-out inputs, encoded.
+    C : Tensor of shape (n, c)
+        Their standardized targets.
+    derivatives : DerivativeData
+        Their derivatives.
+    sample_weight : Tensor of shape (n,), default=None
+        Their weights.
+    rows : RowGroup, default=LOCAL_ROWS
+        Where the held-out rows are: sums run over all processes' rows.
+
+    Returns
+    -------
+    float
+        The score; 1 for a perfect fit (0 where the targets are constant and
+        the fit is not).
+    """
+    n, q = len(X), derivatives.n_columns
+    Z = derivatives.augmented_features(net, X).to(_DTYPE)
+    T = derivatives.stack_targets(C).to(_DTYPE)
+    w = derivatives.stack_weights(sample_weight, n).to(_DTYPE)[:, None]
+    residual = Z @ net.augmented_head.to(_DTYPE) - T
+    blocks = [slice(k * n, (k + 1) * n) for k in range(1 + q)]
+    mass = torch.stack([w[b].sum() for b in blocks])
+    first = torch.stack([(w[b] * T[b]).sum(dim=0) for b in blocks])
+    second = torch.stack([(w[b] * T[b] ** 2).sum(dim=0) for b in blocks])
+    sse, mass, first, second = rows.sum((w * residual**2).sum(), mass, first, second)
+    present = mass > 0
+    sst = (second[present] - first[present] ** 2 / mass[present, None]).sum()
+    if sst <= 0:
+        return float(sse == 0)
+    return float(1.0 - sse / sst)
