@@ -414,7 +414,9 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
             weighted ``grad_weight`` in standardized units; the head stays an
             exact ridge solve over the stacked rows. NaN marks a missing entry
             (an entry missing for one output drops that derivative for all);
-            categorical columns take NaN. Early stopping scores the values.
+            categorical columns take NaN. Early stopping then scores the
+            held-out values and derivatives together (``validation_scores_``:
+            the R^2 of both, weighted as in the loss).
             Routed through ``Pipeline`` and ``GridSearchCV`` as a fit
             parameter (metadata routing: ``set_fit_request(y_grad=True)``).
 

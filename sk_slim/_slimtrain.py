@@ -339,7 +339,9 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
             Derivative data, ``d y / d X``, as in
             :meth:`GNvproRegressor.fit <sk_slim.GNvproRegressor.fit>`: each
             mini-batch's slimTik update and loss take its rows' derivative
-            rows too. Not with ``solver='lsgd'`` or ``mgrit_iterations``.
+            rows too, and early stopping scores the held-out values and
+            derivatives together. Not with ``solver='lsgd'`` or
+            ``mgrit_iterations``.
 
         Returns
         -------
