@@ -167,8 +167,14 @@ class _BaseSeparable(
         )
         classes = self._classes_of_all_ranks(y, classes, continuing, rows)
         y2d = rows.agreed(self._encode_fit_targets, y, continuing, classes)
+        if rows.distributed and len(set(rows.gather_objects(y_grad is None))) > 1:
+            raise ValueError(
+                "Pass y_grad on every rank of a data-parallel fit, or none."
+            )
         if y_grad is not None:
-            y_grad = self._encode_y_grad(X_given, y_grad, encoder, y2d.shape[1])
+            y_grad = rows.agreed(
+                self._encode_y_grad, X_given, y_grad, encoder, y2d.shape[1]
+            )
         sample_weight = self._weight_targets(y, sample_weight, incremental, rows)
         if rows.distributed:
             shapes = rows.gather_objects((X.shape[1], y2d.shape[1]))
@@ -367,7 +373,8 @@ class _BaseSeparable(
         return self.early_stopping
 
     def _make_fit(self, X, y, y2d, sample_weight, X_given, G, *, incremental, rows):
-        """Split off validation data, standardize targets, move tensors.
+        """Split off validation data, standardize targets, move tensors (``G``:
+        the encoded derivative data and its row weights, or None).
 
         In a data-parallel fit each rank splits its own rows (with the same
         seed) and keeps its share of the training and the validation rows.
@@ -375,16 +382,17 @@ class _BaseSeparable(
         y_fit = y
         X_val = y_val = weight_val = G_val = None
         if self._early_stopping and not incremental:
-            more = () if G is None else (G,)
+            more = () if G is None else G  # the derivatives and their weights
             split = rows.agreed(self._validation_split, X, y2d, sample_weight, *more)
             X, X_val, y2d, y_val, sample_weight, weight_val = split[:6]
-            G, G_val = (None, None) if G is None else split[6:8]
+            if G is not None:
+                G, G_val = split[6::2], split[7::2]
         # Zero-weight rows carry nothing; dropping them keeps every mini-batch's
         # weights summing to > 0 and makes weights act exactly as repetitions.
         keep = sample_weight > 0
         if not keep.all():
             X, y2d, sample_weight = X[keep], y2d[keep], sample_weight[keep]
-            G = None if G is None else G[keep]
+            G = None if G is None else tuple(part[keep] for part in G)
         mass, n_rows = rows.sum_floats(sample_weight.sum(), len(sample_weight))
         if mass < n_rows:
             # Weights are repetitions (integer weights act as repeated rows), but
@@ -421,7 +429,8 @@ class _BaseSeparable(
 
     def _validation_split(self, X, y2d, sample_weight, *more):
         """Hold out the validation rows (seeded, stratified where the
-        estimator stratifies; ``_validation_fraction`` of them)."""
+        estimator stratifies; ``_validation_fraction`` of them) of ``X``,
+        ``y2d``, ``sample_weight`` and the arrays in ``more``."""
         n_val = math.ceil(self._validation_fraction * len(X))
         if n_val < 2 or len(X) - n_val < 2:
             raise ValueError(

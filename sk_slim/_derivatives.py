@@ -9,6 +9,7 @@ input encoding's slope and by the target scale (the user guide's
 import numpy as np
 from sklearn.utils.validation import check_array
 
+from .preprocessing import _CLIP, as_table
 from .training import DerivativeData
 
 __all__ = []
@@ -18,8 +19,10 @@ class _DerivativesMixin:
     """The ``y_grad`` hooks of :class:`~sk_slim._base._BaseSeparable`."""
 
     def _encode_y_grad(self, X, y_grad, encoder, n_outputs):
-        """``y_grad`` as held -> (n, q, c): derivatives of the raw targets in
-        the encoded numeric inputs, NaN where missing."""
+        """``y_grad`` as held -> ``(G, factor)``: G (n, q, c) the derivatives
+        of the raw targets in the encoded numeric inputs, NaN where missing;
+        ``factor`` (n, q) each derivative row's weight factor. None without
+        numeric inputs."""
         G = check_array(
             y_grad,
             dtype=np.float64,
@@ -28,7 +31,7 @@ class _DerivativesMixin:
             ensure_all_finite="allow-nan",
             input_name="y_grad",
         )
-        slopes = encoder._input_slopes(X)  # (n, q)
+        slopes = input_slopes(encoder, X)  # (n, q)
         n, d = len(slopes), encoder.n_features_in_
         if G.ndim == 2 and n_outputs == 1:
             G = G[:, None, :]
@@ -44,17 +47,53 @@ class _DerivativesMixin:
                 "y_grad gives derivatives in categorical columns, which have "
                 "none; set those entries to NaN."
             )
-        # d y / d encoded = (d y / d raw) / (d encoded / d raw)
-        return (G[:, :, ~categorical] / slopes[:, None, :]).transpose(0, 2, 1)
+        if not slopes.shape[1]:
+            return None
+        # d y / d encoded = (d y / d raw) / (d encoded / d raw). A residual is
+        # weighed per unit of the centered, scaled input (scale_) before any
+        # clipping: (slope * scale)^2, 1 without clipping, < 1 in the clipped
+        # tails, whose derivatives the division blows up.
+        G = (G[:, :, ~categorical] / slopes[:, None, :]).transpose(0, 2, 1)
+        return G, (slopes * encoder.scale_) ** 2
 
-    def _derivative_data(self, G):
-        """Encoded derivatives (n, q, c) -> :class:`DerivativeData` on the
-        network's scale (standardized targets), rows missing any output
-        weighted zero."""
+    def _derivative_data(self, encoded):
+        """``(G, factor)`` from :meth:`_encode_y_grad` -> :class:`DerivativeData`
+        on the network's scale (standardized targets), rows missing any
+        output weighted zero."""
+        G, factor = encoded
         G = G / self._y_scale
-        observed = np.isfinite(G).all(axis=2)  # (n, q)
-        weight = self.grad_weight * observed
+        observed = np.isfinite(G).all(axis=2) & np.isfinite(factor)  # (n, q)
+        weight = np.where(observed, self.grad_weight * factor, 0.0)
         return DerivativeData(
             self._to_tensor(np.where(observed[..., None], G, 0.0)),
             self._to_tensor(weight),
         )
+
+
+def input_slopes(encoder, X):
+    """``d encoded / d raw`` of each numeric column of ``X``, per row.
+
+    Parameters
+    ----------
+    encoder : InputEncoder
+        Fitted.
+    X : {array-like, dataframe} of shape (n_samples, n_features)
+        Inputs as held.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_numeric)
+        The slope of the encoding of each numeric column; NaN where the value
+        is missing (imputed: it has no derivative).
+    """
+    columns = encoder._columns(as_table(X))
+    numeric, _ = encoder._split(columns)
+    if not numeric:
+        return np.empty((len(columns[0]), 0))
+    values = np.column_stack(numeric).astype(np.float64)
+    slopes = np.broadcast_to(1.0 / encoder.scale_, values.shape).copy()
+    if encoder.scaling == "robust-clip":  # x / sqrt(1 + (x / c)^2)
+        scaled = (values - encoder.center_) / encoder.scale_
+        slopes *= (1 + (scaled / _CLIP) ** 2) ** -1.5
+    slopes[np.isnan(values)] = np.nan
+    return slopes

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._derivatives import input_slopes
 from .networks import export_network
 from .preprocessing import InputTransform
-from .training import input_derivatives
+from .training import input_jacobian
 
 __all__ = []
 
@@ -21,7 +22,7 @@ class _InferenceMixin:
     """Inference of :class:`~sk_slim._base._BaseSeparable`; not for direct use."""
 
     def predict(self, X, return_std=False, return_grad=False):
-        """Predict with the separable network, optionally with a standard deviation.
+        """Predict, optionally with a standard deviation and the input gradient.
 
         Parameters
         ----------
@@ -81,9 +82,9 @@ class _InferenceMixin:
     def _input_gradient(self, net, X_given, X):
         """``d predict / d X`` in the user's units (see :meth:`predict`)."""
         encoder = self.input_encoder_
-        slopes = encoder._input_slopes(X_given)  # (n, q): d encoded / d raw
+        slopes = input_slopes(encoder, X_given)  # (n, q): d encoded / d raw
         with torch.no_grad():
-            _, D = input_derivatives(
+            _, D = input_jacobian(
                 net.feature_extractor, None, self._to_tensor(X), slopes.shape[1]
             )  # (q, n, m)
             dC = (D @ net.W).cpu().double().numpy()  # (q, n, c)

@@ -198,19 +198,6 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         out = np.hstack([b.astype(dtype, copy=False) for b in blocks])
         return out.reshape(len(columns[0]), -1)
 
-    def _input_slopes(self, X):
-        """``d encoded / d raw`` per row and numeric column; NaN where missing."""
-        columns = self._columns(as_table(X))
-        numeric, _ = self._split(columns)
-        if not numeric:
-            return np.empty((len(columns[0]), 0))
-        values = np.column_stack(numeric).astype(np.float64)
-        slopes = np.broadcast_to(1.0 / self.scale_, values.shape).copy()
-        if self.scaling == "robust-clip":  # x / sqrt(1 + (x / c)^2)
-            slopes *= (1 + ((values - self.center_) / self.scale_ / _CLIP) ** 2) ** -1.5
-        slopes[np.isnan(values)] = np.nan
-        return slopes
-
     def to_codes(self, X):
         """Give ``X`` as numbers: categorical columns as their category's code.
 

@@ -24,7 +24,7 @@ from sk_slim.training import (
     DerivativeReducedProblem,
     head_posterior,
     held_out_stacked_r2,
-    input_derivatives,
+    input_jacobian,
     solve_head,
 )
 from sk_slim.training.input_derivatives import (
@@ -76,7 +76,7 @@ def test_input_derivatives_equal_autograd(name):
     X = torch.randn(
         7, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64
     )
-    phi, D = input_derivatives(extractor, None, X, 2)
+    phi, D = input_jacobian(extractor, None, X, 2)
     torch.testing.assert_close(phi, extractor(X), rtol=1e-12, atol=1e-12)
     oracle = _oracle_input_jacobian(extractor, X)[:2]
     torch.testing.assert_close(D, oracle, rtol=1e-10, atol=1e-12)
@@ -399,7 +399,7 @@ def test_fitted_head_and_return_std_are_those_of_the_stacked_rows(Estimator):
     X_enc = torch.as_tensor(encoder.transform(X))
     G_enc = G * encoder.scale_ / model._y_scale  # d c / d x_encoded
     with torch.no_grad():
-        phi, D = input_derivatives(model.module_.feature_extractor, None, X_enc, 4)
+        phi, D = input_jacobian(model.module_.feature_extractor, None, X_enc, 4)
     n = len(X)
     Z = np.vstack(
         [
@@ -492,15 +492,83 @@ def test_held_out_stacked_r2_equals_the_numpy_formula():
 
 
 def test_early_stopping_scores_held_out_values_and_derivatives():
+    from sklearn.model_selection import train_test_split
+
     X, y, G = _data(60, d=4)
-    model = GNvproRegressor(max_iter=4, random_state=0).fit(X, y, y_grad=G)
-    values_only = GNvproRegressor(max_iter=4, random_state=0).fit(X, y)
-    assert len(model.validation_scores_) == model.n_iter_
-    # Another score than the values' R^2 of the same kind of fit.
-    assert model.validation_scores_[0] != pytest.approx(
-        values_only.validation_scores_[0], rel=1e-3
+    model = GNvproRegressor(max_iter=1, alpha_init=None, random_state=0)
+    model.fit(X, y, y_grad=G)
+    # The same held-out rows (12 of 60, seeded), scored independently.
+    X_enc = model.input_encoder_.transform(X)
+    encoded = model._encode_y_grad(X, G, model.input_encoder_, 1)
+    split = train_test_split(
+        X_enc,
+        y,
+        *encoded,
+        test_size=12,
+        random_state=np.random.RandomState(model._seed),
     )
-    assert all(score <= 1 for score in model.validation_scores_)
+    X_val, y_val, G_val, factor_val = split[1::2]
+    C_val = torch.as_tensor((y_val - model._y_mean) / model._y_scale)[:, None]
+
+    def score(G_held_out):
+        held_out = model._derivative_data((G_held_out, factor_val))
+        return held_out_stacked_r2(
+            model.module_, torch.as_tensor(X_val), C_val, held_out
+        )
+
+    assert model.validation_scores_ == [pytest.approx(score(G_val), rel=1e-10)]
+    shuffled = G_val[np.random.default_rng(0).permutation(len(G_val))]
+    assert score(shuffled) < score(G_val) - 0.1
+
+
+def test_zero_weight_samples_and_their_derivatives_are_no_samples(monkeypatch):
+    # The trainer gets the same rows and derivatives as from the kept samples
+    # alone (the fits themselves then agree up to amplified rounding).
+    from sk_slim.training import GNvproTrainer
+
+    seen = []
+    start = GNvproTrainer.start
+
+    def record(trainer, data, state=None):
+        seen.append(data)
+        return start(trainer, data, state)
+
+    monkeypatch.setattr(GNvproTrainer, "start", record)
+    X, y, G = _data(50, d=4)
+    weight = np.ones(len(X))
+    weight[::5] = 0.0
+    kept = weight > 0
+    options = {"early_stopping": False, "max_iter": 1, "random_state": 0}
+    GNvproRegressor(**options).fit(X, y, weight, y_grad=G)
+    GNvproRegressor(**options).fit(X[kept], y[kept], y_grad=G[kept])
+    weighted, subset = seen
+    assert len(weighted.X) == kept.sum()
+    torch.testing.assert_close(weighted.X, subset.X, rtol=1e-12, atol=1e-12)
+    for name in ("G", "weight"):
+        torch.testing.assert_close(
+            getattr(weighted.derivatives, name),
+            getattr(subset.derivatives, name),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+def test_a_failure_inside_a_fit_with_derivatives_leaves_the_model(monkeypatch):
+    import sk_slim._loop
+
+    X, y, G = _data(40, d=4)
+    model = GNvproRegressor(max_iter=3, random_state=0).fit(X, y, y_grad=G)
+    before = model.predict(X)
+    n_iter = model.n_iter_
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("scoring failed")
+
+    monkeypatch.setattr(sk_slim._loop, "held_out_stacked_r2", fail)
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        model.set_params(warm_start=True).fit(X, y, y_grad=G)
+    np.testing.assert_array_equal(model.predict(X), before)
+    assert model.n_iter_ == n_iter
 
 
 def test_missing_derivative_entries_are_left_out():
@@ -511,7 +579,7 @@ def test_missing_derivative_entries_are_left_out():
     model = GNvproRegressor(grad_weight=0.7)
     model._y_scale = np.ones(2)
     model._dtype, model.device_ = torch.float64, "cpu"
-    derivatives = model._derivative_data(G_nan.numpy())
+    derivatives = model._derivative_data((G_nan.numpy(), np.ones((9, 2))))
     dropped = weight.clone()
     dropped[2, 1] = 0.0
     torch.testing.assert_close(derivatives.weight, dropped)

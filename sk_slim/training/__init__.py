@@ -21,7 +21,7 @@ from .head import (
     solve_logistic_head,
     validated_logistic_head,
 )
-from .input_derivatives import input_derivatives, stacked_features
+from .input_derivatives import input_jacobian, stacked_features
 from .protocol import FitData, Trainer
 from .reduced import ReducedProblem
 from .slimtrain import SlimTrainConfig, SlimTrainState, SlimTrainTrainer, make_slimtik
@@ -45,14 +45,14 @@ __all__ = [
     "gnvpro_step",
     "half_mse",
     "head_posterior",
-    "held_out_stacked_r2",
-    "input_derivatives",
     "held_out_noise",
+    "held_out_stacked_r2",
+    "input_jacobian",
     "lsgd_epoch",
     "make_slimtik",
+    "ridge_head",
     "slimtrain_epoch",
     "slimtrain_step",
-    "ridge_head",
     "solve_head",
     "solve_logistic_head",
     "stacked_features",

@@ -261,10 +261,9 @@ class DerivativeReducedProblem(ReducedProblem):
 
 @torch.no_grad()
 def held_out_stacked_r2(net, X, C, derivatives, sample_weight=None, rows=LOCAL_ROWS):
-    """The R^2 of held-out values and derivatives together: what early stopping
-    scores with derivative data.
+    """Score held-out values and derivatives together by the R^2 of both.
 
-    ``1 - SSE / SST`` over the stacked rows on the network's scale, each row
+    What early stopping scores with derivative data: ``1 - SSE / SST`` over the stacked rows on the network's scale, each row
     weighted as in the loss (``w_i``, and ``w_i v_ij`` for a derivative row);
     ``SST`` about each block's weighted mean (the values', and each input's
     derivatives', per output). With few held-out samples the derivatives carry

@@ -31,7 +31,7 @@ from .linearization import _SLOPES, _activate, _layer_plan, hand_written
 __all__ = [
     "FuncStackedMaps",
     "NetworkStackedMaps",
-    "input_derivatives",
+    "input_jacobian",
     "stacked_feature_maps",
     "stacked_features",
 ]
@@ -45,7 +45,7 @@ _CURVATURES = {
 }
 
 
-def input_derivatives(extractor, params, X, n_columns):
+def input_jacobian(extractor, params, X, n_columns):
     """Compute ``phi(X)`` and its derivatives in the first ``n_columns`` inputs.
 
     Parameters
@@ -87,7 +87,7 @@ def stacked_features(extractor, params, X, n_columns):
     extractor : nn.Module
         The feature extractor.
     params : Tensor of shape (P,) or dict or None
-        Its parameters, as in :func:`input_derivatives`.
+        Its parameters, as in :func:`input_jacobian`.
     X : Tensor of shape (n, d)
         Inputs.
     n_columns : int
@@ -99,12 +99,20 @@ def stacked_features(extractor, params, X, n_columns):
         ``phi(X)``, then ``d phi / d x_j`` for ``j = 0 .. q-1``, each a block
         of ``n`` rows in the order of ``X``.
     """
-    phi, D = input_derivatives(extractor, params, X, n_columns)
+    phi, D = input_jacobian(extractor, params, X, n_columns)
     return torch.cat([phi, D.reshape(-1, phi.shape[1])])
 
 
 def _network_input_derivatives(extractor, theta, X, n_columns):
     """Input tangents propagated layer by layer (the module docstring)."""
+    x, T = _propagate_tangents(extractor, theta, X, n_columns)
+    return x, T.expand(n_columns, X.shape[0], x.shape[1])
+
+
+def _propagate_tangents(extractor, theta, X, n_columns, cache=None):
+    """``phi(X)`` and its input tangents ``T`` (q, n or 1, m) through a built-in
+    network; with ``cache`` (a list), each layer's quantities that
+    :class:`NetworkStackedMaps` differentiates are appended to it."""
     x = X
     # T[j] = d x / d x_j = e_j for every row: (q, 1, d), broadcast over the rows.
     T = torch.eye(X.shape[1], dtype=X.dtype, device=X.device)[:n_columns, None, :]
@@ -117,13 +125,31 @@ def _network_input_derivatives(extractor, theta, X, n_columns):
         a = torch.addmm(b, x, K.T)
         s = _activate(activation, a)
         Ta = T @ K.T  # (q, n or 1, out)
-        slope = _SLOPES[activation]
-        Ts = Ta if slope is None else slope(a, s) * Ta
+        slope = curvature = None
+        if _SLOPES[activation] is not None:
+            slope = _SLOPES[activation](a, s)
+            if cache is not None and _CURVATURES[activation] is not None:
+                curvature = _CURVATURES[activation](s, slope)
+        if cache is not None:
+            cache.append(
+                {
+                    "K": K,
+                    "shape": (out, inp),
+                    "step": step,
+                    "antisymmetric": antisymmetric,
+                    "x": x,
+                    "T": T,
+                    "Ta": Ta,
+                    "slope": slope,
+                    "curvature": curvature,
+                }
+            )
+        Ts = Ta if slope is None else slope * Ta
         if step is None:
             x, T = s, Ts
         else:
             x, T = x + step * s, T + step * Ts
-    return x, T.expand(n_columns, X.shape[0], x.shape[1])
+    return x, T
 
 
 def _func_input_derivatives(extractor, params, X, n_columns):
@@ -267,42 +293,10 @@ class NetworkStackedMaps:
 
     def __init__(self, extractor, theta, X, n_columns):
         self.theta = theta
-        self._n = X.shape[0]
+        self._n, self._q = X.shape[0], n_columns
         self._layers = []
-        x = X
-        T = torch.eye(X.shape[1], dtype=X.dtype, device=X.device)[:n_columns, None, :]
-        offset = 0
         with torch.no_grad():
-            for out, inp, step, antisymmetric, activation in _layer_plan(extractor):
-                W = theta[offset : offset + out * inp].view(out, inp)
-                b = theta[offset + out * inp : offset + out * inp + out]
-                offset += out * inp + out
-                K = W - W.T if antisymmetric else W
-                a = torch.addmm(b, x, K.T)
-                s = _activate(activation, a)
-                Ta = T @ K.T  # (q, n or 1, out)
-                slope = curvature = None
-                if _SLOPES[activation] is not None:
-                    slope = _SLOPES[activation](a, s)
-                    if _CURVATURES[activation] is not None:
-                        curvature = _CURVATURES[activation](s, slope)
-                layer = {
-                    "K": K,
-                    "shape": (out, inp),
-                    "step": step,
-                    "antisymmetric": antisymmetric,
-                    "x": x,
-                    "T": T,
-                    "Ta": Ta,
-                    "slope": slope,
-                    "curvature": curvature,
-                }
-                self._layers.append(layer)
-                Ts = Ta if slope is None else slope * Ta
-                if step is None:
-                    x, T = s, Ts
-                else:
-                    x, T = x + step * s, T + step * Ts
+            x, T = _propagate_tangents(extractor, theta, X, n_columns, self._layers)
         T = T.expand(n_columns, self._n, x.shape[1])
         self.output = torch.cat([x, T.reshape(-1, x.shape[1])])
 
@@ -362,7 +356,7 @@ class NetworkStackedMaps:
             ``dL / dtheta``, flat like ``theta``.
         """
         n = self._n
-        u, U = M[:n], M[n:].view(-1, n, M.shape[1])  # of x and of T
+        u, U = M[:n], M[n:].view(self._q, n, M.shape[1])  # of x and of T
         grads = []
         for index in reversed(range(len(self._layers))):
             layer = self._layers[index]

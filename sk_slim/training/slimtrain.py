@@ -208,6 +208,17 @@ class SlimTrainTrainer(Trainer):
         batch_mass = config.batch_size_for(len(data.X))
         if data.weight is not None:
             batch_mass *= float(data.weight.mean())
+        if data.derivatives is not None:
+            # The loss is a mean over the stacked rows: alpha / (2 stacked mass)
+            # keeps alpha / 2 ||theta||^2 the penalty of the summed loss (as
+            # DerivativeReducedProblem's).
+            rows_per_sample = 1.0 + data.derivatives.weight.sum(dim=1)
+            if data.weight is None:
+                batch_mass *= float(rows_per_sample.mean())
+            else:
+                batch_mass *= float(
+                    (data.weight * rows_per_sample).sum() / data.weight.sum()
+                )
         # Split rows: a step's batch is every process's batch together.
         batch_mass = data.rows.sum_floats(batch_mass)
         params = list(self.net.feature_extractor.parameters())
