@@ -54,7 +54,10 @@ class _DerivativesMixin:
         # clipping: (slope * scale)^2, 1 without clipping, < 1 in the clipped
         # tails, whose derivatives the division blows up.
         G = (G[:, :, ~categorical] / slopes[:, None, :]).transpose(0, 2, 1)
-        return G, (slopes * encoder.scale_) ** 2
+        factor = np.where(np.isnan(slopes), np.nan, 1.0)
+        if encoder.scaling == "robust-clip":
+            factor = (slopes * encoder.scale_) ** 2
+        return G, factor
 
     def _derivative_data(self, encoded):
         """``(G, factor)`` from :meth:`_encode_y_grad` -> :class:`DerivativeData`
