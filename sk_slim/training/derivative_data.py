@@ -263,10 +263,11 @@ class DerivativeReducedProblem(ReducedProblem):
 def held_out_stacked_r2(net, X, C, derivatives, sample_weight=None, rows=LOCAL_ROWS):
     """Score held-out values and derivatives together by the R^2 of both.
 
-    What early stopping scores with derivative data: ``1 - SSE / SST`` over the stacked rows on the network's scale, each row
-    weighted as in the loss (``w_i``, and ``w_i v_ij`` for a derivative row);
-    ``SST`` about each block's weighted mean (the values', and each input's
-    derivatives', per output). With few held-out samples the derivatives carry
+    What early stopping scores with derivative data: ``1 - SSE / SST`` over
+    the stacked rows on the network's scale, each row weighted as in the loss
+    (``w_i``, and ``w_i v_ij`` for a derivative row); ``SST`` about each
+    block's weighted mean (the values', and each input's derivatives', per
+    output). With few held-out samples the derivatives carry
     most of what they say about the fit: ``d`` observations per sample.
 
     Parameters
