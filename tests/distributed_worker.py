@@ -97,8 +97,18 @@ def run_case(case, rank, world_size):
     if case.get("zero_weight_on_rank") == rank:
         weight = weight.copy()
         weight[rows] = 0.0
+    fit_params = {}
+    if case.get("y_grad"):  # friedman1's exact gradient
+        G = np.zeros_like(X)
+        wave = 10 * np.pi * np.cos(np.pi * X[:, 0] * X[:, 1])
+        G[:, 0], G[:, 1] = wave * X[:, 1], wave * X[:, 0]
+        G[:, 2], G[:, 3], G[:, 4] = 40 * (X[:, 2] - 0.5), 10.0, 5.0
+        fit_params["y_grad"] = G[rows]
     estimator.fit(
-        X_rank, y_rank, sample_weight=None if weight is None else weight[rows]
+        X_rank,
+        y_rank,
+        sample_weight=None if weight is None else weight[rows],
+        **fit_params,
     )
     result = {
         "predict": estimator.predict(X_test),

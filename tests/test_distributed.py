@@ -112,6 +112,66 @@ CASES = {
         "tolerance": 1e-6,
         "return_std": True,
     },
+    # Derivative data (y_grad): the stacked rows split with their samples.
+    "gnvpro_full_grad": {
+        "estimator": "GNvproRegressor",
+        "n": 240,
+        "y_grad": True,
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            # One iteration, a fixed head ridge: with derivative rows GCV picks
+            # a head ridge near its floor, where the ranks' summation-order
+            # differences grow to 5e-4 in theta after one iteration (3e-6
+            # without the preconditioner); at 1e-3 they stay at 2e-8, and any
+            # sum over rows left out would show at O(1).
+            "max_iter": 1,
+            "head_alpha": 1e-3,
+            "curvature_fraction": None,
+            "krylov_max_iter": 200,
+            "krylov_tol": 1e-10,
+        },
+        "tolerance": 1e-7,
+        "return_std": True,
+    },
+    "slimtrain_full_grad": {
+        "estimator": "SlimTrainRegressor",
+        "n": 240,
+        "y_grad": True,
+        "params": {
+            **FULL_BATCH,
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 1000,
+            "max_iter": 10,
+        },
+        "return_std": True,
+    },
+    # Mini-batches on very uneven shards: the small rank takes empty batches.
+    "slimtrain_minibatch_uneven": {
+        "estimator": "SlimTrainRegressor",
+        "n": 400,
+        "fractions": [0.95, 0.05],
+        "params": {
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 16,
+            "max_iter": 5,
+            "early_stopping": True,
+            "random_state": 0,
+        },
+    },
+    "slimtrain_minibatch_grad": {
+        "estimator": "SlimTrainRegressor",
+        "n": 400,
+        "y_grad": True,
+        "fractions": [0.95, 0.05],
+        "params": {
+            "hidden_layer_sizes": (8, 8),
+            "batch_size": 16,
+            "max_iter": 5,
+            "early_stopping": True,
+            "random_state": 0,
+        },
+    },
     # The logistic head's ridge path, training and held-out rows both split.
     "logistic_head_path": {
         "function": "validated_logistic_head",
@@ -280,6 +340,8 @@ def test_logistic_head_path_on_two_ranks_equals_one_process(results):
         "slimtrain_full_weighted",
         "lsgd_full",
         "gnvpro_full",
+        "gnvpro_full_grad",
+        "slimtrain_full_grad",
     ],
 )
 def test_two_ranks_equal_one_process_on_full_batches(results, case):

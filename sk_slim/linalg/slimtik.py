@@ -305,7 +305,8 @@ class SlimTik:
         and decompose the memory Gram it will join."""
         n = Z.shape[0]
         Z = Z.to(_DTYPE)  # (n, p)
-        C = C.to(_DTYPE).reshape(n, -1)  # (n, c)
+        # (n, c); explicit c: an empty batch (a process with few rows) has n = 0.
+        C = C.to(_DTYPE).reshape(n, self.state.W.shape[1])
         if sample_weight is None:
             n_eff = Z.new_tensor(float(n))
         else:

@@ -371,7 +371,8 @@ class NetworkStackedMaps:
                     ga = ga + curvature * (U_s * layer["Ta"]).sum(dim=0)
             T = layer["T"].expand(-1, n, -1)
             q = T.shape[0]
-            dK = ga.T @ layer["x"] + gTa.reshape(q * n, -1).T @ T.reshape(q * n, -1)
+            out, inp = layer["shape"]  # explicit: q n may be 0 (an empty batch)
+            dK = ga.T @ layer["x"] + gTa.reshape(q * n, out).T @ T.reshape(q * n, inp)
             if layer["antisymmetric"]:
                 dK = dK - dK.T
             grads += [ga.sum(dim=0), dK.reshape(-1)]
