@@ -348,17 +348,11 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         self : SlimTrainRegressor
             The fitted estimator.
         """
-        if y_grad is not None and (
-            self.solver == "lsgd" or self.mgrit_iterations is not None
-        ):
-            raise ValueError(
-                "y_grad (derivative data) needs slimTrain's own steps: not "
-                "solver='lsgd' or mgrit_iterations."
-            )
+        self._check_derivative_solver(y_grad)
         return self._fit(X, y, sample_weight, incremental=False, y_grad=y_grad)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X, y, sample_weight=None, y_grad=None):
         """Run one slimTrain epoch over ``(X, y)``, continuing any previous state.
 
         The head stays the streaming slimTik head (no full-data solve), so memory
@@ -372,10 +366,24 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
             Its targets (standardized with the first chunk's mean and scale).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the chunk's rows.
+        y_grad : array-like of shape (n_samples, n_features) or \
+                (n_samples, n_outputs, n_features), default=None
+            The chunk's derivative data, as in :meth:`fit` (its derivatives
+            are standardized with the first chunk's target scale).
 
         Returns
         -------
         self : SlimTrainRegressor
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight, incremental=True)
+        self._check_derivative_solver(y_grad)
+        return self._fit(X, y, sample_weight, incremental=True, y_grad=y_grad)
+
+    def _check_derivative_solver(self, y_grad):
+        if y_grad is not None and (
+            self.solver == "lsgd" or self.mgrit_iterations is not None
+        ):
+            raise ValueError(
+                "y_grad (derivative data) needs slimTrain's own steps: not "
+                "solver='lsgd' or mgrit_iterations."
+            )
