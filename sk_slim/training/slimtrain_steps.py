@@ -117,12 +117,7 @@ def slimtrain_step(
             net.set_head(slimtik.update(Z.detach(), C, sample_weight, rows))
         R = Z @ net.augmented_head - C
         loss = half_mse(R, sample_weight, _denominator(slimtik, rows))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if rows.distributed:
-            loss = _sum_gradients(net, loss.detach(), rows)
-        optimizer.step()
-        return loss.detach()
+        return _step_on_loss(net, optimizer, loss, rows)
     if mgrit_iterations is not None:
         loss = _mgrit_step(net, slimtik, X, C, sample_weight, mgrit_iterations, rows)
         optimizer.step()
@@ -137,6 +132,13 @@ def slimtrain_step(
         head = slimtik.update(net.augment(Z.detach()), C, sample_weight, rows)
         net.set_head(head)
     loss = half_mse(net.head(Z) - C, sample_weight, _denominator(slimtik, rows))
+    return _step_on_loss(net, optimizer, loss, rows)
+
+
+def _step_on_loss(net, optimizer, loss, rows):
+    """Backpropagate ``loss`` (autograd), sum the gradient over the processes
+    when the rows are split, and take the optimizer's step; return the loss
+    (detached, summed)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if rows.distributed:
@@ -404,11 +406,7 @@ def lsgd_epoch(
         batch_mass = float(len(batch) if weight is None else weight.sum())
         batch_mass = rows.sum_floats(batch_mass)
         loss = half_mse(net.head(Z) - C[batch], weight, batch_mass)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if rows.distributed:
-            loss = _sum_gradients(net, loss.detach(), rows)
-        optimizer.step()
-        total = total + loss.detach() * batch_mass
+        loss = _step_on_loss(net, optimizer, loss, rows)
+        total = total + loss * batch_mass
         mass = mass + batch_mass
     return total / mass, alpha
