@@ -1,6 +1,7 @@
 """Full-data head solves for a separable network (the last step of every fit):
 ridge with GCV for least squares, logistic regression for cross-entropy."""
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -47,10 +48,17 @@ def features_of(net, X, chunk_size=16384):
     Z : Tensor of shape (n, m)
         The features, without the column of ones.
     """
+    with _eval_mode(net):
+        return torch.cat([net.features(chunk) for chunk in X.split(chunk_size)])
+
+
+@contextlib.contextmanager
+def _eval_mode(net):
+    """``net`` in eval mode inside, its own mode restored afterwards."""
     training = net.training
     net.eval()
     try:
-        return torch.cat([net.features(chunk) for chunk in X.split(chunk_size)])
+        yield net
     finally:
         net.train(training)
 
@@ -61,11 +69,8 @@ def _finite_augmented_features(net, X, rows=LOCAL_ROWS, derivatives=None):
     if derivatives is None:
         Z = net.augment(features_of(net, X))
     else:
-        training = net.training
-        try:
-            Z = derivatives.augmented_features(net.eval(), X)
-        finally:
-            net.train(training)
+        with _eval_mode(net):
+            Z = derivatives.augmented_features(net, X)
     if not rows.all(torch.isfinite(Z).all()):
         raise FloatingPointError("The learned features are not finite.")
     return Z
