@@ -16,7 +16,14 @@ from .logistic import (
     softmax_jacobian_product,
 )
 from .slimtik import SlimTik, SlimTikState
-from .tikhonov import GCVResult, TikhonovSVD, gcv, tikhonov_factor, tikhonov_svd
+from .tikhonov import (
+    GCVResult,
+    TikhonovSVD,
+    gcv,
+    streamed_tikhonov_factor,
+    tikhonov_factor,
+    tikhonov_svd,
+)
 
 __all__ = [
     "GCVResult",
@@ -35,6 +42,7 @@ __all__ = [
     "lsqr",
     "softmax_jacobian_product",
     "steihaug_cg",
+    "streamed_tikhonov_factor",
     "tikhonov_factor",
     "tikhonov_svd",
 ]

@@ -16,7 +16,14 @@ from torch import Tensor
 
 from ..rows import LOCAL_ROWS
 
-__all__ = ["GCVResult", "TikhonovSVD", "gcv", "tikhonov_factor", "tikhonov_svd"]
+__all__ = [
+    "GCVResult",
+    "TikhonovSVD",
+    "gcv",
+    "streamed_tikhonov_factor",
+    "tikhonov_factor",
+    "tikhonov_svd",
+]
 
 # Head algebra runs in float64 whatever the network's dtype: the SVD route copes
 # with the tiny ridge weights of near noise-free surrogates, float32 does not.
@@ -31,17 +38,18 @@ class TikhonovSVD:
 
     Attributes
     ----------
-    U : Tensor of shape (n, q)
+    U : Tensor of shape (n, q) or None
         Left singular vectors of ``sqrt(w) * Z`` with non-negligible singular
-        values.
+        values; None when the rows were streamed
+        (:func:`streamed_tikhonov_factor`).
     s : Tensor of shape (q,)
         The kept singular values, descending.
     Vh : Tensor of shape (q, p)
         Right singular vectors (rows).
     UtC : Tensor of shape (q, c)
         ``U.T @ (sqrt(w) * C)``: the targets in the singular basis.
-    C : Tensor of shape (n, c)
-        The row-weighted targets ``sqrt(w) * C``.
+    C : Tensor of shape (n, c) or None
+        The row-weighted targets ``sqrt(w) * C``; None when streamed.
     n_samples : float
         Effective number of samples: ``n``, or ``sum(sample_weight)``.
     perp : Tensor of shape () or None
@@ -323,6 +331,69 @@ def _tsqr_factor(Z, C, n_samples, rcond, rows):
     U = Q @ U_stack[rows.rank * p : (rows.rank + 1) * p]  # this process's rows
     perp = rows.sum(((C - U @ UtC) ** 2).sum())
     return TikhonovSVD(U, s, Vh, UtC, C, n_samples, perp)
+
+
+def streamed_tikhonov_factor(blocks, n_samples, *, rcond=None, rows=LOCAL_ROWS):
+    """:func:`tikhonov_factor` of rows that arrive in blocks, in bounded memory.
+
+    The features of many rows need not exist at once: each block ``[Z_k, C_k]``
+    is folded into the triangular factor of the augmented matrix ``[Z, C]``
+    (a sequential tall-skinny QR; Demmel, Grigori, Hoemmen, Langou 2012), whose
+    blocks are ``R`` (the features' factor), ``Q^T C`` and ``T``, the factor of
+    the targets' part outside the features' span, so that
+    ``||(I - U U^T) C||_F^2 = ||T||_F^2`` without cancellation. The SVD of ``R``
+    is then that of ``Z``: the same singular values, right vectors and
+    projected targets as :func:`tikhonov_factor`, in ``O((p + c)^2)`` memory
+    beyond one block.
+
+    Parameters
+    ----------
+    blocks : iterable of (Tensor of shape (m, p), Tensor of shape (m, c))
+        The row-weighted features ``sqrt(w) * Z`` and targets ``sqrt(w) * C``
+        of successive blocks of rows (float64).
+    n_samples : float
+        Effective number of samples of this process's rows: ``n``, or the sum
+        of their weights.
+    rcond : float, default=None
+        As in :func:`tikhonov_factor`; the default counts all processes' rows.
+    rows : RowGroup, default=LOCAL_ROWS
+        When the rows are split over processes, each folds its own blocks and
+        the factors of all are combined by one more QR.
+
+    Returns
+    -------
+    factors : TikhonovSVD
+        Without ``U`` and ``C`` (None): everything but the per-row quantities.
+    """
+    factor, n_rows = None, 0
+    for Z, C in blocks:
+        n_rows += Z.shape[0]
+        block = torch.cat([Z, C.reshape(Z.shape[0], -1)], dim=1).to(_DTYPE)
+        factor = block if factor is None else torch.cat([factor, block])
+        factor = _square_r(factor)
+    if factor is None:
+        raise ValueError("streamed_tikhonov_factor needs at least one block.")
+    if rows.distributed:
+        factor = _square_r(torch.cat(rows.gather(factor)))
+    p = Z.shape[1]
+    U_r, s, Vh = torch.linalg.svd(factor[:p, :p])
+    n_total, n_samples = rows.sum_floats(n_rows, n_samples)
+    if rcond is None:
+        rcond = torch.finfo(_DTYPE).eps * max(n_total, p)
+    keep = s > rcond * s[0] if s.numel() else s > 0
+    projected = U_r.T @ factor[:p, p:]  # (p, c): Q^T C in the singular basis
+    # The dropped directions' share of the targets is residual, as with the SVD.
+    perp = factor[p:, p:].square().sum() + projected[~keep].square().sum()
+    return TikhonovSVD(None, s[keep], Vh[keep], projected[keep], None, n_samples, perp)
+
+
+def _square_r(A):
+    """The (k, k) triangular factor of ``A`` (m, k), zero-padded when m < k."""
+    R = torch.linalg.qr(A, mode="r")[1]
+    k = A.shape[1]
+    if R.shape[0] < k:
+        R = torch.cat([R, R.new_zeros(k - R.shape[0], k)])
+    return R
 
 
 def tikhonov_svd(Z, C, lam, sample_weight=None):

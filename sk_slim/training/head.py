@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..linalg import logistic_head, logistic_loss, tikhonov_factor
+from ..linalg import (
+    logistic_head,
+    logistic_loss,
+    streamed_tikhonov_factor,
+    tikhonov_factor,
+)
 from ..rows import LOCAL_ROWS
 from .protocol import effective_samples
 
@@ -25,6 +30,12 @@ __all__ = [
 # Ridge weights of validated_logistic_head, times the number of training samples:
 # LogisticRegression's C from 100 down to 0.01 (n alpha = 1 / C), half a decade apart.
 LOGISTIC_HEAD_PATH = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+# Above this many rows (on the process with the most) the least-squares head is
+# factored block by block of _HEAD_BLOCK rows: the features of all rows and
+# their SVD (2 n p floats) never exist at once. Below it the one-SVD path,
+# whose U the in-memory problems keep, is unchanged.
+_STREAMED_HEAD_ROWS = 65536
+_HEAD_BLOCK = 16384
 
 
 @torch.no_grad()
@@ -125,10 +136,50 @@ def solve_head(
     FloatingPointError
         If the features are not finite.
     """
-    Z, C, sample_weight = _head_rows(net, X, C, sample_weight, rows, derivatives)
-    W, alpha = ridge_head(Z, C, sample_weight, alpha, rows=rows)
+    if _streams(X, rows, derivatives):
+        factors = _streamed_factors(net, X, C, sample_weight, rows)
+        W, alpha = _ridge_solution(factors, alpha)
+    else:
+        Z, C, sample_weight = _head_rows(net, X, C, sample_weight, rows, derivatives)
+        W, alpha = ridge_head(Z, C, sample_weight, alpha, rows=rows)
     net.set_head(W)
     return alpha
+
+
+def _streams(X, rows, derivatives):
+    """Whether the head of these rows is factored block by block."""
+    return derivatives is None and rows.max_int(len(X)) > _STREAMED_HEAD_ROWS
+
+
+def _streamed_factors(net, X, C, sample_weight, rows):
+    """:func:`~sk_slim.linalg.streamed_tikhonov_factor` of ``[phi(X), 1]``,
+    the features computed a block at a time; FloatingPointError (on every
+    rank) if any is not finite."""
+    finite = [True]
+    n_samples = float(len(X)) if sample_weight is None else float(sample_weight.sum())
+    blocks = _weighted_blocks(net, X, C, sample_weight, finite)
+    factors = streamed_tikhonov_factor(blocks, n_samples, rows=rows)
+    if not rows.all(finite[0]):
+        raise FloatingPointError("The learned features are not finite.")
+    return factors
+
+
+@torch.no_grad()
+def _weighted_blocks(net, X, C, sample_weight, finite):
+    """``sqrt(w) [phi(X), 1]`` and ``sqrt(w) C`` by blocks of rows, float64;
+    a block that is not finite is zeroed and flagged in ``finite[0]``."""
+    with _eval_mode(net):
+        for start in range(0, len(X), _HEAD_BLOCK):
+            rows = slice(start, start + _HEAD_BLOCK)
+            Z = net.augment(net.features(X[rows])).to(torch.float64)
+            C_block = C[rows].to(torch.float64)
+            if not torch.isfinite(Z).all():
+                finite[0] = False
+                Z = torch.zeros_like(Z)
+            if sample_weight is not None:
+                root = sample_weight[rows].to(torch.float64).sqrt()[:, None]
+                Z, C_block = root * Z, root * C_block
+            yield Z, C_block
 
 
 def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
@@ -156,15 +207,22 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
         The ridge weight used.
     """
     factors = tikhonov_factor(Z, C, sample_weight, rows=rows)
+    W, alpha = _ridge_solution(factors, alpha)
+    W = W.to(torch.result_type(Z, C))
+    return (W.reshape(-1) if C.ndim == 1 else W), alpha
+
+
+def _ridge_solution(factors, alpha):
+    """The float64 ridge head and its weight (mean-loss scale) from factors of
+    unnormalized weighted rows: ``lam = alpha * n_eff`` (weights read as
+    repetitions)."""
     n_eff = factors.n_samples
-    # Sum-of-squares form: lam = alpha * n_eff (weights read as repetitions).
     if alpha == "gcv":
         lam = factors.minimize_gcv()[0]
         alpha = lam / n_eff
     else:
         lam = alpha * n_eff
-    W = factors.solve(lam).to(torch.result_type(Z, C))
-    return (W.reshape(-1) if C.ndim == 1 else W), float(alpha)
+    return factors.solve(lam), float(alpha)
 
 
 def ridge_head_factored(factors, alpha="gcv"):
@@ -395,14 +453,21 @@ def head_posterior(
     HeadPosterior
         Ignores the uncertainty in the features (``theta`` is taken as exact).
     """
-    Z, C, sample_weight = _head_rows(net, X, C, sample_weight, rows, derivatives)
-    factors = tikhonov_factor(Z, C, sample_weight, rows=rows)
+    if _streams(X, rows, derivatives):
+        factors = _streamed_factors(net, X, C, sample_weight, rows)
+        blocks = _weighted_blocks(net, X, C, sample_weight, [True])
+        squared = sum(_head_residual(net, Z, C).square().sum(dim=0) for Z, C in blocks)
+    else:
+        Z, C, sample_weight = _head_rows(net, X, C, sample_weight, rows, derivatives)
+        factors = tikhonov_factor(Z, C, sample_weight, rows=rows)
+        if sample_weight is not None:
+            root = sample_weight.to(torch.float64).sqrt()[:, None]
+            Z, C = root * Z.to(torch.float64), root * C.to(torch.float64)
+        squared = _head_residual(net, Z, C).square().sum(dim=0)
     lam = float(alpha) * factors.n_samples
-    R = _head_residual(net, Z, C)  # (n, c)
-    squared = R.square() if sample_weight is None else sample_weight[:, None] * R**2
     dof = factors.residual_dof(lam)
-    squared = rows.sum(squared.sum(dim=0))
-    noise = squared / dof if dof > 0 else torch.full_like(R[0], torch.nan)
+    squared = rows.sum(squared)
+    noise = squared / dof if dof > 0 else torch.full_like(squared, torch.nan)
     return HeadPosterior(factors.covariance(lam), noise)
 
 
