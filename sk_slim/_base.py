@@ -198,6 +198,9 @@ class _BaseSeparable(
             incremental=incremental,
             rows=rows,
         )
+        # The fit holds the rows it trains on; the encoded copy of all of them
+        # (the validation split's source) need not live through training.
+        n_inputs, X = X.shape[1], None
 
         trainer = self._make_trainer(self.module_, incremental=incremental)
         # One callback context per call, whatever runs the trainer makes.
@@ -209,7 +212,7 @@ class _BaseSeparable(
             estimator=self, X=X_given, y=y, metadata=metadata
         )
         trainer.start(fit.data, self._trainer_state if continuing else None)
-        threads = n_threads(self._hidden_sizes(), X.shape[1], trainer.rows_per_step())
+        threads = n_threads(self._hidden_sizes(), n_inputs, trainer.rows_per_step())
         with torch_threads(threads):
             best = self._epoch_loop(
                 trainer, fit, callback_ctx, n_epochs=1 if incremental else None

@@ -183,20 +183,33 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         numeric, categorical = self._split(columns)
         blocks = []
         if numeric:
-            values = np.column_stack(numeric)  # float, NaN where missing
-            missing = np.isnan(values)
-            values = np.where(missing, self.fill_, values)
-            values = (values - self.center_) / self.scale_
-            if self.scaling == "robust-clip":
-                values = values / np.sqrt(1 + (values / _CLIP) ** 2)
+            values, missing = self._scaled(np.column_stack(numeric))
             blocks += [values, missing[:, self.missing_indicator_]]
         for k, column in enumerate(categorical):
             blocks.append(self._one_hot(k, self._codes(k, column)))
         dtype = np.float64
         if numeric and all(c.dtype == np.float32 for c in numeric):
             dtype = np.float32
+        blocks = [b for b in blocks if b.shape[1]]
+        if len(blocks) == 1 and blocks[0].dtype == dtype:  # no copy of many rows
+            return np.asarray(blocks[0]).reshape(len(columns[0]), -1)
         out = np.hstack([b.astype(dtype, copy=False) for b in blocks])
         return out.reshape(len(columns[0]), -1)
+
+    def _scaled(self, values):
+        """Imputed and scaled numeric columns (in place: no copies), and the NaN."""
+        missing = np.isnan(values)
+        if values.dtype != np.float64:  # float32 columns are scaled in float64
+            values = values.astype(np.float64)
+        np.copyto(values, self.fill_, where=missing)
+        values -= self.center_
+        values /= self.scale_
+        if self.scaling == "robust-clip":
+            shrink = values / _CLIP
+            shrink *= shrink
+            shrink += 1
+            values /= np.sqrt(shrink, out=shrink)
+        return values, missing
 
     def to_codes(self, X):
         """Give ``X`` as numbers: categorical columns as their category's code.
