@@ -31,6 +31,8 @@ ACTIVATIONS = {
 
 # Draws of a box-initialized hyperplane before a unit dead on the data is kept.
 _BOX_TRIES = 20
+# Rows per block where a box initialization reads the data (never all at once).
+_BOX_ROWS = 65536
 # Approximate range of each activation over a box-initialized layer: the box that
 # the next layer's inputs live in (ReLU and logistic peak at <= 1 by construction).
 _OUTPUT_BOX = {
@@ -326,7 +328,7 @@ def make_mlp(
         )
     generator = _generator(generator)
     layers, box = [], input_box
-    inputs = None if data is None or init != "box" else data.detach().double().cpu()
+    inputs = None if data is None or init != "box" else _RowImages(data)
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
         if inputs is not None:
             box = _bounding_box(inputs)
@@ -334,8 +336,7 @@ def make_mlp(
         layers += [linear, _activation(activation)]
         box = _OUTPUT_BOX[activation]
         if inputs is not None:
-            with torch.no_grad():
-                inputs = layers[-1](linear(inputs))
+            inputs.layers += layers[-2:]
     return nn.Sequential(*layers).to(
         dtype=dtype or torch.get_default_dtype(), device=device
     )
@@ -408,14 +409,13 @@ def make_resnet(
         raise ValueError("init='box' does not apply to antisymmetric weights.")
     step = 1.0 / depth if step is None else step
     generator = _generator(generator)
-    inputs = None if data is None or init != "box" else data.detach().double().cpu()
+    inputs = None if data is None or init != "box" else _RowImages(data)
     box = input_box if inputs is None else _bounding_box(inputs)
     opening = _linear(n_in, width, activation, init, box, generator, inputs)
     layers = [opening, _activation(activation)]
     lo, hi = _OUTPUT_BOX[activation]
     if inputs is not None:
-        with torch.no_grad():
-            inputs = layers[1](opening(inputs))
+        inputs.layers += layers
     for _ in range(depth):
         block = ResidualBlock(width, step, activation, antisymmetric=antisymmetric)
         if init == "box":
@@ -433,8 +433,7 @@ def make_resnet(
             if inputs is None:
                 hi = hi + step * (hi - lo)
             else:
-                with torch.no_grad():
-                    inputs = block(inputs)
+                inputs.layers.append(block)
         else:
             _glorot_(block.linear, activation, generator)
         layers.append(block)
@@ -509,8 +508,10 @@ def box_init_(linear, box=(0.0, 1.0), *, generator=None, scale=1.0, inputs=None)
         weight[redraw], bias[redraw] = kappa * nu, -(kappa * nu * q).sum(dim=1)
         if inputs is None:
             break
-        pre = inputs.to(torch.float64) @ weight.T + bias  # (n, out)
-        redraw = (pre <= 0).all(dim=0)
+        redraw = torch.ones(n_out, dtype=torch.bool)
+        for block in inputs.split(_BOX_ROWS):  # many rows: never all at once
+            pre = block.to(torch.float64) @ weight.T + bias  # (rows, out)
+            redraw &= (pre <= 0).all(dim=0)
         if not redraw.any():
             break
     linear.weight.copy_(weight)
@@ -555,9 +556,31 @@ def _glorot_(linear, activation, generator):
     return linear
 
 
+class _RowImages:
+    """The training rows' image under the layers built so far, for a data-driven
+    box initialization: split as a tensor is, in blocks each computed again from
+    the data, so that a layer's inputs on many rows are never held at once."""
+
+    def __init__(self, data):
+        self.data, self.layers = data.detach(), []
+
+    @torch.no_grad()
+    def _image(self, rows):
+        rows = rows.double().cpu()
+        for layer in self.layers:
+            rows = layer(rows)
+        return rows
+
+    def split(self, rows):
+        return (self._image(block) for block in self.data.split(rows))
+
+
 def _bounding_box(inputs):
-    """Per-feature ``(min, max)`` of the rows of ``inputs`` (n, d)."""
-    return inputs.min(dim=0).values, inputs.max(dim=0).values
+    """Per-feature ``(min, max)`` of the rows of ``inputs`` (n, d), a tensor or
+    :class:`_RowImages`, taken block by block."""
+    bounds = [torch.aminmax(block, dim=0) for block in inputs.split(_BOX_ROWS)]
+    lows, highs = zip(*bounds, strict=True)
+    return torch.stack(lows).min(dim=0).values, torch.stack(highs).max(dim=0).values
 
 
 def _generator(generator):

@@ -154,9 +154,10 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         weighted = weight > 0
         if not weighted.any():
             raise ValueError("The sample weights are all zero.")
-        numeric, categorical = self._split([c[weighted] for c in columns])
-        self._fit_numeric(numeric, weight[weighted])
-        self._fit_categorical(categorical, weight[weighted])
+        rows = slice(None) if weighted.all() else weighted  # all: views, no copies
+        numeric, categorical = self._split([c[rows] for c in columns])
+        self._fit_numeric(numeric, weight[rows])
+        self._fit_categorical(categorical, weight[rows])
         return self
 
     def transform(self, X):
@@ -314,8 +315,9 @@ class InputEncoder(TransformerMixin, BaseEstimator):
                     f"Column {self._name(j)} has only missing values: nothing to "
                     "scale or impute it from. Drop it."
                 )
+            kept = slice(None) if observed.all() else observed  # a view if complete
             fill, center, scale = _center_and_scale(
-                values[observed], weight[observed], self.scaling
+                values[kept], weight[kept], self.scaling
             )
             fills.append(fill)
             centers.append(center)
@@ -593,8 +595,5 @@ def _is_missing(values):
         return np.isnan(values)
     if values.dtype.kind != "O":
         return np.zeros(len(values), dtype=bool)
-    return np.fromiter(
-        (v is None or (isinstance(v, float) and v != v) for v in values),
-        dtype=bool,
-        count=len(values),
-    )
+    missing = (v is None or (isinstance(v, float) and v != v) for v in values)
+    return np.fromiter(missing, dtype=bool, count=len(values))
