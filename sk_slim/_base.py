@@ -22,7 +22,6 @@ from sklearn.base import (
     TransformerMixin,
 )
 from sklearn.callback import CallbackSupportMixin
-from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._derivatives import _DerivativesMixin
@@ -37,6 +36,7 @@ from ._runtime import (
     resolve_device,
     torch_threads,
 )
+from ._split import split_in_place
 from ._targets import _TargetsMixin
 from .networks import ACTIVATIONS, SeparableNet, make_mlp
 from .preprocessing import SCALINGS
@@ -433,7 +433,8 @@ class _BaseSeparable(
     def _validation_split(self, X, y2d, sample_weight, *more):
         """Hold out the validation rows (seeded, stratified where the
         estimator stratifies; ``_validation_fraction`` of them) of ``X``,
-        ``y2d``, ``sample_weight`` and the arrays in ``more``."""
+        ``y2d``, ``sample_weight`` and the arrays in ``more``. ``X``, the
+        encoded inputs that fit owns, is split in place (its parts are views)."""
         n_val = math.ceil(self._validation_fraction * len(X))
         if n_val < 2 or len(X) - n_val < 2:
             raise ValueError(
@@ -441,7 +442,7 @@ class _BaseSeparable(
                 f"validation_fraction={self._validation_fraction}. Need at least 2 "
                 "samples in both the training and the validation split."
             )
-        return train_test_split(
+        return split_in_place(
             X,
             y2d,
             sample_weight,

@@ -17,6 +17,9 @@ from .training import input_jacobian
 
 __all__ = []
 
+# Rows per forward pass of predict and the validation scores.
+_PREDICT_ROWS = 16384
+
 
 class _InferenceMixin:
     """Inference of :class:`~sk_slim._base._BaseSeparable`; not for direct use."""
@@ -64,15 +67,21 @@ class _InferenceMixin:
                 "return_std=True needs the posterior of fit's final head solve on "
                 "all training rows; partial_fit keeps none. Call fit first."
             )
+        means, variances = [], []
         with torch.no_grad():  # one pass serves the mean and the std
             net = self._net_on_device()
-            features = net.features(self._to_tensor(X))  # (n, m)
-            y = self._in_target_units(net.head(features)).astype(X.dtype, copy=False)
+            # By blocks of rows: not the activations of all rows at once.
+            for rows in self._to_tensor(X).split(_PREDICT_ROWS):
+                features = net.features(rows)  # (rows, m)
+                means.append(net.head(features))
+                if return_std:
+                    Z = net.augment(features).cpu()  # (rows, p)
+                    variances.append(self._head_posterior.predictive_variance(Z))
+        y = self._in_target_units(torch.cat(means)).astype(X.dtype, copy=False)
         y = y.ravel() if self._y_1d else y
         out = [y]
         if return_std:
-            Z = net.augment(features).cpu()  # (n, p)
-            variance = self._head_posterior.predictive_variance(Z).numpy()
+            variance = torch.cat(variances).numpy()
             std = (np.sqrt(variance) * self._y_scale).astype(X.dtype, copy=False)
             out.append(std.ravel() if self._y_1d else std)
         if return_grad:
@@ -143,8 +152,10 @@ class _InferenceMixin:
         """Network output in the original target units, float64, shape (n, c)."""
         # No thread changes here: the count is process-global, and predict may run
         # in threads; fit sets it (and restores it) around training only.
-        with torch.no_grad():
-            out = self._net_on_device(net)(self._to_tensor(X))
+        net = self._net_on_device(net)
+        with torch.no_grad():  # by blocks: not the activations of all rows at once
+            blocks = self._to_tensor(X).split(_PREDICT_ROWS)
+            out = torch.cat([net(rows) for rows in blocks])
         return self._in_target_units(out)
 
     def _in_target_units(self, out):

@@ -32,7 +32,7 @@ ACTIVATIONS = {
 # Draws of a box-initialized hyperplane before a unit dead on the data is kept.
 _BOX_TRIES = 20
 # Rows per block where a box initialization reads the data (never all at once).
-_BOX_ROWS = 65536
+_BOX_ROWS = 4096
 # Approximate range of each activation over a box-initialized layer: the box that
 # the next layer's inputs live in (ReLU and logistic peak at <= 1 by construction).
 _OUTPUT_BOX = {
@@ -565,30 +565,30 @@ class _RowImages:
         self.data, self.layers = data.detach(), []
 
     @torch.no_grad()
-    def _image(self, rows):
-        rows = rows.double().cpu()
-        for layer in self.layers:
-            rows = layer(rows)
-        return rows
-
     def split(self, rows):
-        return (self._image(block) for block in self.data.split(rows))
+        for block in self.data.split(rows):
+            block = block.double().cpu()
+            for layer in self.layers:
+                block = layer(block)
+            yield block
 
 
 def _bounding_box(inputs):
-    """Per-feature ``(min, max)`` of the rows of ``inputs`` (n, d), a tensor or
-    :class:`_RowImages`, taken block by block."""
-    bounds = [torch.aminmax(block, dim=0) for block in inputs.split(_BOX_ROWS)]
-    lows, highs = zip(*bounds, strict=True)
-    return torch.stack(lows).min(dim=0).values, torch.stack(highs).max(dim=0).values
+    """Per-feature ``(min, max)`` of the rows of a tensor or :class:`_RowImages`."""
+    lo = hi = None
+    for block in inputs.split(_BOX_ROWS):
+        # In place: a small tensor kept per block would fragment the heap.
+        block_lo, block_hi = torch.aminmax(block, dim=0)
+        lo = block_lo if lo is None else torch.minimum(lo, block_lo, out=lo)
+        hi = block_hi if hi is None else torch.maximum(hi, block_hi, out=hi)
+    return lo, hi
 
 
 def _generator(generator):
     """The given generator, or a new one seeded from entropy (not the global RNG)."""
-    if generator is not None:
-        return generator
-    generator = torch.Generator()
-    generator.seed()
+    if generator is None:
+        generator = torch.Generator()
+        generator.seed()
     return generator
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from sk_slim import networks
 from sk_slim.linalg import tikhonov_svd
 from sk_slim.networks import SeparableNet, box_init_, make_mlp, make_resnet
 
@@ -246,3 +247,30 @@ def test_resnet_box_init_from_data_keeps_relus_alive():
         pre = h @ block.linear.weight.T + block.linear.bias
         assert (pre.max(dim=0).values > 0).all()  # no block unit dead on the data
         h = block(h)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_data_driven_box_init_is_the_same_read_block_by_block(monkeypatch, activation):
+    # Many rows are read in blocks (each layer's inputs computed again from the
+    # data); the boxes (min/max) and the dead-unit test (all rows <= 0) do not
+    # depend on the blocking, so neither do the parameters. Blocks of 7 rows,
+    # one smaller than a layer's width, against all 100 rows at once.
+    g = torch.Generator().manual_seed(5)
+    X = 3 * torch.randn(100, 4, generator=g, dtype=F64)
+
+    def build():
+        mlp = make_mlp(
+            4, (6, 6, 5), activation, init="box", data=X,
+            generator=torch.Generator().manual_seed(1), dtype=F64,
+        )  # fmt: skip
+        resnet = make_resnet(
+            4, width=5, depth=3, activation=activation, init="box", data=X,
+            generator=torch.Generator().manual_seed(2), dtype=F64,
+        )  # fmt: skip
+        return [p.detach().clone() for p in (*mlp.parameters(), *resnet.parameters())]
+
+    whole = build()
+    monkeypatch.setattr(networks, "_BOX_ROWS", 7)
+    blocked = build()
+    for a, b in zip(whole, blocked, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+import sk_slim._inference as inference_module
 import sk_slim.training.head as head_module
-from sk_slim import SlimTrainRegressor
+from sk_slim import GNvproClassifier, SlimTrainRegressor
 from sk_slim.linalg import streamed_tikhonov_factor
 from sk_slim.networks import SeparableNet, make_mlp
 from sk_slim.training import head_posterior, solve_head
@@ -148,3 +149,24 @@ def test_estimator_fit_with_a_streamed_head_predicts_as_the_one_svd_fit(monkeypa
     streamed = SlimTrainRegressor(**params).fit(X, y)
     np.testing.assert_allclose(streamed.predict(X), reference.predict(X), rtol=1e-8)
     assert streamed.head_alpha_ == pytest.approx(reference.head_alpha_, rel=1e-8)
+
+
+def test_predictions_by_blocks_of_rows_equal_one_pass(monkeypatch):
+    # predict (and the validation score) run the network on blocks of rows:
+    # blocks of 7 rows give the predictions, standard deviations and class
+    # probabilities of one pass over all 50 rows.
+    X = np.random.default_rng(0).standard_normal((50, 3))
+    y = np.sin(X[:, 0]) + X[:, 1]
+    regressor = SlimTrainRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    classifier = GNvproClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    regressor.fit(X, y)
+    classifier.fit(X, y > 0.5)
+
+    def predictions():
+        mean, std = regressor.predict(X, return_std=True)
+        return mean, std, classifier.predict_proba(X)
+
+    whole = predictions()
+    monkeypatch.setattr(inference_module, "_PREDICT_ROWS", 7)
+    for blocked, one_pass in zip(predictions(), whole, strict=True):
+        np.testing.assert_allclose(blocked, one_pass, rtol=1e-13, atol=1e-13)

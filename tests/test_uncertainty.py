@@ -9,6 +9,7 @@ from sklearn.datasets import make_friedman1
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sk_slim.training.head as head_module
 from sk_slim import GNvproRegressor, SlimTrainRegressor
 from sk_slim.networks import SeparableNet, make_mlp
 from sk_slim.training import head_posterior, held_out_noise, solve_head
@@ -97,7 +98,13 @@ def test_std_needs_the_full_data_head():
     assert np.all(model.predict(X, return_std=True)[1] > 0)
 
 
-def test_held_out_noise_is_the_leverage_corrected_mean_squared_residual():
+@pytest.mark.parametrize("block", [16384, 7])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_held_out_noise_is_the_leverage_corrected_mean_squared_residual(
+    monkeypatch, block, weighted
+):
+    # Rows are read in blocks (7: three blocks of the 20 held-out rows).
+    monkeypatch.setattr(head_module, "_HEAD_BLOCK", block)
     g = torch.Generator().manual_seed(0)
     net = SeparableNet(make_mlp(3, (6,), "tanh", generator=g, dtype=F64), 6, 2)
     X, C = (
@@ -107,12 +114,14 @@ def test_held_out_noise_is_the_leverage_corrected_mean_squared_residual():
     w = torch.rand(80, generator=g, dtype=F64) + 0.5
     alpha = solve_head(net, X[:60], C[:60], w[:60], "gcv")
     posterior = head_posterior(net, X[:60], C[:60], w[:60], alpha)
-    held = held_out_noise(posterior, net, X[60:], C[60:], w[60:])
+    held_weight = w[60:] if weighted else None
+    held = held_out_noise(posterior, net, X[60:], C[60:], held_weight)
     torch.testing.assert_close(held.covariance, posterior.covariance, rtol=0, atol=0)
     with torch.no_grad():
         Z = net.augment(net.features(X[60:])).numpy()
         R = net(X[60:]).numpy() - C[60:].numpy()
-    Sigma, weight = posterior.covariance.numpy(), w[60:].numpy()
+    Sigma = posterior.covariance.numpy()
+    weight = w[60:].numpy() if weighted else np.ones(20)
     leverage = np.einsum("ij,jk,ik->i", Z, Sigma, Z)
     expected = (weight[:, None] * R**2 / (1 + leverage[:, None])).sum(0) / weight.sum()
     np.testing.assert_allclose(held.noise_variance.numpy(), expected, rtol=1e-12)

@@ -369,8 +369,10 @@ def streamed_tikhonov_factor(blocks, n_samples, *, rcond=None, rows=LOCAL_ROWS):
     for Z, C in blocks:
         n_rows += Z.shape[0]
         block = torch.cat([Z, C.reshape(Z.shape[0], -1)], dim=1).to(_DTYPE)
-        factor = block if factor is None else torch.cat([factor, block])
-        factor = _square_r(factor)
+        if factor is None:
+            factor = _square_r(block)
+        else:  # in place: a new small tensor per block would fragment the heap
+            factor.copy_(_square_r(torch.cat([factor, block])))
     if factor is None:
         raise ValueError("streamed_tikhonov_factor needs at least one block.")
     if rows.distributed:

@@ -101,18 +101,17 @@ def kaufman_factor(problem, lin, head=None):
     chunk = max(1, _JACOBIAN_CHUNK // (rank * n_params))
     maps = problem.derivative_maps(lin)
     local_rows = problem.n_rows
-    A = torch.cat(
-        [
-            maps.row_jacobians(directions, slice(start, start + chunk))
-            for start in range(0, local_rows, chunk)
-        ]
-        or [lin.Z.new_empty(0, rank, n_params)]
-    ).to(_DTYPE)  # (n, r, P)
+    A = lin.Z.new_empty(local_rows, rank, n_params, dtype=_DTYPE)  # no cat of chunks
+    for start in range(0, local_rows, chunk):
+        rows_chunk = slice(start, start + chunk)
+        A[rows_chunk] = maps.row_jacobians(directions, rows_chunk)
     problem.work_units += 1 + rank
-    A = A * problem.scale[:, :, None]
+    A *= problem.scale[:, :, None]  # in place, as the projection: A is large
     s2 = lin.s**2 + lin.head_alpha
     UtA = rows.sum(torch.einsum("nq,nrj->rqj", lin.U, A))  # (r, q, P)
-    projected = A - torch.einsum("nq,rqj->nrj", lin.U, (lin.s**2 / s2)[:, None] * UtA)
+    projected = A.sub_(
+        torch.einsum("nq,rqj->nrj", lin.U, (lin.s**2 / s2)[:, None] * UtA)
+    )
     head = (lin.s / s2)[:, None] * UtA  # G^{-1} Z^T A in the basis V
     projected = projected.reshape(-1, n_params)
     head = head.reshape(-1, n_params)

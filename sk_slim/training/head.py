@@ -504,15 +504,24 @@ def held_out_noise(posterior, net, X, C, sample_weight=None, rows=LOCAL_ROWS):
     HeadPosterior
         The same covariance, the held-out noise variance.
     """
-    Z = _finite_augmented_features(net, X, rows)  # (m, p)
-    R = _head_residual(net, Z, C)  # (m, c)
-    leverage = posterior.leverage(Z)  # (m,)
-    scaled = R.to(leverage).square() / (1.0 + leverage[:, None])
-    if sample_weight is None:
-        total, mass = scaled.sum(dim=0), scaled.new_tensor(float(len(scaled)))
-    else:
-        w = sample_weight.to(scaled)[:, None]
-        total, mass = (w * scaled).sum(dim=0), w.sum()
+    total = posterior.covariance.new_zeros(C.shape[1])
+    mass, finite = total.new_zeros(()), True
+    for start in range(0, len(X), _HEAD_BLOCK):  # many rows: a block at a time
+        block = slice(start, start + _HEAD_BLOCK)
+        Z = net.augment(features_of(net, X[block]))  # (rows, p)
+        finite = finite and bool(torch.isfinite(Z).all())
+        R = _head_residual(net, Z, C[block])  # (rows, c)
+        leverage = posterior.leverage(Z)  # (rows,)
+        scaled = R.to(leverage).square() / (1.0 + leverage[:, None])
+        if sample_weight is None:  # in place: no small tensor per block
+            total += scaled.sum(dim=0)
+            mass += len(scaled)
+        else:
+            w = sample_weight[block].to(scaled)[:, None]
+            total += (w * scaled).sum(dim=0)
+            mass += w.sum()
+    if not rows.all(finite):
+        raise FloatingPointError("The learned features are not finite.")
     total, mass = rows.sum(total, mass)
     return HeadPosterior(posterior.covariance, total / mass)
 
