@@ -205,11 +205,12 @@ class InputEncoder(TransformerMixin, BaseEstimator):
         np.copyto(values, self.fill_, where=missing)
         values -= self.center_
         values /= self.scale_
-        if self.scaling == "robust-clip":
-            shrink = values / _CLIP
-            shrink *= shrink
-            shrink += 1
-            values /= np.sqrt(shrink, out=shrink)
+        if self.scaling == "robust-clip":  # by blocks: one block's temporary
+            for block in np.array_split(values, -(-len(values) // 65536) or 1):
+                shrink = block / _CLIP
+                shrink *= shrink
+                shrink += 1
+                block /= np.sqrt(shrink, out=shrink)
         return values, missing
 
     def to_codes(self, X):

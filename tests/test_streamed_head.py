@@ -89,9 +89,9 @@ def test_streamed_factor_is_blocking_invariant_and_needs_rows():
 
 @pytest.fixture
 def small_stream(monkeypatch):
-    """Stream from 100 rows on, in blocks of 37."""
+    """Stream from 100 rows on, in blocks of 37 (of 7 features)."""
     monkeypatch.setattr(head_module, "_STREAMED_HEAD_ROWS", 100)
-    monkeypatch.setattr(head_module, "_HEAD_BLOCK", 37)
+    monkeypatch.setattr(head_module, "_HEAD_BLOCK_ENTRIES", 37 * 7)
 
 
 def _net_and_rows(seed=0):
@@ -115,7 +115,7 @@ def test_streamed_head_and_posterior_equal_the_one_svd_path(
     W_svd = net.augmented_head.clone()
     posterior_svd = head_posterior(net, X, C, w, alpha_svd)
     monkeypatch.setattr(head_module, "_STREAMED_HEAD_ROWS", 100)
-    monkeypatch.setattr(head_module, "_HEAD_BLOCK", 37)
+    monkeypatch.setattr(head_module, "_HEAD_BLOCK_ENTRIES", 37 * 7)
     alpha_streamed = solve_head(net, X, C, w, alpha)
     assert alpha_streamed == pytest.approx(alpha_svd, rel=1e-8)
     torch.testing.assert_close(net.augmented_head, W_svd, rtol=1e-8, atol=1e-10)
@@ -145,7 +145,7 @@ def test_estimator_fit_with_a_streamed_head_predicts_as_the_one_svd_fit(monkeypa
     params = dict(max_iter=3, early_stopping=False, random_state=0)
     reference = SlimTrainRegressor(**params).fit(X, y)
     monkeypatch.setattr(head_module, "_STREAMED_HEAD_ROWS", 100)
-    monkeypatch.setattr(head_module, "_HEAD_BLOCK", 64)
+    monkeypatch.setattr(head_module, "_HEAD_BLOCK_ENTRIES", 64 * 65)  # 64 rows
     streamed = SlimTrainRegressor(**params).fit(X, y)
     np.testing.assert_allclose(streamed.predict(X), reference.predict(X), rtol=1e-8)
     assert streamed.head_alpha_ == pytest.approx(reference.head_alpha_, rel=1e-8)

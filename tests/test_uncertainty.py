@@ -98,13 +98,13 @@ def test_std_needs_the_full_data_head():
     assert np.all(model.predict(X, return_std=True)[1] > 0)
 
 
-@pytest.mark.parametrize("block", [16384, 7])
+@pytest.mark.parametrize("block_rows", [16384, 7])
 @pytest.mark.parametrize("weighted", [True, False])
 def test_held_out_noise_is_the_leverage_corrected_mean_squared_residual(
-    monkeypatch, block, weighted
+    monkeypatch, block_rows, weighted
 ):
     # Rows are read in blocks (7: three blocks of the 20 held-out rows).
-    monkeypatch.setattr(head_module, "_HEAD_BLOCK", block)
+    monkeypatch.setattr(head_module, "_HEAD_BLOCK_ENTRIES", block_rows * 7)
     g = torch.Generator().manual_seed(0)
     net = SeparableNet(make_mlp(3, (6,), "tanh", generator=g, dtype=F64), 6, 2)
     X, C = (

@@ -31,11 +31,20 @@ __all__ = [
 # LogisticRegression's C from 100 down to 0.01 (n alpha = 1 / C), half a decade apart.
 LOGISTIC_HEAD_PATH = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 # Above this many rows (on the process with the most) the least-squares head is
-# factored block by block of _HEAD_BLOCK rows: the features of all rows and
-# their SVD (2 n p floats) never exist at once. Below it the one-SVD path,
-# whose U the in-memory problems keep, is unchanged.
+# factored block by block: the features of all rows and their SVD (2 n p
+# floats) never exist at once. Below it the one-SVD path, whose U the
+# in-memory problems keep, is unchanged.
 _STREAMED_HEAD_ROWS = 65536
-_HEAD_BLOCK = 16384
+# Features per block of rows (1 MiB): blocks of several MiB, allocated and
+# freed between the training steps' small tensors, fragment the heap (measured:
+# SlimTrainRegressor's peak at 3e5 rows, width 64, +237 MiB at 16384 rows a
+# block, +187 at 2048).
+_HEAD_BLOCK_ENTRIES = 2**17
+
+
+def _block_rows(net):
+    """Rows per block of the head's features ``[phi(x), 1]``."""
+    return max(1, _HEAD_BLOCK_ENTRIES // (net.W.shape[0] + 1))
 
 
 @torch.no_grad()
@@ -168,9 +177,10 @@ def _streamed_factors(net, X, C, sample_weight, rows):
 def _weighted_blocks(net, X, C, sample_weight, finite):
     """``sqrt(w) [phi(X), 1]`` and ``sqrt(w) C`` by blocks of rows, float64;
     a block that is not finite is zeroed and flagged in ``finite[0]``."""
+    block_rows = _block_rows(net)
     with _eval_mode(net):
-        for start in range(0, len(X), _HEAD_BLOCK):
-            rows = slice(start, start + _HEAD_BLOCK)
+        for start in range(0, len(X), block_rows):
+            rows = slice(start, start + block_rows)
             Z = net.augment(net.features(X[rows])).to(torch.float64)
             C_block = C[rows].to(torch.float64)
             if not torch.isfinite(Z).all():
@@ -506,8 +516,9 @@ def held_out_noise(posterior, net, X, C, sample_weight=None, rows=LOCAL_ROWS):
     """
     total = posterior.covariance.new_zeros(C.shape[1])
     mass, finite = total.new_zeros(()), True
-    for start in range(0, len(X), _HEAD_BLOCK):  # many rows: a block at a time
-        block = slice(start, start + _HEAD_BLOCK)
+    block_rows = _block_rows(net)
+    for start in range(0, len(X), block_rows):  # many rows: a block at a time
+        block = slice(start, start + block_rows)
         Z = net.augment(features_of(net, X[block]))  # (rows, p)
         finite = finite and bool(torch.isfinite(Z).all())
         R = _head_residual(net, Z, C[block])  # (rows, c)
