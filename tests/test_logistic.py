@@ -88,6 +88,9 @@ def test_gradient_and_hessian_equal_autograd():
     H = torch.func.hessian(loss)(W).reshape(W.numel(), W.numel())
     dense = logistic_hessian_dense(Z, P, alpha, weight)
     torch.testing.assert_close(dense, H, rtol=1e-10, atol=1e-12)
+    for block_rows in (1, 7):  # assembled by blocks of rows: the same matrix
+        blocked = logistic_hessian_dense(Z, P, alpha, weight, block_rows=block_rows)
+        torch.testing.assert_close(blocked, H, rtol=1e-10, atol=1e-12)
     V = torch.randn(W.shape, generator=torch.Generator().manual_seed(5)).double()
     torch.testing.assert_close(
         logistic_hessian(Z, P, alpha, weight)(V).reshape(-1),

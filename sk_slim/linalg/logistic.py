@@ -161,7 +161,9 @@ def logistic_hessian(Z, P, alpha, sample_weight=None, rows=LOCAL_ROWS):
     return matvec
 
 
-def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=LOCAL_ROWS):
+def logistic_hessian_dense(
+    Z, P, alpha, sample_weight=None, rows=LOCAL_ROWS, *, block_rows=None
+):
     """The loss's Hessian at ``P`` as a dense (p c, p c) matrix.
 
     Row-major ``vec``: entry ``(a c + k, b c + l)`` is the second derivative in
@@ -180,6 +182,9 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=LOCAL_ROWS):
         Nonnegative weights (normalized to sum to one).
     rows : RowGroup, default=LOCAL_ROWS
         As in :func:`logistic_loss`.
+    block_rows : int, default=None
+        Rows per block of the assembly, whose intermediates hold ``block_rows
+        p c`` floats; None: all rows at once.
 
     Returns
     -------
@@ -189,15 +194,21 @@ def logistic_hessian_dense(Z, P, alpha, sample_weight=None, rows=LOCAL_ROWS):
     n, p = Z.shape
     c = P.shape[1]
     omega = _normalized(sample_weight, n, Z, rows)
-    # sum_i w_i (z_i z_i^T) kron diag(p_i): one (p, p) Gram per class.
-    diagonal = torch.einsum("ia,ik,ib->akb", Z, omega * P, Z)  # (p, c, p)
+    step = max(1, n if block_rows is None else block_rows)
+    diagonal = gram = 0.0
+    for start in range(0, n, step) or [0]:
+        block = slice(start, start + step)
+        Z_b, P_b, omega_b = Z[block], P[block], omega[block]
+        # sum_i w_i (z_i z_i^T) kron diag(p_i): one (p, p) Gram per class.
+        diagonal = diagonal + torch.einsum("ia,ik,ib->akb", Z_b, omega_b * P_b, Z_b)
+        # sum_i w_i (z_i kron p_i)(z_i kron p_i)^T
+        M = (omega_b.sqrt() * Z_b)[:, :, None] * P_b[:, None, :]  # (rows, p, c)
+        M = M.reshape(len(Z_b), p * c)
+        gram = gram + M.T @ M
     H = torch.zeros(p, c, p, c, dtype=Z.dtype, device=Z.device)
     k = torch.arange(c, device=Z.device)
-    H[:, k, :, k] = diagonal.permute(1, 0, 2)
-    # - sum_i w_i (z_i kron p_i)(z_i kron p_i)^T
-    M = (omega.sqrt() * Z)[:, :, None] * P[:, None, :]  # (n, p, c)
-    M = M.reshape(n, p * c)
-    H = H.reshape(p * c, p * c) - M.T @ M
+    H[:, k, :, k] = diagonal.permute(1, 0, 2)  # (p, c, p)
+    H = H.reshape(p * c, p * c) - gram
     if rows.distributed:
         H = rows.sum(H)
     return H + alpha * torch.eye(p * c, dtype=Z.dtype, device=Z.device)

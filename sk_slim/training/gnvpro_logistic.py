@@ -26,9 +26,12 @@ from .reduced import _DTYPE, _ReducedBase
 
 __all__ = ["ReducedLogisticProblem"]
 
-# Above this many head entries (p c), or n p c entries of its assembly's
-# intermediate (2^24: 128 MiB in float64), the inner Hessian is not formed: its
-# solves run by CG on the matrix-free product instead of a Cholesky factor.
+# Above this many head entries (p c) the inner Hessian is not formed: its solves
+# run by CG on the matrix-free product instead of a Cholesky factor. Below, it is
+# assembled by blocks of rows whose intermediates hold up to 2^24 entries (128
+# MiB in float64): forming it costs n (p c)^2, about p c / 4 matrix-free
+# products, and serves every product of an iteration (a Gauss-Newton step
+# needs tens of them, each tens of CG iterations at inner_tol).
 _DENSE_HESSIAN_MAX = 4096
 _DENSE_ASSEMBLY_MAX = 2**24
 
@@ -165,10 +168,12 @@ class ReducedLogisticProblem(_ReducedBase):
         """``V -> H_W^{-1} V`` for the inner Hessian at ``(Z, P)``."""
         p, c = Z.shape[1], P.shape[1]
         rows = self.rows
-        n_rows = rows.max_int(len(Z))  # the same choice on every process
-        if p * c <= _DENSE_HESSIAN_MAX and n_rows * p * c <= _DENSE_ASSEMBLY_MAX:
+        if p * c <= _DENSE_HESSIAN_MAX:
+            block_rows = _DENSE_ASSEMBLY_MAX // (p * c)
             factor = torch.linalg.cholesky(
-                logistic_hessian_dense(Z, P, head_alpha, self.weight, rows)
+                logistic_hessian_dense(
+                    Z, P, head_alpha, self.weight, rows, block_rows=block_rows
+                )
             )
 
             def solve(V):
