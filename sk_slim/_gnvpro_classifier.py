@@ -1,6 +1,6 @@
 """GNvproClassifier: GNvpro with a cross-entropy (logistic) head solved exactly."""
 
-from numbers import Real
+from numbers import Integral, Real
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -137,9 +137,12 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         forward-mode and one backward pass over the data).
     krylov_tol : float, default=1e-2
         Relative residual tolerance of the CG solve.
-    batch_size : int, default=None
+    batch_size : int, 'auto' or None, default='auto'
         Sub-sample size drawn afresh at every outer iteration (the head is then
         solved on the sub-sample, warm-started); None uses all the data.
+        ``'auto'``: all the data up to 10 000 training rows; above, a sample of
+        2000 rows that grows by 2% per iteration, as in
+        :class:`GNvproRegressor`.
     globalization : {'trust_region', 'armijo'}, default='trust_region'
         Steihaug-CG inside a trust region, or CG with Armijo backtracking.
     class_weight : dict, 'balanced' or None, default=None
@@ -227,6 +230,11 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         **_BaseGNvpro._parameter_constraints,
         "head_alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "class_weight": [None, dict, StrOptions({"balanced"})],
+        "batch_size": [
+            None,
+            StrOptions({"auto"}),
+            Interval(Integral, 2, None, closed="left"),
+        ],
     }
 
     _continuation_start = 30.0
@@ -257,7 +265,7 @@ class GNvproClassifier(_SeparableClassifierMixin, _BaseGNvpro):
         verbose=0,
         krylov_max_iter=20,
         krylov_tol=1e-2,
-        batch_size=None,
+        batch_size="auto",
         globalization="trust_region",
         class_weight=None,
     ):
