@@ -81,6 +81,7 @@ def cg(
     rtol: float = 1e-5,
     atol: float = 0.0,
     max_iter: int | None = None,
+    preconditioner: MatVec | None = None,
 ) -> KrylovResult:
     """Solve ``A x = b`` for symmetric positive definite ``A`` by conjugate gradients.
 
@@ -98,6 +99,10 @@ def cg(
     max_iter : int, optional
         Maximum number of iterations; ``10 n`` by default (``n`` would suffice in
         exact arithmetic, rounding delays convergence on ill-conditioned systems).
+    preconditioner : callable, optional
+        ``R -> M^{-1} R`` for a symmetric positive definite ``M`` close to
+        ``A`` (preconditioned CG: the same iterates on ``M^{-1/2} A M^{-1/2}``);
+        convergence is still judged on ``||b - A x||``.
 
     Returns
     -------
@@ -144,9 +149,12 @@ def cg(
         # A zero right-hand side has the exact solution zero, whatever x0 says.
         X = torch.where(bnorm == 0, torch.zeros_like(X), X)
         R = B - A(X)
-    rs = (R * R).sum(0)  # (k,)
-    active = (rs.sqrt() > tol) & (bnorm > 0)
-    P = R.clone()
+    M = None if preconditioner is None else _columnwise(preconditioner, vector)
+    Zr = R if M is None else M(R)  # the preconditioned residual
+    rs = (R * Zr).sum(0)  # (k,): r^T M^{-1} r
+    rr = rs if M is None else (R * R).sum(0)
+    active = (rr.sqrt() > tol) & (bnorm > 0)
+    P = Zr.clone()
 
     reason, n_iter = "max_iter", 0
     while n_iter < max_iter and bool(active.any()):
@@ -159,16 +167,18 @@ def cg(
         alpha = torch.where(active, rs / _nonzero(pAp), torch.zeros_like(rs))  # (k,)
         X = X + alpha * P
         R = R - alpha * AP
-        rs_new = (R * R).sum(0)
+        Zr = R if M is None else M(R)
+        rs_new = (R * Zr).sum(0)
         beta = rs_new / _nonzero(rs)
         # Frozen columns keep their direction: alpha = 0 leaves x and r untouched.
-        P = torch.where(active, R + beta * P, P)
+        P = torch.where(active, Zr + beta * P, P)
         rs = torch.where(active, rs_new, rs)
-        active = active & (rs.sqrt() > tol)
+        rr = rs if M is None else torch.where(active, (R * R).sum(0), rr)
+        active = active & (rr.sqrt() > tol)
     if reason != "negative_curvature" and not bool(active.any()):
         reason = "converged"
 
-    rnorm = rs.sqrt()
+    rnorm = rr.sqrt()
     return KrylovResult(
         x=X.squeeze(-1) if vector else X,
         n_iter=n_iter,

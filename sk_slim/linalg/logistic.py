@@ -293,21 +293,20 @@ def logistic_head(
     krylov_max_iter = p * c if krylov_max_iter is None else krylov_max_iter
     value, grad, P = logistic_loss(Z, Y, W, alpha, sample_weight, rows)
     grad_norm = float(torch.linalg.vector_norm(grad))
+    stride = _preconditioner_stride(rows.max_int(len(Z)), p * c)
     n_iter = 0
     while grad_norm > tol and n_iter < max_iter:
         n_iter += 1
         forcing = min(0.5, math.sqrt(grad_norm))
-        hessian = _flat(logistic_hessian(Z, P, alpha, sample_weight, rows), p, c)
-        factor = _sampled_hessian_factor(Z, P, alpha, sample_weight, rows)
-        if factor is None:
-            solve = cg(
-                hessian, -grad.reshape(-1), rtol=forcing, max_iter=krylov_max_iter
-            )
-            step = solve.x.view(p, c)
-        else:
-            step = _preconditioned_cg(
-                hessian, -grad.reshape(-1), factor, forcing, krylov_max_iter
-            ).view(p, c)
+        step = cg(
+            _flat(logistic_hessian(Z, P, alpha, sample_weight, rows), p, c),
+            -grad.reshape(-1),
+            rtol=forcing,
+            max_iter=krylov_max_iter,
+            preconditioner=_sampled_hessian_solve(
+                Z, P, alpha, sample_weight, rows, stride
+            ),
+        ).x.view(p, c)
         slope = float((grad * step).sum())
         if slope >= 0:  # an inexact solve lost descent: fall back on -grad
             step, slope = -grad, -(grad_norm**2)
@@ -332,39 +331,27 @@ def logistic_head(
     )
 
 
-def _sampled_hessian_factor(Z, P, alpha, sample_weight, rows):
-    """Cholesky factor of the Hessian on an evenly strided sample of the rows,
-    to precondition the Newton systems of many rows; None below
-    ``_PRECONDITION_ABOVE`` entries (or where it cannot be factored)."""
-    n_rows, p, c = rows.max_int(len(Z)), Z.shape[1], P.shape[1]
-    if n_rows * p * c <= _PRECONDITION_ABOVE:
+def _preconditioner_stride(n_rows, head_entries):
+    """The stride of the row sample whose Hessian preconditions the Newton
+    systems, or None (no preconditioner) up to ``_PRECONDITION_ABOVE`` entries;
+    from the process with the most rows, so that all decide alike."""
+    if n_rows * head_entries <= _PRECONDITION_ABOVE:
         return None
-    stride = -(-n_rows // max(1, _SAMPLED_HESSIAN_ENTRIES // (p * c)))  # ceil
+    return -(-n_rows // max(1, _SAMPLED_HESSIAN_ENTRIES // head_entries))  # ceil
+
+
+def _sampled_hessian_solve(Z, P, alpha, sample_weight, rows, stride):
+    """``v -> H_s^{-1} v`` with ``H_s`` the Hessian on every ``stride``-th row
+    (a Cholesky factor); None without a stride or where it cannot be factored."""
+    if stride is None:
+        return None
     sample = slice(None, None, stride)
     weight = None if sample_weight is None else sample_weight[sample]
     H = logistic_hessian_dense(Z[sample], P[sample], alpha, weight, rows)
     L, info = torch.linalg.cholesky_ex(H)
-    return L if int(info) == 0 else None
-
-
-def _preconditioned_cg(matvec, b, factor, rtol, max_iter):
-    """CG on ``A x = b`` preconditioned by ``M = L L^T`` (``factor``), to
-    ``||b - A x|| <= rtol ||b||``."""
-    x, r = torch.zeros_like(b), b.clone()
-    z = torch.cholesky_solve(r[:, None], factor)[:, 0]
-    d, rz = z.clone(), r @ z
-    stop = rtol * float(torch.linalg.vector_norm(b))
-    for _ in range(max_iter):
-        if float(torch.linalg.vector_norm(r)) <= stop:
-            break
-        Ad = matvec(d)
-        step = rz / (d @ Ad)
-        x += step * d
-        r -= step * Ad
-        z = torch.cholesky_solve(r[:, None], factor)[:, 0]
-        rz, rz_old = r @ z, rz
-        d = z + (rz / rz_old) * d
-    return x
+    if int(info):
+        return None
+    return lambda v: torch.cholesky_solve(v[:, None], L)[:, 0]
 
 
 def _smoothed_targets(labels, c, n):
