@@ -203,16 +203,20 @@ def logistic_hessian_dense(
     c = P.shape[1]
     omega = _normalized(sample_weight, n, Z, rows)
     step = max(1, n if block_rows is None else block_rows)
-    diagonal = gram = 0.0
+    diagonal = gram = None
     for start in range(0, n, step) or [0]:
         block = slice(start, start + step)
         Z_b, P_b, omega_b = Z[block], P[block], omega[block]
         # sum_i w_i (z_i z_i^T) kron diag(p_i): one (p, p) Gram per class.
-        diagonal = diagonal + torch.einsum("ia,ik,ib->akb", Z_b, omega_b * P_b, Z_b)
+        block_diagonal = torch.einsum("ia,ik,ib->akb", Z_b, omega_b * P_b, Z_b)
         # sum_i w_i (z_i kron p_i)(z_i kron p_i)^T
         M = (omega_b.sqrt() * Z_b)[:, :, None] * P_b[:, None, :]  # (rows, p, c)
         M = M.reshape(len(Z_b), p * c)
-        gram = gram + M.T @ M
+        if gram is None:
+            diagonal, gram = block_diagonal, M.T @ M
+        else:  # in place: (p c)^2 floats
+            diagonal += block_diagonal
+            gram.addmm_(M.T, M)
     H = torch.zeros(p, c, p, c, dtype=Z.dtype, device=Z.device)
     k = torch.arange(c, device=Z.device)
     H[:, k, :, k] = diagonal.permute(1, 0, 2)  # (p, c, p)
