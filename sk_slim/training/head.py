@@ -178,18 +178,17 @@ def _weighted_blocks(net, X, C, sample_weight, finite):
     """``sqrt(w) [phi(X), 1]`` and ``sqrt(w) C`` by blocks of rows, float64;
     a block that is not finite is zeroed and flagged in ``finite[0]``."""
     block_rows = _block_rows(net)
-    with _eval_mode(net):
-        for start in range(0, len(X), block_rows):
-            rows = slice(start, start + block_rows)
-            Z = net.augment(net.features(X[rows])).to(torch.float64)
-            C_block = C[rows].to(torch.float64)
-            if not torch.isfinite(Z).all():
-                finite[0] = False
-                Z = torch.zeros_like(Z)
-            if sample_weight is not None:
-                root = sample_weight[rows].to(torch.float64).sqrt()[:, None]
-                Z, C_block = root * Z, root * C_block
-            yield Z, C_block
+    for start in range(0, len(X), block_rows):
+        rows = slice(start, start + block_rows)
+        Z = net.augment(features_of(net, X[rows])).to(torch.float64)
+        C_block = C[rows].to(torch.float64)
+        if not torch.isfinite(Z).all():
+            finite[0] = False
+            Z = torch.zeros_like(Z)
+        if sample_weight is not None:
+            root = sample_weight[rows].to(torch.float64).sqrt()[:, None]
+            Z, C_block = root * Z, root * C_block
+        yield Z, C_block
 
 
 def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
