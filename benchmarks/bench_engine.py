@@ -441,8 +441,8 @@ def torch_adam_epoch_seconds(width, X, y, repeats):
 
 def slimtik_epoch_seconds(width, repeats):
     """The slimTik head updates of one epoch alone (sGCV and the solve per
-    batch), on (BATCH, width) features: the share of slimTrain's epoch that
-    an MLP does not have."""
+    batch), on (BATCH, width) features given as numpy arrays, as the CPU epoch
+    gives them: the share of slimTrain's epoch that an MLP does not have."""
     generator = torch.Generator().manual_seed(0)
     n_batches = math.ceil(EPOCH_ROWS / BATCH)
     features = torch.tanh(
@@ -451,6 +451,8 @@ def slimtik_epoch_seconds(width, repeats):
     Z = torch.cat([features, torch.ones(BATCH, 1, dtype=torch.float64)], dim=1)
     C = torch.randn(BATCH, 1, generator=generator, dtype=torch.float64)
     slimtik = make_slimtik(torch.zeros(width + 1, 1, dtype=torch.float64))
+
+    Z, C = Z.numpy(), C.numpy()
 
     def epoch():
         for _ in range(n_batches):

@@ -7,8 +7,15 @@ increment is chosen per batch by sampled GCV over a grid of trial points.
 
 Samples are in rows: batch features ``Z`` (n, p), targets ``C`` (n, c), head
 ``W`` (p, c), ``C ≈ Z W`` (the papers write the transpose).
+
+The algebra is written once for torch tensors and for arrays of the array API
+(numpy's): a batch is updated in the namespace of its arrays, which must be that
+of the state (``sk_slim.training.NumpyStep`` holds a CPU state as numpy views
+for an epoch). At a mini-batch's sizes a torch operation's dispatch costs
+several times a numpy one's, and an update is some thirty of them.
 """
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -185,7 +192,6 @@ class SlimTik:
         self.lower_bound = lower_bound
         self.upper_bound = upper_bound
         self.n_trials = n_trials
-        self._positive_trials = None  # 0 and the positive grid, built once
         self.batch_samples = math.nan
         if W0 is None:
             W0 = torch.zeros(n_features, n_targets, dtype=_DTYPE, device=device)
@@ -207,11 +213,13 @@ class SlimTik:
 
         Parameters
         ----------
-        Z : Tensor of shape (n, p)
-            Batch features (detached; any float dtype, cast to float64).
-        C : Tensor of shape (n, c)
+        Z : Tensor or ndarray of shape (n, p)
+            Batch features (detached; any float dtype, cast to float64). A
+            numpy batch (``C`` and ``sample_weight`` numpy too, ``rows``
+            local) is updated in numpy, on a state held as numpy arrays.
+        C : Tensor or ndarray of shape (n, c)
             Batch targets.
-        sample_weight : Tensor of shape (n,), default=None
+        sample_weight : Tensor or ndarray of shape (n,), default=None
             Non-negative weights, read as repetitions: the batch loss is the
             weighted mean ``sum_i w_i ||z_i W - c_i||^2 / sum_i w_i`` and the
             sGCV residual count is ``c sum_i w_i``.
@@ -223,15 +231,19 @@ class SlimTik:
 
         Returns
         -------
-        W : Tensor of shape (p, c)
-            The updated head (float64); also stored in :attr:`state`.
+        W : Tensor or ndarray of shape (p, c)
+            The updated head (float64), of the batch's kind; also stored in
+            :attr:`state`.
         """
         state = self.state
+        xp = _namespace(Z)
         batch = self._prepare(Z, C, sample_weight, rows)
         if self.lam == "sgcv":
-            lams = self.trial_increments().to(batch.V.device)
+            lams = self.trial_increments(xp)
+            if xp is torch:
+                lams = lams.to(batch.V.device)
             scores = self._sgcv_values(batch, lams)
-            best = int(torch.argmin(scores))
+            best = int(xp.argmin(scores))
             lam, score = float(lams[best]), float(scores[best])
         else:
             lam, score = float(self.lam), math.nan
@@ -272,63 +284,67 @@ class SlimTik:
         lams = torch.as_tensor(lams, dtype=_DTYPE, device=batch.V.device)
         return self._sgcv_values(batch, lams.reshape(-1))
 
-    def trial_increments(self):
+    def trial_increments(self, xp=torch):
         """The trial ``lambda`` grid for the next update.
 
         Increments that would take ``Lambda`` below ``lower_bound`` are clipped
         to ``lower_bound - Lambda``.
 
+        Parameters
+        ----------
+        xp : module, default=torch
+            The array namespace of the grid: torch, or an array API's (numpy).
+
         Returns
         -------
-        lams : Tensor of shape (2 n_trials + 1,)
+        lams : array of shape (2 n_trials + 1,)
             Sorted trial increments (float64); those clipped repeat the clip.
         """
         Lambda, lb = self.state.Lambda, self.lower_bound
-        if self._positive_trials is None:  # the same every step
-            positive = torch.logspace(
-                math.log10(lb),
-                math.log10(self.upper_bound),
-                self.n_trials,
-                dtype=_DTYPE,
-            )
-            self._positive_trials = torch.cat([torch.zeros(1, dtype=_DTYPE), positive])
-        negative = torch.logspace(
-            math.log10(lb), math.log10(max(Lambda, lb)), self.n_trials, dtype=_DTYPE
-        )
-        trials = torch.cat([negative.flip(0).neg_(), self._positive_trials])
+        positive, fractions = _trial_grids(lb, self.upper_bound, self.n_trials, xp)
+        # Magnitudes log-spaced from Lambda down to lb, in two operations.
+        negative = lb * (max(Lambda, lb) / lb) ** fractions
+        trials = xp.concat([-negative, positive])
         # Ascending already: clipping leaves equal values side by side, which
         # score alike, so argmin picks what it would pick among unique values.
-        return trials.clamp_min_(lb - Lambda)
+        return xp.clip(trials, lb - Lambda, None)
 
     def _prepare(self, Z, C, sample_weight, rows=LOCAL_ROWS):
         """Reduce the batch to its (weighted) sums over rows, scaled to a mean,
         and decompose the memory Gram it will join."""
         n = Z.shape[0]
-        Z = Z.to(_DTYPE)  # (n, p)
+        xp = _namespace(Z)
+        W = self.state.W
+        Z = _float64(Z, xp)  # (n, p)
         # (n, c); explicit c: an empty batch (a process with few rows) has n = 0.
-        C = C.to(_DTYPE).reshape(n, self.state.W.shape[1])
+        C = _float64(C, xp).reshape(n, W.shape[1])
         if sample_weight is None:
-            n_eff = Z.new_tensor(float(n))
+            n_eff = float(n)
         else:
             # Rows scaled by sqrt(w): integer weights act exactly as repeated rows.
-            weight = torch.as_tensor(sample_weight, dtype=_DTYPE, device=Z.device)
+            weight = _float64(sample_weight, xp)
             n_eff = weight.sum()
-            root = weight.sqrt()[:, None]  # (n, 1)
+            root = xp.sqrt(weight)[:, None]  # (n, 1)
             Z, C = root * Z, root * C
-        R0 = Z @ self.state.W - C  # (n, c)
+        R0 = Z @ W - C  # (n, c)
         gram = Z.T @ Z  # (p, p)
         sums = (Z.T @ R0, (R0**2).sum(), n_eff)
         if rows.distributed:  # the batch's rows on all processes
+            if sample_weight is None:
+                sums = (*sums[:2], Z.new_tensor(n_eff))
             gram, *sums = _sum_symmetric(rows, gram, *sums)
         ZtR0, R0_norm2, n_eff = sums
-        # A plain count needs no device sync.
-        local = sample_weight is None and not rows.distributed
-        n_eff = float(n) if local else float(n_eff)
+        # A weight sum is read back (a sync on a device); a count is a float.
+        n_eff = float(n_eff)
         if not n_eff > 0:
             raise ValueError("The batch's sample weights sum to zero.")
         # Divided by sum(w): the batch loss is a weighted mean.
         gram, ZtR0, R0_norm2 = gram / n_eff, ZtR0 / n_eff, R0_norm2 / n_eff
-        eigvals, V = torch.linalg.eigh(self._memory_gram_with(gram))  # ascending
+        memory = self._memory_gram_with(gram)
+        try:
+            eigvals, V = xp.linalg.eigh(memory)  # ascending
+        except xp.linalg.LinAlgError:  # non-finite (numpy raises, torch gives nan)
+            eigvals, V = memory[0] * math.nan, memory * math.nan
         return _Batch(
             ZtR0=ZtR0,
             R0_norm2=R0_norm2,
@@ -336,7 +352,7 @@ class SlimTik:
             n_targets=C.shape[1],
             gram=gram,
             V=V,
-            eigvals=eigvals.clamp_min(0.0),
+            eigvals=xp.clip(eigvals, 0.0, None),
         )
 
     def _memory_gram_with(self, gram):
@@ -366,20 +382,45 @@ class SlimTik:
         The trace term is ``c d . diag(K)``.
         """
         V = batch.V
+        xp = _namespace(V)
         mu = self.state.Lambda + lams  # (T,)
         d = 1.0 / (batch.eigvals + mu[:, None])  # (T, p)
         K = V.T @ batch.gram @ V  # (p, p)
         A = V.T @ batch.ZtR0  # (p, c)
         B = V.T @ self.state.W  # (p, c)
         AA, AB, BB = A @ A.T, A @ B.T, B @ B.T  # (p, p) each
-        quad = torch.stack([K * AA, K * (AB + AB.T), K * BB])  # (3, p, p)
-        forms = ((d @ quad) * d).sum(dim=2)  # (3, T): d^T K_XY d per trial
+        quad = xp.stack([K * AA, K * (AB + AB.T), K * BB])  # (3, p, p)
+        forms = ((d @ quad) * d).sum(axis=2)  # (3, T): d^T K_XY d per trial
         cross = d @ AA.diagonal() + lams * (d @ AB.diagonal())  # (T,)
         rho = batch.R0_norm2 - 2.0 * cross + forms[0] + lams * forms[1]
         rho = rho + lams**2 * forms[2]
         c = batch.n_targets
         residual_count = batch.n_samples * c - c * (d @ K.diagonal())  # (T,)
-        return torch.where(residual_count > 0, rho / residual_count**2, torch.inf)
+        return xp.where(residual_count > 0, rho / residual_count**2, math.inf)
+
+
+def _namespace(array):
+    """The array module of ``array``: torch, or its array API namespace."""
+    return torch if isinstance(array, Tensor) else array.__array_namespace__()
+
+
+def _float64(x, xp):
+    """``x`` as float64 in ``xp`` (no copy if it is already)."""
+    return xp.asarray(x, dtype=xp.float64)
+
+
+@functools.cache
+def _trial_grids(lower_bound, upper_bound, n_trials, xp):
+    """sGCV's fixed grids in ``xp``, built once: 0 and the positive magnitudes
+    (log-spaced in ``[lower_bound, upper_bound]``), and the exponents 1 ... 0
+    that space the negative ones."""
+    positive = torch.logspace(
+        math.log10(lower_bound), math.log10(upper_bound), n_trials, dtype=_DTYPE
+    )
+    fractions = torch.linspace(1.0, 0.0, n_trials, dtype=_DTYPE)
+    # Python floats: the same values in either namespace.
+    positive = xp.asarray([0.0, *positive.tolist()], dtype=xp.float64)
+    return positive, xp.asarray(fractions.tolist(), dtype=xp.float64)
 
 
 def _sum_symmetric(rows, gram, *tensors):

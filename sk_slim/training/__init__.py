@@ -22,6 +22,7 @@ from .head import (
     validated_logistic_head,
 )
 from .input_derivatives import input_jacobian, stacked_features
+from .numpy_step import NumpyStep
 from .protocol import FitData, Trainer
 from .reduced import ReducedProblem
 from .slimtrain import SlimTrainConfig, SlimTrainState, SlimTrainTrainer, make_slimtik
@@ -35,6 +36,7 @@ __all__ = [
     "GNvproState",
     "GNvproTrainer",
     "HeadPosterior",
+    "NumpyStep",
     "ReducedLogisticProblem",
     "ReducedProblem",
     "SlimTrainConfig",

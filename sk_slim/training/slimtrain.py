@@ -311,8 +311,8 @@ class SlimTrainTrainer(Trainer):
         """
         slimtik = None if self.slimtik is None else self.slimtik.state.clone()
         return {
-            "module": copy.deepcopy(self.net.state_dict()),
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "module": _cloned(self.net.state_dict()),
+            "optimizer": _cloned(self.optimizer.state_dict()),
             "slimtik": slimtik,
             "head_alpha": self._head_alpha,
             # The batches drawn: an undone epoch draws them again.
@@ -330,7 +330,7 @@ class SlimTrainTrainer(Trainer):
         self.net.load_state_dict(snapshot["module"])
         # load_state_dict shares the snapshot's tensors: a retried epoch would
         # then change the snapshot's moments in place.
-        self.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
+        self.optimizer.load_state_dict(_cloned(snapshot["optimizer"]))
         self._head_alpha = snapshot["head_alpha"]
         self.data.generator.set_state(snapshot["generator"])
         if self.slimtik is not None:
@@ -412,3 +412,18 @@ class SlimTrainTrainer(Trainer):
         if self.config.streaming and self.slimtik is not None:
             return self.head_alpha
         return self.solve_head(net)
+
+
+def _cloned(state):
+    """A copy of a (module or optimizer) state dict whose tensors are cloned:
+    what ``copy.deepcopy`` gives, at a fraction of its cost per epoch."""
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, dict):
+        cloned = type(state)((key, _cloned(value)) for key, value in state.items())
+        if hasattr(state, "_metadata"):  # a module's: versions of its layers
+            cloned._metadata = state._metadata
+        return cloned
+    if isinstance(state, list):
+        return [_cloned(value) for value in state]
+    return state  # numbers, strings, tuples of numbers, None

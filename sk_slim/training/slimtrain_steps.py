@@ -22,6 +22,7 @@ from .derivative_data import augment_stacked
 from .head import features_of, ridge_head
 from .input_derivatives import NetworkStackedMaps, stacked_features
 from .linearization import NetworkLinearization, hand_written
+from .numpy_step import NumpyStep
 
 __all__ = ["half_mse", "lsgd_epoch", "slimtrain_epoch", "slimtrain_step"]
 
@@ -64,6 +65,7 @@ def slimtrain_step(
     mgrit_iterations=None,
     rows=LOCAL_ROWS,
     derivatives=None,
+    numpy_step=None,
 ):
     """One slimTrain iteration on a mini-batch.
 
@@ -94,12 +96,18 @@ def slimtrain_step(
         Derivative targets of the batch's rows: their rows
         ``[d phi / d x_j, 0]`` join the slimTik update and the loss
         (``derivative_data.py``); not with ``mgrit_iterations``.
+    numpy_step : NumpyStep, default=None
+        Take the step in numpy (:class:`NumpyStep`); ``X``, ``C`` and
+        ``sample_weight`` are then numpy arrays. :func:`slimtrain_epoch`
+        builds it once an epoch where it applies.
 
     Returns
     -------
-    loss : Tensor of shape ()
-        The batch loss with the updated head (detached).
+    loss : Tensor of shape () or float
+        The batch loss with the updated head (detached; a float in numpy).
     """
+    if numpy_step is not None:
+        return numpy_step.step(X, C, sample_weight)
     if derivatives is not None and hand_written(net.feature_extractor):
         loss = _hand_written_derivative_step(
             net, slimtik, X, C, sample_weight, derivatives, rows
@@ -302,6 +310,20 @@ def slimtrain_epoch(
         order = torch.arange(n, device=X.device)
     else:
         order = torch.randperm(n, generator=generator).to(X.device)
+    supported = NumpyStep.supports(
+        net,
+        optimizer,
+        X,
+        rows=rows,
+        derivatives=derivatives,
+        mgrit_iterations=mgrit_iterations,
+    )
+    if supported:
+        numpy_step = NumpyStep(net, optimizer, slimtik)
+        try:
+            return _numpy_epoch(numpy_step, X, C, sample_weight, order, batch_size)
+        finally:
+            numpy_step.finish()  # the head buffers, as after each torch step
     total, mass = X.new_zeros(()), 0.0
     for batch in _batches(order, batch_size, rows):
         weight = None if sample_weight is None else sample_weight[batch]
@@ -320,6 +342,27 @@ def slimtrain_epoch(
         total = total + loss * slimtik.batch_samples
         mass = mass + slimtik.batch_samples
     return total / mass
+
+
+def _numpy_epoch(numpy_step, X, C, sample_weight, order, batch_size):
+    """:func:`slimtrain_epoch`'s loop on numpy views of the data, each step
+    by ``numpy_step``; the same batches as the torch loop's."""
+    X, C, weight, order = numpy_step.views(X, C, sample_weight, order)
+    total, mass = 0.0, 0.0
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        loss = slimtrain_step(
+            numpy_step.net,
+            numpy_step.optimizer,
+            numpy_step.slimtik,
+            X[batch],
+            C[batch],
+            None if weight is None else weight[batch],
+            numpy_step=numpy_step,
+        )
+        samples = numpy_step.slimtik.batch_samples
+        total, mass = total + loss * samples, mass + samples
+    return torch.tensor(total / mass, dtype=torch.float64)
 
 
 def _batches(order, batch_size, rows):
