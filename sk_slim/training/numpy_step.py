@@ -37,7 +37,7 @@ _SGD_DEFAULTS = {"dampening": 0, "maximize": False, "nesterov": True}
 
 
 class NumpyStep:
-    """slimTrain's step on numpy views of a network and its optimizer.
+    """The slimTrain step on numpy views of a network and its optimizer.
 
     Build one per epoch (:meth:`supports` first): the views are of the tensors
     the network and the optimizer hold when it is built.
@@ -190,8 +190,10 @@ class NumpyStep:
         return float(loss)
 
     def finish(self):
-        """Give slimTik's state back as tensors, and copy its head into the
-        network's buffers (as every torch step does)."""
+        """Give slimTik's state back as tensors, and its head to the network.
+
+        The head is copied into the network's buffers, as every torch step does.
+        """
         state = self.slimtik.state
         state.W = torch.from_numpy(state.W)
         grams = (torch.from_numpy(g) for g in state.grams)
