@@ -453,6 +453,7 @@ def slimtik_epoch_seconds(width, repeats):
     slimtik = make_slimtik(torch.zeros(width + 1, 1, dtype=torch.float64))
 
     Z, C = Z.numpy(), C.numpy()
+    slimtik.state.W = slimtik.state.W.numpy()  # a numpy state, as NumpyStep's
 
     def epoch():
         for _ in range(n_batches):
@@ -473,7 +474,7 @@ def run_epochs(plan):
             "MLPRegressor adam (numpy)": fit_epoch_seconds(
                 partial(mlp_for_epochs, width), X, y, repeats
             ),
-            "SlimTrainRegressor (hand-written)": fit_epoch_seconds(
+            "SlimTrainRegressor (default: the numpy step)": fit_epoch_seconds(
                 slimtrain, X, y, repeats
             ),
             "SlimTrainRegressor (torch_func_only: autograd)": fit_epoch_seconds(
