@@ -322,7 +322,10 @@ class SlimTik:
             n_eff = float(n)
         else:
             # Rows scaled by sqrt(w): integer weights act exactly as repeated rows.
-            weight = _float64(sample_weight, xp)
+            if xp is torch:
+                weight = torch.as_tensor(sample_weight, dtype=_DTYPE, device=Z.device)
+            else:
+                weight = _float64(sample_weight, xp)
             n_eff = weight.sum()
             root = xp.sqrt(weight)[:, None]  # (n, 1)
             Z, C = root * Z, root * C

@@ -3,8 +3,9 @@
 Per mini-batch: forward pass, slimTik update of the head under no-grad, the loss
 with the new head on the same graph, backward, and one optimizer step on the
 feature extractor's parameters only (the alternating iteration of slimTrain).
-Batches are tensor slices (no DataLoader). The trainer that runs these epochs is
-in ``slimtrain.py``.
+Batches are tensor slices (no DataLoader); on the CPU the epoch of a network
+``make_mlp`` builds runs on numpy views instead (``numpy_step.py``). The
+trainer that runs these epochs is in ``slimtrain.py``.
 
 References
 ----------
@@ -310,15 +311,14 @@ def slimtrain_epoch(
         order = torch.arange(n, device=X.device)
     else:
         order = torch.randperm(n, generator=generator).to(X.device)
-    supported = NumpyStep.supports(
+    if NumpyStep.supports(
         net,
         optimizer,
         X,
         rows=rows,
         derivatives=derivatives,
         mgrit_iterations=mgrit_iterations,
-    )
-    if supported:
+    ):
         numpy_step = NumpyStep(net, optimizer, slimtik)
         try:
             return _numpy_epoch(numpy_step, X, C, sample_weight, order, batch_size)
