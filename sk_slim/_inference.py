@@ -67,21 +67,23 @@ class _InferenceMixin:
                 "return_std=True needs the posterior of fit's final head solve on "
                 "all training rows; partial_fit keeps none. Call fit first."
             )
-        means, variances = [], []
-        with torch.no_grad():  # one pass serves the mean and the std
-            net = self._net_on_device()
-            # By blocks of rows: not the activations of all rows at once.
-            for rows in self._to_tensor(X).split(_PREDICT_ROWS):
-                features = net.features(rows)  # (rows, m)
-                means.append(net.head(features))
-                if return_std:
-                    Z = net.augment(features).cpu()  # (rows, p)
-                    variances.append(self._head_posterior.predictive_variance(Z))
-        y = self._in_target_units(torch.cat(means)).astype(X.dtype, copy=False)
+        net = self._net_on_device()
+
+        def mean_and_variance(rows):  # one pass serves the mean and the std
+            features = net.features(rows)  # (rows, m)
+            if not return_std:
+                return (net.head(features),)
+            Z = net.augment(features).cpu()  # (rows, p)
+            variance = self._head_posterior.predictive_variance(Z)
+            return net.head(features), variance
+
+        with torch.no_grad():  # by blocks: not the activations of all rows at once
+            means, *variances = _by_blocks(mean_and_variance, self._to_tensor(X))
+        y = self._in_target_units(means).astype(X.dtype, copy=False)
         y = y.ravel() if self._y_1d else y
         out = [y]
         if return_std:
-            variance = torch.cat(variances).numpy()
+            variance = variances[0].numpy()
             std = (np.sqrt(variance) * self._y_scale).astype(X.dtype, copy=False)
             out.append(std.ravel() if self._y_1d else std)
         if return_grad:
@@ -154,8 +156,7 @@ class _InferenceMixin:
         # in threads; fit sets it (and restores it) around training only.
         net = self._net_on_device(net)
         with torch.no_grad():  # by blocks: not the activations of all rows at once
-            blocks = self._to_tensor(X).split(_PREDICT_ROWS)
-            out = torch.cat([net(rows) for rows in blocks])
+            (out,) = _by_blocks(lambda rows: (net(rows),), self._to_tensor(X))
         return self._in_target_units(out)
 
     def _in_target_units(self, out):
@@ -169,3 +170,21 @@ class _InferenceMixin:
         b = b + self._y_mean
         self.coef_ = W[:, 0] if self._y_1d else W
         self.intercept_ = float(b[0]) if self._y_1d else b
+
+
+def _by_blocks(function, X):
+    """``function(X)``, a tuple of (n, ...) tensors, computed by blocks of
+    ``_PREDICT_ROWS`` rows into preallocated outputs.
+
+    Small per-block results kept between a block's megabyte temporaries (a list
+    to concatenate) fragment the heap, which then grows by every block's
+    temporaries: 88 MiB over the 100 000 validation rows of a 1e6-row fit.
+    """
+    outputs = None
+    for start in range(0, len(X), _PREDICT_ROWS):
+        blocks = function(X[start : start + _PREDICT_ROWS])
+        if outputs is None:
+            outputs = [b.new_empty((len(X), *b.shape[1:])) for b in blocks]
+        for output, block in zip(outputs, blocks, strict=True):
+            output[start : start + len(block)] = block
+    return outputs
