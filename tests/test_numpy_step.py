@@ -6,6 +6,7 @@ head, slimTik's state and the optimizer's moments, over several batches; and it
 must leave the cases it does not implement to torch.
 """
 
+import warnings
 from unittest import mock
 
 import numpy as np
@@ -233,3 +234,21 @@ def test_float32_network_takes_the_numpy_route():
     loss = slimtrain_epoch(net, optimizer, slimtik, X, C, batch_size=10)
     assert torch.isfinite(loss)
     assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_a_diverging_numpy_step_warns_as_little_as_torch(activation):
+    # Overflow and NaN pass silently, as in torch: the epoch loop detects and
+    # undoes the epoch (here until it gives up), with no numpy RuntimeWarning.
+    from sklearn.datasets import make_friedman1
+
+    from sk_slim import SlimTrainRegressor
+
+    X, y = make_friedman1(500, random_state=0)
+    model = SlimTrainRegressor(
+        activation=activation, learning_rate_init=1e8, max_iter=20, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(FloatingPointError, match="diverged"):
+            model.fit(X, y)

@@ -137,6 +137,10 @@ class NumpyStep:
             return False
         return _optimizer_supported(optimizer, params)
 
+    # Non-finite values pass silently, as in torch: the epoch loop undoes an epoch
+    # whose loss or parameters are not finite, and numpy's warnings would only
+    # reach the user.
+    @np.errstate(all="ignore")
     def step(self, X, C, sample_weight=None):
         """One slimTrain iteration on a mini-batch of numpy arrays.
 
