@@ -56,8 +56,6 @@ class NumpyStep:
         self.net = net
         self.optimizer = optimizer
         self.slimtik = slimtik
-        params = list(net.feature_extractor.parameters())
-        self._params = [p.detach().numpy() for p in params]
         self._layers = []  # (W, b, activation) per Linear, as numpy views
         for layer in net.feature_extractor:
             if isinstance(layer, nn.Linear):
@@ -65,7 +63,9 @@ class NumpyStep:
                 self._layers.append([weight.numpy(), bias.numpy(), nn.Identity])
             else:
                 self._layers[-1][2] = type(layer)
-        self._tensors = params
+        # Linear and activation layers only: the parameters are (W, b) per layer.
+        self._tensors = list(net.feature_extractor.parameters())
+        self._params = [view for W, b, _ in self._layers for view in (W, b)]
         self._updates = None  # bound once the optimizer has its state
         # slimTik updates numpy batches on a numpy state: views of its tensors.
         state = slimtik.state
@@ -297,4 +297,4 @@ def _optimizer_supported(optimizer, params):
         group.get(key, value) == value
         for group in optimizer.param_groups
         for key, value in defaults.items()
-    ) and all(not torch.is_complex(p) for p in params)
+    )
