@@ -71,11 +71,11 @@ class _InferenceMixin:
 
         def mean_and_variance(rows):  # one pass serves the mean and the std
             features = net.features(rows)  # (rows, m)
+            mean = net.head(features)
             if not return_std:
-                return (net.head(features),)
+                return (mean,)
             Z = net.augment(features).cpu()  # (rows, p)
-            variance = self._head_posterior.predictive_variance(Z)
-            return net.head(features), variance
+            return mean, self._head_posterior.predictive_variance(Z)
 
         with torch.no_grad():  # by blocks: not the activations of all rows at once
             means, *variances = _by_blocks(mean_and_variance, self._to_tensor(X))
