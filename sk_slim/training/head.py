@@ -70,8 +70,17 @@ def features_of(net, X, chunk_size=16384):
     Z : Tensor of shape (n, m)
         The features, without the column of ones.
     """
+    Z, start = None, 0
     with _eval_mode(net):
-        return torch.cat([net.features(chunk) for chunk in X.split(chunk_size)])
+        # Into one preallocated output: a list of the chunks' features, then
+        # their concatenation, would hold them twice.
+        for chunk in X.split(chunk_size):
+            features = net.features(chunk)
+            if Z is None:
+                Z = features.new_empty((len(X), *features.shape[1:]))
+            Z[start : start + len(features)] = features
+            start += len(features)
+    return Z
 
 
 @contextlib.contextmanager
