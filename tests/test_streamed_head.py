@@ -2,6 +2,8 @@
 factors, head, GCV choice and posterior as the one-SVD path, checked against
 numpy oracles (SVD, normal equations, the hat matrix) and against that path."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ import sk_slim.training.head as head_module
 from sk_slim import GNvproClassifier, SlimTrainRegressor
 from sk_slim.linalg import streamed_tikhonov_factor
 from sk_slim.networks import SeparableNet, make_mlp
+from sk_slim.rows import LOCAL_ROWS
 from sk_slim.training import head_posterior, solve_head
 
 F64 = torch.float64
@@ -128,6 +131,18 @@ def test_streamed_head_and_posterior_equal_the_one_svd_path(
     )
 
 
+def test_small_heads_are_streamed_where_the_factor_is_cheaper_than_u():
+    # Rows times the squared head width decide below _STREAMED_HEAD_ROWS: width
+    # 64 streams a few hundred rows, width 16 does not; nor do fewer rows than
+    # twice the width.
+    def streams(n_rows, width):
+        net = SeparableNet(make_mlp(3, (width,), "tanh", dtype=F64), width, 1)
+        return head_module._streams(net, torch.zeros(n_rows, 3), LOCAL_ROWS, None)
+
+    assert streams(383, 64) and streams(1025, 16)
+    assert not streams(383, 16) and not streams(100, 64)
+
+
 def test_streamed_head_refuses_features_that_are_not_finite(small_stream):
     net, X, C, _ = _net_and_rows()
     X[200, 0] = np.nan
@@ -143,6 +158,7 @@ def test_estimator_fit_with_a_streamed_head_predicts_as_the_one_svd_fit(monkeypa
     X = rng.normal(size=(300, 4))
     y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] + 0.05 * rng.normal(size=300)
     params = dict(max_iter=3, early_stopping=False, random_state=0)
+    monkeypatch.setattr(head_module, "_STREAMED_HEAD_WORK", math.inf)
     reference = SlimTrainRegressor(**params).fit(X, y)
     monkeypatch.setattr(head_module, "_STREAMED_HEAD_ROWS", 100)
     monkeypatch.setattr(head_module, "_HEAD_BLOCK_ENTRIES", 64 * 65)  # 64 rows

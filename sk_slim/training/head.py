@@ -35,8 +35,12 @@ LOGISTIC_HEAD_PATH = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 # all rows and their SVD (2 n p floats) never exist at once, and no U is formed,
 # which from a thousand rows on is also faster (width 64: 1212 rows 3.4 -> 2.6
 # ms, 18 000 rows 55 -> 27 ms; the same head and GCV choice to rounding). Below
-# it the one-SVD path.
+# it the one-SVD path, unless the rows times the squared head width pass
+# _STREAMED_HEAD_WORK: forming U then costs more than the factor of [Z, C] (width
+# 64 from about 100 rows: 383 rows 1.80 -> 1.49 ms, 675 rows 2.36 -> 1.85; width
+# 16 from about 900), a small slimTrain fit's validation head every epoch.
 _STREAMED_HEAD_ROWS = 1024
+_STREAMED_HEAD_WORK = 2**18
 # Features per block of rows (1 MiB): blocks of several MiB, allocated and
 # freed between the training steps' small tensors, fragment the heap (measured:
 # SlimTrainRegressor's peak at 3e5 rows, width 64, +237 MiB at 16384 rows a
@@ -156,7 +160,7 @@ def solve_head(
     FloatingPointError
         If the features are not finite.
     """
-    if _streams(X, rows, derivatives):
+    if _streams(net, X, rows, derivatives):
         factors = _streamed_factors(net, X, C, sample_weight, rows)
         W, alpha = _ridge_solution(factors, alpha)
     else:
@@ -166,9 +170,14 @@ def solve_head(
     return alpha
 
 
-def _streams(X, rows, derivatives):
+def _streams(net, X, rows, derivatives):
     """Whether the head of these rows is factored block by block."""
-    return derivatives is None and rows.max_int(len(X)) > _STREAMED_HEAD_ROWS
+    n_rows, width = rows.max_int(len(X)), net.W.shape[0] + 1
+    work = n_rows * width**2
+    large = n_rows > _STREAMED_HEAD_ROWS or (
+        n_rows >= 2 * width and work > _STREAMED_HEAD_WORK
+    )
+    return derivatives is None and large
 
 
 def _streamed_factors(net, X, C, sample_weight, rows):
@@ -473,7 +482,7 @@ def head_posterior(
     HeadPosterior
         Ignores the uncertainty in the features (``theta`` is taken as exact).
     """
-    if _streams(X, rows, derivatives):
+    if _streams(net, X, rows, derivatives):
         factors = _streamed_factors(net, X, C, sample_weight, rows)
         blocks = _weighted_blocks(net, X, C, sample_weight, [True])
         squared = sum(_head_residual(net, Z, C).square().sum(dim=0) for Z, C in blocks)
