@@ -10,6 +10,8 @@ memory (``ru_maxrss``) is that fit's::
         done
     done
     .venv/bin/python benchmarks/bench_large_n.py SlimTrainRegressor 1000000 --warm
+    .venv/bin/python benchmarks/bench_large_n.py GNvproRegressor 100000 \\
+        --target-of MLP-adam
 
 friedman1 with noise 1.0: n training rows and 10 000 test rows, one torch and
 BLAS thread (``benchmark_conditions``). ``MLP-adam`` is ``MLPRegressor`` (64, 64)
@@ -22,6 +24,12 @@ the fit (imported torch and sklearn), in MiB, and the data's size.
 that the memory before the measured fit already holds what any fit loads once
 and keeps (library code, allocator pools, the kernels torch and numpy page in
 on first use): the peak above it is what the fit adds for its data.
+
+``--target-of PEER`` measures time to target instead: ``PEER``'s default fit
+first, timed, its test R² the target; then ``_common.time_to_target`` (as the
+suite's ``--measure time-to-target``, one repeat): the first iteration at which
+the method, without early stopping, reaches that R², and the seconds of a fit
+stopped there.
 """
 
 import argparse
@@ -30,7 +38,7 @@ import resource
 import time
 import warnings
 
-from _common import benchmark_conditions, mlp_regressor
+from _common import Split, benchmark_conditions, mlp_regressor, r2, time_to_target
 from sklearn.datasets import make_friedman1
 from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -78,10 +86,39 @@ def main(method, n, warm=False):
     print(json.dumps(record), flush=True)
 
 
+def main_to_target(method, n, peer):
+    X, y = make_friedman1(n + 10_000, noise=1.0, random_state=0)
+    split = Split(X[:n], X[n:], y[:n], y[n:])
+    with benchmark_conditions(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target_model = MODELS[peer]()
+        start = time.perf_counter()
+        target_model.fit(split.X_train, split.y_train)
+        target_seconds = time.perf_counter() - start
+        target = r2(target_model, split.X_test, split.y_test)
+        model = MODELS[method]()
+        reach = time_to_target(model, split, target, r2, model.max_iter, repeats=1)
+    record = {
+        "method": method,
+        "n": n,
+        "target_of": peer,
+        "target_r2": round(target, 5),
+        "target_seconds": round(target_seconds, 2),
+        "reached": reach is not None,
+    }
+    if reach is not None:
+        record.update(iterations=reach.iterations, seconds=round(reach.seconds, 2))
+    print(json.dumps(record), flush=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("method", choices=MODELS)
     parser.add_argument("n", type=int)
     parser.add_argument("--warm", action="store_true")
+    parser.add_argument("--target-of", choices=MODELS)
     args = parser.parse_args()
-    main(args.method, args.n, args.warm)
+    if args.target_of:
+        main_to_target(args.method, args.n, args.target_of)
+    else:
+        main(args.method, args.n, args.warm)

@@ -15,9 +15,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
+import sk_slim._loop as loop_module
 from sk_slim import SlimTrainRegressor
 from sk_slim.datasets import make_peaks
 from sk_slim.linalg import tikhonov_svd
+from sk_slim.training import SlimTrainTrainer
 
 
 def _expected_failed_checks(estimator):
@@ -521,3 +523,21 @@ def test_lsgd_solver_fits_with_the_exact_head_and_full_batches(friedman):
     Z = torch.as_tensor(np.column_stack([model.transform(X_train[:100]), np.ones(100)]))
     W = tikhonov_svd(Z, torch.as_tensor(y_std[:100]), model.head_alpha_ * 100)
     np.testing.assert_allclose(model.coef_, W[:-1].numpy() * y_train.std(), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_validation_heads_come_from_a_sample_and_the_final_head_from_all_rows(
+    monkeypatch,
+):
+    calls = []
+    solve = SlimTrainTrainer.solve_head
+
+    def spy(self, net=None, max_rows=None):
+        calls.append(max_rows)
+        return solve(self, net, max_rows)
+
+    monkeypatch.setattr(SlimTrainTrainer, "solve_head", spy)
+    monkeypatch.setattr(loop_module, "_VALIDATION_HEAD_ROWS", 40)
+    X, y = make_friedman1(300, random_state=0)
+    SlimTrainRegressor(max_iter=3, early_stopping=True, random_state=0).fit(X, y)
+    assert calls == [40, 40, 40, None]

@@ -17,6 +17,7 @@ from sk_slim.training import (
     Trainer,
     lsgd_epoch,
     solve_head,
+    solve_logistic_head,
 )
 
 
@@ -89,6 +90,38 @@ def test_slimtrain_full_data_head_is_the_ridge_solution():
         Z = net.augment(net.features(data.X))
     W = tikhonov_svd(Z, data.C, alpha * len(data.X))
     torch.testing.assert_close(net.augmented_head, W, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_head_of_max_rows_is_the_head_of_the_first_rows(name, weighted):
+    # The validation head: solved on the first 50 rows only, with the ridge
+    # weight it chose there; the final head (no max_rows) is that of all rows.
+    # GNvpro's exact head of the last iterate, free from its factors on all
+    # rows, is taken before any sample.
+    trainer = _started(name)
+    if weighted:
+        data = trainer.data
+        weight = torch.linspace(0.5, 1.5, len(data.X), dtype=torch.float64)
+        trainer.start(FitData(data.X, data.C, weight, data.generator))
+    trainer.epoch()
+    data = trainer.data
+    sampled, alone, full = (copy.deepcopy(trainer.net) for _ in range(3))
+    alpha = trainer.solve_head(sampled, max_rows=50)
+    trainer.solve_head(full)
+    if name == "gnvpro":
+        torch.testing.assert_close(sampled.augmented_head, full.augmented_head)
+        trainer._current = None
+        alpha = trainer.solve_head(sampled, max_rows=50)
+    first = data.first_rows(50)
+    assert len(first.X) == len(first.C) == 50
+    solve = solve_logistic_head if name == "gnvpro-ce" else solve_head
+    solve(alone, first.X, first.C, first.weight, alpha)
+    torch.testing.assert_close(
+        sampled.augmented_head, alone.augmented_head, rtol=1e-8, atol=1e-10
+    )
+    assert (sampled.augmented_head - full.augmented_head).abs().max() > 1e-6
+    assert data.first_rows(None) is data and data.first_rows(len(data.X)) is data
 
 
 def test_slimtrain_streaming_continues_the_state_and_a_fit_does_not():

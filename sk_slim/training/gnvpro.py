@@ -449,13 +449,16 @@ class GNvproTrainer(Trainer):
             self._preconditioner.reset()
         return True
 
-    def solve_head(self, net=None):
+    def solve_head(self, net=None, max_rows=None):
         """Solve the head on all training rows and store it in the network.
 
         Parameters
         ----------
         net : SeparableNet, default=None
             The network (a copy of :attr:`net`, say); None: :attr:`net`.
+        max_rows : int, default=None
+            On at most this many rows (:meth:`FitData.first_rows`), unless the
+            last iterate's factors on all rows give the head at no cost.
 
         Returns
         -------
@@ -463,9 +466,10 @@ class GNvproTrainer(Trainer):
             Its ridge weight: GCV-chosen (least squares, ``'auto'``),
             ``1 / n`` (cross-entropy, ``'auto'``), or the fixed one.
         """
-        data, alpha = self.data, self._head_alpha_value()
+        alpha = self._head_alpha_value()
         net = self.net if net is None else net
         if self.config.loss == "cross_entropy":
+            data = self.data.first_rows(max_rows)
             return solve_logistic_head(
                 net, data.X, data.C, data.weight, alpha, rows=data.rows
             )
@@ -474,6 +478,7 @@ class GNvproTrainer(Trainer):
             W, alpha = ridge_head_factored(current.factors, alpha)
             net.set_head(W)
             return alpha
+        data = self.data.first_rows(max_rows)
         return solve_head(
             net, data.X, data.C, data.weight, alpha, data.rows, data.derivatives
         )

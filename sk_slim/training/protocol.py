@@ -23,7 +23,7 @@ hook of the estimators.
 """
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -71,6 +71,17 @@ class FitData:
     def n_effective(self):
         """The number of samples all the rows stand for, ``sum(weight)``."""
         return effective_samples(self.X, self.weight, self.rows)
+
+    def first_rows(self, max_rows=None):
+        """The data of the first ``max_rows`` rows (of each process), or all.
+
+        A random sample of the rows where their order is random, as it is
+        after ``fit``'s validation split. Derivative data keeps all rows.
+        """
+        if max_rows is None or len(self.X) <= max_rows or self.derivatives is not None:
+            return self
+        weight = None if self.weight is None else self.weight[:max_rows]
+        return replace(self, X=self.X[:max_rows], C=self.C[:max_rows], weight=weight)
 
 
 class Trainer(ABC):
@@ -196,7 +207,7 @@ class Trainer(ABC):
         """
 
     @abstractmethod
-    def solve_head(self, net=None):
+    def solve_head(self, net=None, max_rows=None):
         """Solve the head on all the training rows and store it in the network.
 
         Parameters
@@ -204,6 +215,10 @@ class Trainer(ABC):
         net : SeparableNet, default=None
             The network to solve it for (a copy of :attr:`net`, say); None:
             :attr:`net`.
+        max_rows : int, default=None
+            Solve it on at most this many rows (:meth:`FitData.first_rows`)
+            where that costs less: the head that scores the validation split
+            every epoch. None: on all rows.
 
         Returns
         -------

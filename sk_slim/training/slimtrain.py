@@ -367,13 +367,15 @@ class SlimTrainTrainer(Trainer):
         """
         return False
 
-    def solve_head(self, net=None):
+    def solve_head(self, net=None, max_rows=None):
         """Solve the head on all training rows and store it in the network.
 
         Parameters
         ----------
         net : SeparableNet, default=None
             The network (a copy of :attr:`net`, say); None: :attr:`net`.
+        max_rows : int, default=None
+            On at most this many rows (:meth:`FitData.first_rows`); None: all.
 
         Returns
         -------
@@ -381,7 +383,7 @@ class SlimTrainTrainer(Trainer):
             The ridge weight: chosen by GCV for ``head_alpha='auto'``, else
             the fixed one.
         """
-        data = self.data
+        data = self.data.first_rows(max_rows)
         net = self.net if net is None else net
         return solve_head(
             net,
