@@ -76,7 +76,18 @@ class FitData:
         """The data of the first ``max_rows`` rows (of each process), or all.
 
         A random sample of the rows where their order is random, as it is
-        after ``fit``'s validation split. Derivative data keeps all rows.
+        after ``fit``'s validation split.
+
+        Parameters
+        ----------
+        max_rows : int, default=None
+            How many rows to keep; None keeps all.
+
+        Returns
+        -------
+        FitData
+            This data where it has at most ``max_rows`` rows or derivative
+            data (kept whole), else its first rows (views).
         """
         if max_rows is None or len(self.X) <= max_rows or self.derivatives is not None:
             return self
