@@ -36,9 +36,10 @@ LOGISTIC_HEAD_PATH = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 # which from a thousand rows on is also faster (width 64: 1212 rows 3.4 -> 2.6
 # ms, 18 000 rows 55 -> 27 ms; the same head and GCV choice to rounding). Below
 # it the one-SVD path, unless the rows times the squared head width pass
-# _STREAMED_HEAD_WORK: forming U then costs more than the factor of [Z, C] (width
-# 64 from about 100 rows: 383 rows 1.80 -> 1.49 ms, 675 rows 2.36 -> 1.85; width
-# 16 from about 900), a small slimTrain fit's validation head every epoch.
+# _STREAMED_HEAD_WORK (and at least twice the width): forming U then costs more
+# than the factor of [Z, C] (width 64 from 130 rows: 383 rows 1.80 -> 1.49 ms, 675
+# rows 2.36 -> 1.85; width 16 from about 900), a small slimTrain fit's
+# validation head every epoch.
 _STREAMED_HEAD_ROWS = 1024
 _STREAMED_HEAD_WORK = 2**18
 # Features per block of rows (1 MiB): blocks of several MiB, allocated and
