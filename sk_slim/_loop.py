@@ -26,9 +26,10 @@ __all__ = []
 
 # A divergent epoch is retried this many times with half the step.
 _MAX_RETRIES = 5
-# The head that scores the validation split after every epoch or iteration is
-# solved on at most this many training rows (a random sample: the validation
-# split shuffles them); the final head on all. Its p (c) coefficients are then
+# The least-squares head that scores the validation split after every epoch or
+# iteration is solved on at most this many training rows (a random sample: the
+# validation split shuffles them; GNvpro's logistic head keeps all, see
+# GNvproTrainer.solve_head); the final head on all. Its p (c) coefficients are then
 # set by hundreds of rows each, and on many rows it no longer costs a third of
 # an epoch: 1e5 rows of friedman1, SlimTrainRegressor 13.7 -> 10.9 s and
 # GNvproRegressor 8.3 -> 5.9 s, the same iterations and test R²
