@@ -102,18 +102,19 @@ def n_outputs(y):
 
 
 @contextlib.contextmanager
-def benchmark_conditions():
-    """What every benchmark runs under: one torch and one BLAS thread, and no
-    convergence or user warnings (stopped-early fits are expected here).
+def benchmark_conditions(threads=1):
+    """What every benchmark runs under: one torch and one BLAS thread (or
+    ``threads`` of each), and no convergence or user warnings (stopped-early fits
+    are expected here).
 
     The torch thread count, the BLAS limits and the warning filters are restored
     on exit.
     """
     torch_threads = torch.get_num_threads()
-    with warnings.catch_warnings(), threadpool_limits(1):
+    with warnings.catch_warnings(), threadpool_limits(threads):
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
         try:
             yield
         finally:

@@ -21,8 +21,8 @@ Every (measure, problem, method) is one JSON line of the output file (``--out``)
 written as soon as it is done: a run that stops can be started again and skips the
 pairs already there (delete a line to redo it). A fit that raises is recorded with
 its error, and the run goes on. Everything runs under
-``_common.benchmark_conditions()`` (one torch thread, one BLAS thread), after an
-untimed warm-up of the torch estimators.
+``_common.benchmark_conditions()`` (one torch thread, one BLAS thread; ``--threads
+N``: N of each), after an untimed warm-up of the torch estimators.
 
 Methods, all with ``random_state=0``:
 
@@ -792,7 +792,7 @@ def record_key(record):
     return record.get("measure", "scores"), record["problem"], record["method"]
 
 
-def run_problem(problem, methods, measure, out, done, quick):
+def run_problem(problem, methods, measure, out, done, quick, threads=1):
     """Run ``methods`` (``{name: run}``) of ``measure`` on ``problem`` that
     ``done`` does not hold yet, appending each record to ``out`` as it comes."""
     todo = {
@@ -814,6 +814,7 @@ def run_problem(problem, methods, measure, out, done, quick):
             **scores,
             "wall_seconds": time.perf_counter() - start,
             "quick": quick,
+            "threads": threads,
             "date": datetime.date.today().isoformat(),
         }
         append_record(out, record)
@@ -865,7 +866,7 @@ def run(args):
     if args.quick and out.exists():
         out.unlink()  # a plumbing check starts afresh
     done = {record_key(record) for record in read_records(out)}
-    with benchmark_conditions():
+    with benchmark_conditions(args.threads):
         warm_up_torch()
         methods = {
             task: selected_methods(args.measure, task, args.methods)
@@ -873,7 +874,13 @@ def run(args):
         }
         for problem in selected_problems(args):
             run_problem(
-                problem, methods[problem.task], args.measure, out, done, args.quick
+                problem,
+                methods[problem.task],
+                args.measure,
+                out,
+                done,
+                args.quick,
+                args.threads,
             )
     print(f"\nRecords in {out}", file=sys.stderr)
 
@@ -1315,6 +1322,12 @@ def parse_args(argv=None):
         help="problem families (default: all), e.g. real uqtestfuns-raw",
     )
     parser.add_argument("--quick", action="store_true", help="plumbing check")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and BLAS threads (default 1; sk_slim's own rule may use fewer)",
+    )
     parser.add_argument("--out", type=Path, help="JSON-lines file of the records")
     parser.add_argument("--report", action="store_true", help="print tables of --out")
     args = parser.parse_args(argv)
