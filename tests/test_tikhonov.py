@@ -17,8 +17,9 @@ def _problem(n=40, p=8, c=3, seed=0, noise=0.1):
     return Z, C
 
 
-def _hat_matrix_gcv(Z, C, lam, weight=None):
-    """Oracle: GCV from the explicit hat matrix H = Z (Z^T Z + lam I)^{-1} Z^T."""
+def _hat_matrix_gcv(Z, C, lam, weight=None, gcv_weight=1.0):
+    """Oracle: GCV from the explicit hat matrix H = Z (Z^T Z + lam I)^{-1} Z^T
+    (weighted GCV, ``n - gcv_weight tr H`` in the denominator, for gcv_weight != 1)."""
     Z, C = Z.numpy(), C.numpy()
     n_eff = Z.shape[0]
     if weight is not None:
@@ -27,7 +28,7 @@ def _hat_matrix_gcv(Z, C, lam, weight=None):
     p, c = Z.shape[1], C.shape[1]
     H = Z @ np.linalg.solve(Z.T @ Z + lam * np.eye(p), Z.T)
     residual = ((C - H @ C) ** 2).sum()
-    return residual / (c * (n_eff - np.trace(H))) ** 2
+    return residual / (c * (n_eff - gcv_weight * np.trace(H))) ** 2
 
 
 @pytest.mark.parametrize("lam", [1e-8, 0.1, 3.0])
@@ -92,6 +93,31 @@ def test_gcv_function_equals_hat_matrix_formula(weighted):
     scores = factors.gcv(lams)
     oracle = [_hat_matrix_gcv(Z, C, float(lam), weight) for lam in lams]
     np.testing.assert_allclose(scores.numpy(), oracle, rtol=1e-9)
+
+
+@pytest.mark.parametrize("gcv_weight", [1.5, 3.0])
+def test_weighted_gcv_equals_hat_matrix_formula_and_regularizes_more(gcv_weight):
+    Z, C = _problem(n=25, p=7, c=3, seed=5, noise=0.5)
+    factors = tikhonov_factor(Z, C)
+    lams = torch.tensor([1e-2, 0.7, 5.0, 80.0], dtype=torch.float64)
+    oracle = [_hat_matrix_gcv(Z, C, float(lam), gcv_weight=gcv_weight) for lam in lams]
+    np.testing.assert_allclose(factors.gcv(lams, gcv_weight).numpy(), oracle, rtol=1e-9)
+    # Each fitted degree of freedom costs more: the minimiser moves up.
+    lam = factors.minimize_gcv(weight=gcv_weight)[0]
+    assert lam > factors.minimize_gcv()[0]
+    neighbours = [
+        _hat_matrix_gcv(Z, C, lam * f, gcv_weight=gcv_weight) for f in (0.8, 1, 1.25)
+    ]
+    assert neighbours[1] <= min(neighbours[0], neighbours[2])
+
+
+def test_weighted_gcv_is_infinite_where_its_residual_count_is_not_positive():
+    # n = 25, q = 7: n - 4 tr H <= 0 while tr H >= 6.25, i.e. at tiny lam.
+    Z, C = _problem(n=25, p=7, c=1, seed=11, noise=0.5)
+    scores = tikhonov_factor(Z, C).gcv(
+        torch.tensor([1e-10, 1e6], dtype=torch.float64), 4.0
+    )
+    assert torch.isinf(scores[0]) and torch.isfinite(scores[1])
 
 
 def test_gcv_minimiser_beats_its_neighbourhood_and_solves_at_it():

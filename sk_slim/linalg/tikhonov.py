@@ -157,8 +157,8 @@ class TikhonovSVD:
         """
         return self._residual(self._shrink(lams))
 
-    def gcv(self, lams):
-        """GCV function ``G(lam) = rho(lam) / (c (n - tr H(lam)))^2``.
+    def gcv(self, lams, weight=1.0):
+        """GCV function ``G(lam) = rho(lam) / (c (n - weight tr H(lam)))^2``.
 
         ``H(lam) = Z (Z^T Z + lam I)^{-1} Z^T`` is the hat matrix; ``c (n - tr H)``
         is the residual count of the vectorized problem, since every target
@@ -168,6 +168,12 @@ class TikhonovSVD:
         ----------
         lams : Tensor of shape (T,)
             Regularization parameters, each ``> 0``.
+        weight : float, default=1.0
+            1 gives GCV. Above 1, the weighted GCV of Chung, Nagy and O'Leary
+            (ETNA 28, 2008), ``n rho / trace(I - weight H)^2``: each fitted
+            degree of freedom costs more, which moves ``lam`` up where the
+            fitted directions are a large share of the samples and hardly at
+            all where they are few.
 
         Returns
         -------
@@ -175,12 +181,15 @@ class TikhonovSVD:
             ``inf`` where the residual degrees of freedom are not positive.
         """
         shrink = self._shrink(lams)  # (T, q)
-        # n - tr H written as a sum of positive terms: no cancellation at tiny lam.
-        residual_dof = (self.n_samples - self.s.numel()) + shrink.sum(dim=1)
+        # n - w tr H written as a sum of terms, positive for w = 1: no
+        # cancellation at tiny lam.
+        residual_dof = (self.n_samples - weight * self.s.numel()) + weight * shrink.sum(
+            dim=1
+        )
         score = self._residual(shrink) / (self.n_targets * residual_dof) ** 2
         return torch.where(residual_dof > 0, score, torch.inf)
 
-    def minimize_gcv(self, lam_range=None, *, n_grid=50, n_refine=2):
+    def minimize_gcv(self, lam_range=None, *, n_grid=50, n_refine=2, weight=1.0):
         """Minimize :meth:`gcv` on a log-spaced grid, then refine around the best.
 
         Parameters
@@ -191,6 +200,8 @@ class TikhonovSVD:
             Points of the grid and of each refinement.
         n_refine : int, default=2
             Rounds of refinement between the grid neighbours of the best point.
+        weight : float, default=1.0
+            The weight of :meth:`gcv` (1: GCV).
 
         Returns
         -------
@@ -209,7 +220,7 @@ class TikhonovSVD:
         s_max2 = float(self.s[0] ** 2) if self.s.numel() else 1.0
         lo, hi = lam_range if lam_range is not None else (1e-12 * s_max2, 1e2 * s_max2)
         grid = torch.logspace(math.log10(lo), math.log10(hi), n_grid, dtype=_DTYPE)
-        grid_scores = self.gcv(grid).cpu()
+        grid_scores = self.gcv(grid, weight).cpu()
         if not torch.isfinite(grid_scores).any():
             raise ValueError(
                 f"GCV is undefined: the {self.n_samples:g} samples (sum of the "
@@ -223,7 +234,7 @@ class TikhonovSVD:
             lams = torch.logspace(
                 math.log10(lams[left]), math.log10(lams[right]), n_grid, dtype=_DTYPE
             )
-            scores = self.gcv(lams).cpu()
+            scores = self.gcv(lams, weight).cpu()
         best = int(torch.argmin(scores))
         return float(lams[best]), float(scores[best]), grid, grid_scores
 

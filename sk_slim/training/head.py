@@ -123,7 +123,14 @@ def _head_rows(net, X, C, sample_weight, rows, derivatives):
 
 
 def solve_head(
-    net, X, C, sample_weight=None, alpha="gcv", rows=LOCAL_ROWS, derivatives=None
+    net,
+    X,
+    C,
+    sample_weight=None,
+    alpha="gcv",
+    rows=LOCAL_ROWS,
+    derivatives=None,
+    gcv_weight=1.0,
 ):
     """Solve the head of ``net`` on all of ``(X, C)`` and store it in its buffers.
 
@@ -150,6 +157,9 @@ def solve_head(
     derivatives : DerivativeData, default=None
         Derivative targets of the same rows: their rows are stacked below the
         values' (``derivative_data.py``), and the mean runs over all of them.
+    gcv_weight : float, default=1.0
+        With ``alpha='gcv'``: the weight of the GCV function
+        (:meth:`~sk_slim.linalg.TikhonovSVD.gcv`; 1 is GCV).
 
     Returns
     -------
@@ -163,10 +173,12 @@ def solve_head(
     """
     if _streams(net, X, rows, derivatives):
         factors = _streamed_factors(net, X, C, sample_weight, rows)
-        W, alpha = _ridge_solution(factors, alpha)
+        W, alpha = _ridge_solution(factors, alpha, gcv_weight)
     else:
         Z, C, sample_weight = _head_rows(net, X, C, sample_weight, rows, derivatives)
-        W, alpha = ridge_head(Z, C, sample_weight, alpha, rows=rows)
+        W, alpha = ridge_head(
+            Z, C, sample_weight, alpha, rows=rows, gcv_weight=gcv_weight
+        )
     net.set_head(W)
     return alpha
 
@@ -212,7 +224,9 @@ def _weighted_blocks(net, X, C, sample_weight, finite):
         yield Z, C_block
 
 
-def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
+def ridge_head(
+    Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS, gcv_weight=1.0
+):
     """Solve ``min_W sum_i w_i ||z_i W - c_i||^2 / sum_i w_i + alpha ||W||^2``.
 
     Parameters
@@ -228,6 +242,8 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
         generalized cross-validation (:func:`sk_slim.linalg.gcv`'s range).
     rows : RowGroup, default=LOCAL_ROWS
         As in :func:`solve_head`.
+    gcv_weight : float, default=1.0
+        As in :func:`solve_head`.
 
     Returns
     -------
@@ -237,18 +253,18 @@ def ridge_head(Z, C, sample_weight=None, alpha="gcv", *, rows=LOCAL_ROWS):
         The ridge weight used.
     """
     factors = tikhonov_factor(Z, C, sample_weight, rows=rows)
-    W, alpha = _ridge_solution(factors, alpha)
+    W, alpha = _ridge_solution(factors, alpha, gcv_weight)
     W = W.to(torch.result_type(Z, C))
     return (W.reshape(-1) if C.ndim == 1 else W), alpha
 
 
-def _ridge_solution(factors, alpha):
+def _ridge_solution(factors, alpha, gcv_weight=1.0):
     """The float64 ridge head and its weight (mean-loss scale) from factors of
     unnormalized weighted rows: ``lam = alpha * n_eff`` (weights read as
     repetitions)."""
     n_eff = factors.n_samples
     if alpha == "gcv":
-        lam = factors.minimize_gcv()[0]
+        lam = factors.minimize_gcv(weight=gcv_weight)[0]
         alpha = lam / n_eff
     else:
         lam = alpha * n_eff

@@ -85,6 +85,11 @@ class SlimTrainConfig:
     mgrit_iterations : int or None
         Propagate a ``make_resnet`` extractor forward and backward by this many
         MGRIT iterations per step (``sk_slim.training.mgrit``); None: serially.
+    head_gcv_weight : float
+        The weight of the GCV function that chooses the full-data head's ridge
+        (:meth:`~sk_slim.linalg.TikhonovSVD.gcv`; 1 is GCV, above 1 the
+        weighted GCV of Chung, Nagy and O'Leary, 2008). The per-batch sGCV
+        is unweighted.
     """
 
     memory_depth: int = 5
@@ -97,6 +102,7 @@ class SlimTrainConfig:
     streaming: bool = False
     head_update: str = "slimtik"
     mgrit_iterations: int | None = None
+    head_gcv_weight: float = 1.0
 
     @property
     def ridge_alpha(self):
@@ -393,6 +399,7 @@ class SlimTrainTrainer(Trainer):
             self.config.ridge_alpha,
             data.rows,
             data.derivatives,
+            self.config.head_gcv_weight,
         )
 
     def finish(self, net=None):
