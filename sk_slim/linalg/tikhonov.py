@@ -181,11 +181,10 @@ class TikhonovSVD:
             ``inf`` where the residual degrees of freedom are not positive.
         """
         shrink = self._shrink(lams)  # (T, q)
-        # n - w tr H written as a sum of terms, positive for w = 1: no
+        # n - w tr H = (n - w q) + w sum(shrink), positive terms for w = 1: no
         # cancellation at tiny lam.
-        residual_dof = (self.n_samples - weight * self.s.numel()) + weight * shrink.sum(
-            dim=1
-        )
+        fitted = weight * self.s.numel()
+        residual_dof = (self.n_samples - fitted) + weight * shrink.sum(dim=1)
         score = self._residual(shrink) / (self.n_targets * residual_dof) ** 2
         return torch.where(residual_dof > 0, score, torch.inf)
 
