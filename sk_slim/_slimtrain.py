@@ -129,7 +129,8 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         ``MLPRegressor``: ``alpha / (2 batch_size) ||theta||^2`` per batch.
     head_alpha : 'auto' or float, default='auto'
         The head's ridge weight on the mean loss: ``'auto'`` chooses it by sampled
-        GCV per batch and by GCV in the final solve; a float fixes it in both.
+        GCV per batch and by a weighted GCV (``n - 1.5 tr H``; user guide) in the
+        full-data solves; a float fixes it in both.
     memory_depth : int, default=5
         Number ``r`` of previous batches whose features slimTik remembers.
     solver : {'adam', 'sgd', 'lsgd'}, default='adam'
