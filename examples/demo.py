@@ -163,10 +163,13 @@ def print_table(cv_results, runs):
         "the refit on all training rows;\niterations are epochs (GNvpro: "
         "Gauss-Newton iterations), stopped early on a 10% validation split."
     )
-    for name in ("SlimTrainRegressor()", "GNvproRegressor()"):
+    for name, rule in (
+        ("SlimTrainRegressor()", "weighted GCV"),
+        ("GNvproRegressor()", "GCV"),
+    ):
         print(
             f"{name} chose its head's ridge weight itself: "
-            f"{runs[name]['head_alpha']:.2e} (GCV, final full-data solve)."
+            f"{runs[name]['head_alpha']:.2e} ({rule}, final full-data solve)."
         )
     run = runs["GNvproRegressor()"]["run"]
     print(
