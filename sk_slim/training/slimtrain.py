@@ -386,8 +386,9 @@ class SlimTrainTrainer(Trainer):
         Returns
         -------
         head_alpha : float
-            The ridge weight: chosen by GCV for ``head_alpha='auto'``, else
-            the fixed one.
+            The ridge weight: chosen by GCV (weighted by
+            ``config.head_gcv_weight``) for ``head_alpha='auto'``, else the
+            fixed one.
         """
         data = self.data.first_rows(max_rows)
         net = self.net if net is None else net
