@@ -23,14 +23,23 @@ Each (problem, n) is drawn with 3 subsample seeds; X is standardized on the
 subsample. Candidates (:data:`CANDIDATES`; all constructor parameters of the
 estimators, ``random_state=0``) against ``RidgeCV(alphas=logspace(-3, 3, 13))``
 and the suite's ``MLPRegressor-lbfgs`` ((64, 64) tanh, ``max_iter=500``,
-standardized targets). Scores: test and training R² (uniform average over
-outputs), fit seconds. One JSON line per fit, appended as it is done (a rerun
-skips what the file holds); everything under ``_common.benchmark_conditions()``.
+standardized targets); ``gn:seeds5``/``st:seeds5`` are the mean prediction of
+``N_SEEDS`` default fits with ``random_state`` 0, 1, ... (``VotingRegressor``).
+Scores: test and training R² (uniform average over outputs), fit seconds. One
+JSON line per fit, appended as it is done (a rerun skips what the file holds);
+everything under ``_common.benchmark_conditions()``.
 
 Run from the repository root::
 
     nice -n 10 .venv/bin/python benchmarks/bench_small_data.py
     .venv/bin/python benchmarks/bench_small_data.py --report   # markdown tables
+
+``--methods`` runs some candidates only (with RidgeCV, into ``--out``), e.g. the
+seed averages against the current defaults::
+
+    nice -n 10 .venv/bin/python benchmarks/bench_small_data.py \
+        --out benchmarks/small_data_seeds.jsonl \
+        --methods gn:default st:default gn:seeds5 st:seeds5
 """
 
 import argparse
@@ -45,6 +54,7 @@ import problems as registry
 from _common import benchmark_conditions, mlp_regressor, warm_up
 from problems import _add_noise, _regression
 from sklearn.datasets import make_friedman1
+from sklearn.ensemble import VotingRegressor
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.preprocessing import StandardScaler
@@ -59,6 +69,20 @@ TOLERANCE = 0.02  # the target: test R² at most this far below RidgeCV's
 RIDGE, MLP = "RidgeCV", "MLP-lbfgs"
 
 GN, ST = GNvproRegressor, SlimTrainRegressor
+N_SEEDS = 5  # members of the seed averages
+
+
+def seed_average(estimator, random_state=0, **params):
+    """The mean prediction of ``N_SEEDS`` fits of ``estimator`` that differ only in
+    their seed (``random_state`` to ``random_state + N_SEEDS - 1``): each member's
+    own initialization and validation split."""
+    members = [
+        (f"seed{k}", estimator(random_state=random_state + k, **params))
+        for k in range(N_SEEDS)
+    ]
+    return VotingRegressor(members)
+
+
 CANDIDATES = {
     # GNvproRegressor
     "gn:default": (GN, {}),
@@ -76,6 +100,7 @@ CANDIDATES = {
         GN,
         {"early_stopping": True, "validation_fraction": 0.2, "alpha": 100.0},
     ),
+    "gn:seeds5": (partial(seed_average, GN), {}),
     # SlimTrainRegressor
     "st:default": (ST, {}),
     "st:es0.1": (ST, {"early_stopping": True}),
@@ -91,6 +116,7 @@ CANDIDATES = {
         ST,
         {"early_stopping": True, "validation_fraction": 0.2, "alpha": 100.0},
     ),
+    "st:seeds5": (partial(seed_average, ST), {}),
 }
 
 
@@ -187,14 +213,14 @@ def fit_one(method, data):
     }
 
 
-def run(out, only=None):
+def run(out, only=None, methods=None):
     done = set()
     if out.exists():
         done = {
             (r["problem"], r["n"], r["seed"], r["method"])
             for r in map(json.loads, out.open())
         }
-    methods = [RIDGE, MLP, *CANDIDATES]
+    methods = [RIDGE, MLP, *CANDIDATES] if methods is None else [RIDGE, *methods]
     with benchmark_conditions():
         pool = POOLS["friedman3_heavy_noise"]()
         warm_up([GN(max_iter=3), ST(max_iter=3)], pool.X, pool.y)
@@ -227,7 +253,7 @@ def report(path):
         {(r["problem"], r["n"], r["seed"]) for r in records},
         key=lambda k: (list(POOLS).index(k[0]), k[1], k[2]),
     )
-    methods = [MLP, *CANDIDATES]
+    methods = [m for m in (MLP, *CANDIDATES) if any(r["method"] == m for r in records)]
     lines = [
         "### Gap to RidgeCV over all fits (test R² − RidgeCV's; R² clipped at −1 "
         "in the gaps)\n",
@@ -280,7 +306,10 @@ def report(path):
         "st:alpha10",
         "st:alpha100",
         "st:es0.2+alpha10",
+        "gn:seeds5",
+        "st:seeds5",
     ]
+    shown = [method for method in shown if method in methods]
     lines += [
         "\n### Per problem and n: RidgeCV's test R², the others' gap to it "
         "(mean over seeds; worst seed in brackets)\n",
@@ -312,12 +341,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--problems", nargs="+", help="a subset of POOLS")
+    parser.add_argument(
+        "--methods", nargs="+", choices=[MLP, *CANDIDATES], help="only these"
+    )
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
         report(args.out)
     else:
-        run(args.out, args.problems)
+        run(args.out, args.problems, args.methods)
 
 
 if __name__ == "__main__":
