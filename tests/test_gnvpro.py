@@ -461,3 +461,62 @@ def test_sampled_curvature_steps_descend_and_count_their_share():
     full, _ = _one_step(None)
     assert problem.work_units != int(problem.work_units)  # a share of a pass
     assert problem.work_units < full.work_units
+
+
+def test_relinearize_equals_a_fresh_linearization():
+    # The next iteration rebuilds the accepted trial point's linearization from
+    # its features and SVD: the same head, GCV weight, objective and products.
+    problem = _problem(n=30, width=5, seed=8)
+    theta = problem.get_theta() + 0.05
+    trial = problem.trial_linearize(theta, HEAD_ALPHA)
+    assert trial.maps is not None  # the hand-written MLP keeps them
+    problem.alpha = 3e-3  # a later iteration of the continuation: another penalty
+    fresh = problem.linearize(theta, "gcv", differentiable=True)
+    rebuilt = problem.relinearize(trial, "gcv")
+    assert rebuilt.head_alpha == fresh.head_alpha
+    assert rebuilt.value == fresh.value
+    for name in ("Z", "W", "R", "U", "V", "s"):
+        assert torch.equal(getattr(rebuilt, name), getattr(fresh, name)), name
+    v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(0))
+    v = v.to(theta)
+    assert torch.equal(problem.gauss_newton(rebuilt)(v), problem.gauss_newton(fresh)(v))
+    assert torch.equal(problem.gradient(rebuilt), problem.gradient(fresh))
+
+
+def test_steps_started_from_the_last_iterate_are_the_fresh_steps():
+    # gnvpro_step with start= (what the trainer passes) takes the same steps as
+    # without, in fewer passes over the data.
+    runs = []
+    for reuse in (False, True):
+        problem = _problem(n=40, width=6, seed=4)
+        state, start, values = GNvproState(), None, []
+        for _ in range(8):
+            values.append(
+                gnvpro_step(
+                    problem, state, head_alpha="gcv", start=start if reuse else None
+                )
+            )
+            start = problem.current
+        runs.append((values, problem.get_theta(), problem.work_units))
+    (values, theta, passes), (reused_values, reused_theta, reused_passes) = runs
+    assert reused_values == values
+    assert torch.equal(reused_theta, theta)
+    assert reused_passes < passes
+
+
+def test_a_start_at_another_theta_is_not_reused():
+    # After a restore or a restart the last linearization is of another iterate.
+    values = []
+    for stale in (False, True):
+        problem = _problem(n=40, width=6, seed=4)
+        state = GNvproState()
+        gnvpro_step(problem, state, head_alpha="gcv")
+        start = problem.current
+        with torch.no_grad():
+            problem.set_theta(problem.get_theta() + 0.1)
+        values.append(
+            gnvpro_step(
+                problem, state, head_alpha="gcv", start=start if stale else None
+            )
+        )
+    assert values[1] == values[0]

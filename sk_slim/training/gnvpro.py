@@ -317,6 +317,7 @@ class GNvproTrainer(Trainer):
             krylov_tol=config.krylov_tol,
             preconditioner=self._preconditioner,
             curvature_rows=self._curvature_rows(problem),
+            start=self._current if problem.X is self.data.X else None,
         )
         state.work_units += problem.work_units
         self._current = None

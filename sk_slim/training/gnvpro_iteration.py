@@ -83,6 +83,7 @@ def gnvpro_step(
     max_trials=8,
     preconditioner="auto",
     curvature_rows=None,
+    start=None,
 ):
     """One outer Gauss-Newton iteration on the reduced objective.
 
@@ -119,6 +120,13 @@ def gnvpro_step(
         its head solved on those rows with this iteration's ``alpha_W``. The
         gradient, the objective and the step's acceptance stay on all rows
         (sub-sampled curvature, Byrd et al. 2011). None: all rows.
+    start : object, default=None
+        The linearization the previous iteration ended at (its
+        ``problem.current``), on the same rows: where it is at the current
+        ``theta`` and the problem can rebuild from it
+        (``problem.reuses_trial``), its features and factors are reused
+        instead of a new forward pass and SVD (:meth:`ReducedProblem.relinearize`);
+        the iteration is the same.
 
     Returns
     -------
@@ -132,7 +140,17 @@ def gnvpro_step(
     information in optimization methods for machine learning", SIAM J. Optim.
     21(3).
     """
-    lin = problem.linearize(problem.get_theta(), head_alpha, differentiable=True)
+    theta = problem.get_theta()
+    reusable = (
+        problem.reuses_trial
+        and start is not None
+        and start.maps is not None
+        and torch.equal(start.theta, theta)
+    )
+    if reusable:
+        lin = problem.relinearize(start, head_alpha)
+    else:
+        lin = problem.linearize(theta, head_alpha, differentiable=True)
     if lin is None:
         raise FloatingPointError("The learned features are not finite.")
     state.head_alpha = lin.head_alpha
@@ -176,7 +194,9 @@ def _trust_region(problem, state, lin, g, space, max_iter, tol, trials):
         step_norm = float(torch.linalg.vector_norm(sol.x))
         if step_norm == 0:  # a zero gradient (or float32 underflow): nowhere to go
             break
-        trial = problem.linearize(lin.theta + space.to_theta(sol.x), lin.head_alpha)
+        trial = problem.trial_linearize(
+            lin.theta + space.to_theta(sol.x), lin.head_alpha
+        )
         actual = lin.value - trial.value if trial is not None else -math.inf
         predicted = sol.predicted_reduction
         rho = actual / predicted if predicted > 0 else -math.inf
@@ -201,7 +221,7 @@ def _armijo(problem, state, lin, g, space, max_iter, tol, trials):
         step, slope, y_norm = -g, -float(g @ g), math.inf
     t, state.accepted, state.step_norm = 1.0, False, 0.0
     for _ in range(trials):
-        trial = problem.linearize(lin.theta + t * step, lin.head_alpha)
+        trial = problem.trial_linearize(lin.theta + t * step, lin.head_alpha)
         if trial is not None and trial.value <= lin.value + 1e-4 * t * slope:
             problem.set_theta(trial.theta)
             state.accepted, state.step_norm = True, t * y_norm

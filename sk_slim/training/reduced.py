@@ -29,7 +29,7 @@ from torch.func import functional_call
 from ..linalg import tikhonov_factor
 from ..rows import LOCAL_ROWS
 from .gauss_newton import kaufman_factor, least_squares_gauss_newton
-from .linearization import linearize_features
+from .linearization import hand_written, linearize_features
 
 __all__ = ["ReducedProblem"]
 
@@ -94,6 +94,9 @@ class _ReducedBase:
     scale = None
     # The linearization at the iterate gnvpro_step last returned (it sets it).
     current = None
+    # Whether relinearize() can rebuild a trial point's linearization for the
+    # next iteration (least squares: the head is re-solved from kept factors).
+    reuses_trial = False
 
     def __init__(self, net, X, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS):
         self.net = net
@@ -149,6 +152,23 @@ class _ReducedBase:
         chunks = theta.split([p.numel() for p in params])
         for p, chunk in zip(params, chunks, strict=True):
             p.copy_(chunk.view_as(p))
+
+    def trial_linearize(self, theta, head_alpha):
+        """``linearize(theta, head_alpha)`` at a trial point of an iteration.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+            The trial parameters.
+        head_alpha : float
+            ``alpha_W`` of the iteration.
+
+        Returns
+        -------
+        object or None
+            The problem's linearization, as from ``linearize``.
+        """
+        return self.linearize(theta, head_alpha)
 
     def _unflatten(self, theta):
         chunks = theta.split([math.prod(shape) for shape in self.shapes])
@@ -358,6 +378,55 @@ class ReducedProblem(_ReducedBase):
 
     # ----------------------------------------------------------------- the head
 
+    # A trial point's features and SVD serve the next iteration once the point
+    # is accepted (relinearize): the same forward pass computes the same
+    # features with or without derivatives' maps for the hand-written networks.
+    reuses_trial = True
+
+    def trial_linearize(self, theta, head_alpha):
+        """:meth:`linearize` at a trial point, its maps kept where they are free.
+
+        The hand-written networks' forward pass gives the maps with the
+        features, so they are kept for :meth:`relinearize`.
+
+        Parameters
+        ----------
+        theta : Tensor of shape (P,)
+            The trial parameters.
+        head_alpha : float
+            ``alpha_W`` of the iteration.
+
+        Returns
+        -------
+        _Linearization or None
+            As :meth:`linearize`.
+        """
+        keep = self.reuses_trial and hand_written(self.net.feature_extractor)
+        return self.linearize(theta, head_alpha, differentiable=keep)
+
+    def relinearize(self, lin, head_alpha):
+        """:meth:`linearize` at ``lin.theta`` from ``lin``'s features, SVD and maps.
+
+        What ``linearize(lin.theta, head_alpha, differentiable=True)`` returns,
+        without its forward pass and SVD: the head (and its GCV weight) and the
+        objective, this problem's ``theta`` penalty included, are computed
+        again.
+
+        Parameters
+        ----------
+        lin : _Linearization
+            A linearization of this problem's rows with maps (from
+            :meth:`trial_linearize` or a differentiable :meth:`linearize`).
+        head_alpha : 'gcv' or float
+            As in :meth:`linearize`.
+
+        Returns
+        -------
+        _Linearization
+            The reduced problem at ``lin.theta``, with ``lin``'s maps.
+        """
+        return self._head_at(lin.theta, lin.Z, lin.maps, lin.factors, head_alpha)
+
     def linearize(self, theta, head_alpha, *, differentiable=False):
         """Solve the head at ``theta`` and evaluate the reduced objective.
 
@@ -386,6 +455,12 @@ class ReducedProblem(_ReducedBase):
         # so its minimiser is alpha_W itself.
         factors = tikhonov_factor(Z, C, rows=self.rows)
         factors = replace(factors, n_samples=float(self.n_samples))
+        return self._head_at(theta, Z, maps, factors, head_alpha)
+
+    def _head_at(self, theta, Z, maps, factors, head_alpha):
+        """The head, residual and objective at ``theta`` from its factored
+        features."""
+        C = self.C * self.scale  # (n, c)
         if head_alpha == "gcv":
             s_max2 = float(factors.s[0] ** 2)
             lam_range = (_GCV_RANGE[0] * s_max2, _GCV_RANGE[1] * s_max2)
