@@ -156,6 +156,10 @@ class _ReducedBase:
     def trial_linearize(self, theta, head_alpha):
         """``linearize(theta, head_alpha)`` at a trial point of an iteration.
 
+        Where the problem :attr:`reuses_trial` and the hand-written networks'
+        forward pass gives the derivatives' maps with the features, the maps
+        are kept, for ``relinearize`` once the point is accepted.
+
         Parameters
         ----------
         theta : Tensor of shape (P,)
@@ -168,7 +172,8 @@ class _ReducedBase:
         object or None
             The problem's linearization, as from ``linearize``.
         """
-        return self.linearize(theta, head_alpha)
+        keep = self.reuses_trial and hand_written(self.net.feature_extractor)
+        return self.linearize(theta, head_alpha, differentiable=keep)
 
     def _unflatten(self, theta):
         chunks = theta.split([math.prod(shape) for shape in self.shapes])
@@ -382,27 +387,6 @@ class ReducedProblem(_ReducedBase):
     # is accepted (relinearize): the same forward pass computes the same
     # features with or without derivatives' maps for the hand-written networks.
     reuses_trial = True
-
-    def trial_linearize(self, theta, head_alpha):
-        """:meth:`linearize` at a trial point, its maps kept where they are free.
-
-        The hand-written networks' forward pass gives the maps with the
-        features, so they are kept for :meth:`relinearize`.
-
-        Parameters
-        ----------
-        theta : Tensor of shape (P,)
-            The trial parameters.
-        head_alpha : float
-            ``alpha_W`` of the iteration.
-
-        Returns
-        -------
-        _Linearization or None
-            As :meth:`linearize`.
-        """
-        keep = self.reuses_trial and hand_written(self.net.feature_extractor)
-        return self.linearize(theta, head_alpha, differentiable=keep)
 
     def relinearize(self, lin, head_alpha):
         """:meth:`linearize` at ``lin.theta`` from ``lin``'s features, SVD and maps.
