@@ -647,3 +647,22 @@ def test_y_grad_is_routed_through_grid_search_and_pipelines():
         GNvproRegressor(max_iter=3, random_state=0).fit(X, y, y_grad=G).predict(X),
         rtol=1e-10,
     )
+
+
+@pytest.mark.parametrize("name", ["mlp_tanh", "resnet", "custom"])
+def test_relinearize_equals_a_fresh_linearization(name):
+    # A trial point's stacked features serve the next iteration (built-in
+    # networks: the maps come with them); others keep no maps and are not reused.
+    problem, _ = _problem(name)
+    theta = problem.get_theta() + 0.03
+    trial = problem.trial_linearize(theta, 0.05)
+    if name == "custom":
+        assert trial.maps is None
+        return
+    fresh = problem.linearize(theta, "gcv", differentiable=True)
+    rebuilt = problem.relinearize(trial, "gcv")
+    assert rebuilt.head_alpha == fresh.head_alpha
+    assert rebuilt.value == fresh.value
+    for field in ("Z", "W", "R", "s"):
+        assert torch.equal(getattr(rebuilt, field), getattr(fresh, field)), field
+    assert torch.equal(problem.gradient(rebuilt), problem.gradient(fresh))

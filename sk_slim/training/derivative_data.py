@@ -165,9 +165,6 @@ class DerivativeReducedProblem(ReducedProblem):
         Where the rows are.
     """
 
-    # Its differentiable forward pass (stacked maps) is not the plain one.
-    reuses_trial = False
-
     def __init__(
         self, net, X, C, derivatives, sample_weight=None, alpha=0.0, rows=LOCAL_ROWS
     ):
