@@ -520,3 +520,15 @@ def test_a_start_at_another_theta_is_not_reused():
             )
         )
     assert values[1] == values[0]
+
+
+def test_trial_points_keep_no_maps_above_the_row_budget(monkeypatch):
+    # Two linearizations' maps at once: above the budget the trial keeps none
+    # (and the next iteration linearizes afresh).
+    import sk_slim.training.reduced as reduced_module
+
+    problem = _problem(n=30, width=5, seed=8)
+    theta = problem.get_theta() + 0.05
+    assert problem.trial_linearize(theta, HEAD_ALPHA).maps is not None
+    monkeypatch.setattr(reduced_module, "_TRIAL_MAPS_MAX_ROWS", 29)
+    assert problem.trial_linearize(theta, HEAD_ALPHA).maps is None

@@ -41,6 +41,10 @@ _DTYPE = torch.float64
 # the Gauss-Newton model fails and trust radii collapse (test R^2 0.977 after 30
 # iterations, against 0.9993 with any fixed alpha_W in 1e-8..1e-4).
 _GCV_RANGE = (1e-8, 1e2)
+# Up to this many rows (the process with the most), a trial point keeps its
+# derivative maps for the next iteration (relinearize): they hold a few floats
+# per row and unit, beside those of the linearization being stepped from.
+_TRIAL_MAPS_MAX_ROWS = 2**16
 
 
 @dataclass
@@ -158,7 +162,8 @@ class _ReducedBase:
 
         Where the problem :attr:`reuses_trial` and the hand-written networks'
         forward pass gives the derivatives' maps with the features, the maps
-        are kept, for ``relinearize`` once the point is accepted.
+        are kept (up to ``2**16`` rows), for ``relinearize`` once the point is
+        accepted.
 
         Parameters
         ----------
@@ -172,7 +177,11 @@ class _ReducedBase:
         object or None
             The problem's linearization, as from ``linearize``.
         """
-        keep = self.reuses_trial and hand_written(self.net.feature_extractor)
+        keep = (
+            self.reuses_trial
+            and hand_written(self.net.feature_extractor)
+            and self.rows.max_int(self.n_rows) <= _TRIAL_MAPS_MAX_ROWS
+        )
         return self.linearize(theta, head_alpha, differentiable=keep)
 
     def _unflatten(self, theta):
