@@ -418,7 +418,8 @@ class ReducedProblem(_ReducedBase):
         _Linearization
             The reduced problem at ``lin.theta``, with ``lin``'s maps.
         """
-        return self._head_at(lin.theta, lin.Z, lin.maps, lin.factors, head_alpha)
+        C = self.C * self.scale  # (n, c)
+        return self._head_at(lin.theta, lin.Z, C, lin.maps, lin.factors, head_alpha)
 
     def linearize(self, theta, head_alpha, *, differentiable=False):
         """Solve the head at ``theta`` and evaluate the reduced objective.
@@ -448,12 +449,11 @@ class ReducedProblem(_ReducedBase):
         # so its minimiser is alpha_W itself.
         factors = tikhonov_factor(Z, C, rows=self.rows)
         factors = replace(factors, n_samples=float(self.n_samples))
-        return self._head_at(theta, Z, maps, factors, head_alpha)
+        return self._head_at(theta, Z, C, maps, factors, head_alpha)
 
-    def _head_at(self, theta, Z, maps, factors, head_alpha):
-        """The head, residual and objective at ``theta`` from its factored
-        features."""
-        C = self.C * self.scale  # (n, c)
+    def _head_at(self, theta, Z, C, maps, factors, head_alpha):
+        """The head, residual and objective at ``theta`` from its features
+        ``Z``, scaled targets ``C`` and their factors."""
         if head_alpha == "gcv":
             s_max2 = float(factors.s[0] ** 2)
             lam_range = (_GCV_RANGE[0] * s_max2, _GCV_RANGE[1] * s_max2)
