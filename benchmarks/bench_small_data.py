@@ -117,6 +117,8 @@ CANDIDATES = {
         {"early_stopping": True, "validation_fraction": 0.2, "alpha": 100.0},
     ),
     "st:seeds5": (partial(seed_average, ST), {}),
+    "st:patience50": (ST, {"n_iter_no_change": 50}),
+    "st:patience100": (ST, {"n_iter_no_change": 100}),
 }
 
 

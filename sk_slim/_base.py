@@ -110,7 +110,10 @@ class _BaseSeparable(
         "head_alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "warm_start": ["boolean"],
@@ -124,6 +127,9 @@ class _BaseSeparable(
     _history_attributes = {}
     # early_stopping='auto' holds out validation data from this many samples on.
     _auto_early_stopping_from = 200
+    # n_iter_no_change='auto': this patience, and this with derivative data.
+    _auto_n_iter_no_change = 20
+    _auto_n_iter_no_change_with_derivatives = 20
     # hidden_layer_sizes='auto': two layers of this width, or of n_outputs_ when
     # that is larger (the head maps the last layer's features to the outputs).
     _auto_width = 64
@@ -374,6 +380,14 @@ class _BaseSeparable(
         if self.early_stopping == "auto":
             return n_samples >= self._auto_early_stopping_from
         return self.early_stopping
+
+    def _patience(self, fit):
+        """``n_iter_no_change``, ``'auto'`` resolved for this fit's data."""
+        if self.n_iter_no_change != "auto":
+            return self.n_iter_no_change
+        if fit.data.derivatives is not None:
+            return self._auto_n_iter_no_change_with_derivatives
+        return self._auto_n_iter_no_change
 
     def _make_fit(self, X, y, y2d, sample_weight, X_given, G, *, incremental, rows):
         """Split off validation data, standardize targets, move tensors (``G``:

@@ -42,6 +42,7 @@ _LOOP_SCRATCH = (
     "_reached_max_iter",
     "_previous_run",
     "_runs",
+    "_n_iter_no_change",
 )
 # Where warnings are not addressed: this package and scikit-learn.
 _INTERNAL = tuple(
@@ -71,6 +72,7 @@ class _EpochLoopMixin:
         failed; else None (the network as it stands).
         """
         n_epochs = self.max_iter if n_epochs is None else n_epochs
+        self._n_iter_no_change = self._patience(fit)
         self._no_improvement_count = 0
         # Patience counts against the run's own best, the snapshot against all.
         self._run_best = (
@@ -349,9 +351,12 @@ class _EpochLoopMixin:
     def _update_no_improvement_count(self, improved):
         """Count epochs without improvement; return True when patience ran out."""
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if self._no_improvement_count > self.n_iter_no_change:
+        if self._no_improvement_count > self._n_iter_no_change:
             if self.verbose:
-                print(f"No improvement for {self.n_iter_no_change} epochs: stopping.")
+                print(
+                    f"No improvement for {self._n_iter_no_change} "
+                    f"{self._step_name}: stopping."
+                )
             return True
         return False
 

@@ -388,6 +388,19 @@ def test_slimtrain_derivatives_cut_the_error():
         SlimTrainRegressor(solver="lsgd").fit(X, y, y_grad=G)
 
 
+def test_slimtrain_patience_is_longer_with_derivative_data():
+    # tol=10: no epoch improves on the first, so a fit ends when patience does.
+    X, y, G = _data(60)
+    params = dict(hidden_layer_sizes=(8,), tol=10.0, max_iter=400, random_state=0)
+
+    def epochs(n_iter_no_change, y_grad):
+        model = SlimTrainRegressor(n_iter_no_change=n_iter_no_change, **params)
+        return model.fit(X, y, y_grad=y_grad).n_iter_
+
+    assert epochs("auto", G) == epochs(50, G) > epochs(20, G)
+    assert epochs("auto", None) == epochs(20, None) < epochs(50, None)
+
+
 def test_partial_fit_streams_derivative_data():
     X, y, G = _data(400)
     X_test, y_test, _ = _data(2000, seed=1)

@@ -69,6 +69,7 @@ GROUPS = {
             "early_stopping": "validation R^2 against the Brier score and calibration",
             "tol": "defaults differ: 1e-6 for the regressor (noiseless R^2), 1e-4",
             "max_iter": "defaults differ: the regressor's 400 ran on with tol=1e-6",
+            "n_iter_no_change": "the regressor's 'auto' waits longer on derivatives",
         },
     ),
     "GNvpro": (
