@@ -110,10 +110,7 @@ class _BaseSeparable(
         "head_alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "n_iter_no_change": [
-            Interval(Integral, 1, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "warm_start": ["boolean"],
@@ -127,7 +124,8 @@ class _BaseSeparable(
     _history_attributes = {}
     # early_stopping='auto' holds out validation data from this many samples on.
     _auto_early_stopping_from = 200
-    # n_iter_no_change='auto': this patience, and this with derivative data.
+    # n_iter_no_change='auto' (where an estimator takes it): this patience, and
+    # this with derivative data.
     _auto_n_iter_no_change = 20
     _auto_n_iter_no_change_with_derivatives = 20
     # hidden_layer_sizes='auto': two layers of this width, or of n_outputs_ when

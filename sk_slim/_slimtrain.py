@@ -340,6 +340,10 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
 
     _parameter_constraints = {
         **_BaseSlimTrain._parameter_constraints,
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "grad_weight": [Interval(Real, 0, None, closed="left")],
     }
 
