@@ -401,6 +401,18 @@ def test_slimtrain_patience_is_longer_with_derivative_data():
     assert epochs("auto", None) == epochs(20, None) < epochs(50, None)
 
 
+def test_gnvpro_patience_is_longer_with_derivative_data(capsys):
+    X, y, G = _data(60)
+    params = dict(hidden_layer_sizes=(4,), max_iter=60, verbose=1, random_state=0)
+    for y_grad, patience in ((G, 20), (None, 10)):
+        GNvproRegressor(**params).fit(X, y, y_grad=y_grad)
+        stops = [line for line in capsys.readouterr().out.splitlines() if "No " in line]
+        assert stops and all(
+            stop == f"No improvement for {patience} iterations: stopping."
+            for stop in stops
+        )
+
+
 def test_partial_fit_streams_derivative_data():
     X, y, G = _data(400)
     X_test, y_test, _ = _data(2000, seed=1)

@@ -79,6 +79,7 @@ GROUPS = {
             "init": "defaults differ: 'box' for the regressor, 'glorot'",
             "alpha": "each names its counterpart: MLPRegressor, MLPClassifier",
             "alpha_init": "defaults (100, 30) and measurements differ",
+            "n_iter_no_change": "the regressor's 'auto' waits longer on derivatives",
             "head_alpha": "a GCV-chosen ridge against a logistic head's 1 / n_samples",
             "batch_size": "the classifier's logistic head is warm-started",
             "early_stopping": "validation R^2 against stratified accuracy",
