@@ -206,7 +206,11 @@ class _BaseSeparable(
         # (the validation split's source) need not live through training.
         n_inputs, X = X.shape[1], None
 
-        trainer = self._make_trainer(self.module_, incremental=incremental)
+        trainer = self._make_trainer(
+            self.module_,
+            incremental=incremental,
+            with_derivatives=fit.data.derivatives is not None,
+        )
         # One callback context per call, whatever runs the trainer makes.
         callback_ctx = self._init_callback_context(
             max_subtasks=1 if incremental else self.max_iter * trainer.max_runs
@@ -318,8 +322,9 @@ class _BaseSeparable(
                 posterior.covariance.cpu(), posterior.noise_variance.cpu()
             )
 
-    def _make_trainer(self, net, *, incremental):
-        """The training algorithm for ``net`` (a :class:`~sk_slim.training.Trainer`)."""
+    def _make_trainer(self, net, *, incremental, with_derivatives):
+        """The training algorithm for ``net`` (a :class:`~sk_slim.training.Trainer`),
+        for a fit with or without derivative data."""
         raise NotImplementedError
 
     def _hidden_sizes(self):

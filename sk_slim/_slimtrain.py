@@ -34,7 +34,7 @@ class _BaseSlimTrain(_BaseSeparable):
         "mgrit_iterations": [None, Interval(Integral, 1, None, closed="left")],
     }
 
-    def _make_trainer(self, net, *, incremental):
+    def _make_trainer(self, net, *, incremental, with_derivatives):
         config = SlimTrainConfig(
             memory_depth=self.memory_depth,
             head_alpha=self.head_alpha,

@@ -413,6 +413,18 @@ def test_gnvpro_patience_is_longer_with_derivative_data(capsys):
         )
 
 
+def test_gnvpro_auto_continuation_runs_the_path_only_with_derivative_data():
+    X, y, G = _data(60)
+    params = dict(hidden_layer_sizes=(4,), max_iter=30, random_state=0)
+    auto = GNvproRegressor(**params).fit(X, y, y_grad=G)
+    path = GNvproRegressor(alpha_init=100.0, **params).fit(X, y, y_grad=G)
+    assert set(auto.run_curve_) == {0}
+    assert auto.n_iter_ == path.n_iter_
+    np.testing.assert_array_equal(auto.predict(X), path.predict(X))
+    # Without derivatives 'auto' also runs without the path.
+    assert set(GNvproRegressor(**params).fit(X, y).run_curve_) == {0, 1}
+
+
 def test_partial_fit_streams_derivative_data():
     X, y, G = _data(400)
     X_test, y_test, _ = _data(2000, seed=1)
