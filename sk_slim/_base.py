@@ -49,6 +49,8 @@ _TORCH_ATTRIBUTES = ("module_", "_trainer_state")
 # Below this many samples, early_stopping='auto' holds out at least this share
 # (the small-data benchmark, benchmarks/small_data_results.md, tune half).
 _SMALL_DATA_SAMPLES, _SMALL_DATA_VALIDATION_FRACTION = 200, 0.2
+# The constraint of n_iter_no_change where an estimator resolves 'auto' itself.
+_PATIENCE_OR_AUTO = [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})]
 
 
 @dataclass(frozen=True)

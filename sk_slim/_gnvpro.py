@@ -5,7 +5,7 @@ from numbers import Integral, Real
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import _BaseSeparable
+from ._base import _PATIENCE_OR_AUTO, _BaseSeparable
 from .training import GNvproConfig, GNvproTrainer
 
 __all__ = ["GNvproRegressor"]
@@ -393,10 +393,7 @@ class GNvproRegressor(RegressorMixin, _BaseGNvpro):
 
     _parameter_constraints = {
         **_BaseGNvpro._parameter_constraints,
-        "n_iter_no_change": [
-            Interval(Integral, 1, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
+        "n_iter_no_change": _PATIENCE_OR_AUTO,
         "batch_size": [
             None,
             StrOptions({"auto"}),

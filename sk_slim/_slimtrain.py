@@ -6,7 +6,7 @@ from numbers import Integral, Real
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import _BaseSeparable
+from ._base import _PATIENCE_OR_AUTO, _BaseSeparable
 from .training import (
     SlimTrainConfig,
     SlimTrainTrainer,
@@ -340,10 +340,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
 
     _parameter_constraints = {
         **_BaseSlimTrain._parameter_constraints,
-        "n_iter_no_change": [
-            Interval(Integral, 1, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
+        "n_iter_no_change": _PATIENCE_OR_AUTO,
         "grad_weight": [Interval(Real, 0, None, closed="left")],
     }
 
