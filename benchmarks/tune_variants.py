@@ -9,8 +9,9 @@ Run from the repository root (needs the ``bench`` extra)::
     .venv/bin/python benchmarks/tune_variants.py --show \\
         benchmarks/tune_records/gnvpro_width.jsonl
 
-Every variant is the estimator with ``random_state=0`` and the variant's parameters,
-fitted on each tune-half problem of its task under ``benchmark_conditions()``; one
+Every variant is the estimator with ``random_state=0`` (unless the variant sets it)
+and the variant's parameters, fitted on each tune-half problem of its task under
+``benchmark_conditions()``; one
 JSON line per (problem, variant) with the test score (R² or accuracy) and the fit
 seconds, written as it is done (a rerun skips the pairs already in the file).
 ``--show`` prints them as a table: score (seconds, iterations).
@@ -78,7 +79,7 @@ def constants_set(constants):
 
 def fit_one(estimator, params, split):
     X_train, X_test, y_train, y_test = split
-    model = estimator(random_state=0, **params)
+    model = estimator(**{"random_state": 0, **params})  # a variant may set the seed
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

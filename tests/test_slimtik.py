@@ -136,6 +136,57 @@ def test_update_picks_the_sgcv_minimiser_and_respects_lower_bound():
     assert state.n_updates == 5
 
 
+@pytest.mark.parametrize("namespace", ["torch", "numpy"])
+def test_sgcv_every_chooses_on_every_kth_batch_and_keeps_lambda_between(namespace):
+    # Batches 0 and 3 choose by sGCV exactly as an every-batch solver would from
+    # the same state; batches 1, 2 and 4 keep Lambda (increment 0) and take the
+    # dense-solve step W - (memory Gram + Lambda I)^{-1} Z^T (Z W - C) / n.
+    r, n = 2, 10
+    batches = _batches(n_batches=5, n=n, seed=6, noise=0.5)
+    solver = SlimTik(5, 3, memory_depth=r, sgcv_every=3)
+    if namespace == "numpy":
+        solver.state.W = solver.state.W.numpy()
+        batches = [(Z.numpy(), C.numpy()) for Z, C in batches]
+    for k, (Z, C) in enumerate(batches):
+        before = solver.state.clone() if namespace == "torch" else None
+        W_prev = torch.as_tensor(solver.state.W).clone()
+        Lambda_prev = solver.state.Lambda
+        in_memory = batches[max(0, k - r) : k]
+        memory = [torch.as_tensor(b[0]) / math.sqrt(n) for b in in_memory]
+        W = torch.as_tensor(solver.update(Z, C))
+        state = solver.state
+        if k % 3 == 0:
+            assert math.isfinite(state.sgcv)
+            if before is not None:
+                reference = SlimTik(5, 3, memory_depth=r)
+                reference.state = before
+                reference.update(Z, C)
+                torch.testing.assert_close(W, reference.W, rtol=1e-12, atol=1e-14)
+                assert state.lam == reference.state.lam
+            continue
+        assert math.isnan(state.sgcv)
+        assert state.lam == 0.0 and state.Lambda == Lambda_prev
+        Zs = torch.as_tensor(Z) / math.sqrt(n)
+        Cs = torch.as_tensor(C) / math.sqrt(n)
+        gram = sum((M.T @ M for M in memory), Zs.T @ Zs)
+        G = gram + state.Lambda * torch.eye(5, dtype=torch.float64)
+        oracle = W_prev - torch.linalg.solve(G, Zs.T @ (Zs @ W_prev - Cs))
+        torch.testing.assert_close(W, oracle, rtol=1e-10, atol=1e-12)
+    assert state.n_updates == 5
+
+
+def test_sgcv_every_gives_the_same_heads_in_torch_and_numpy():
+    batches = _batches(n_batches=7, n=12, seed=7, noise=0.3)
+    torch_solver = SlimTik(5, 3, memory_depth=2, sgcv_every=2)
+    numpy_solver = SlimTik(5, 3, memory_depth=2, sgcv_every=2)
+    numpy_solver.state.W = numpy_solver.state.W.numpy()
+    for Z, C in batches:
+        torch_solver.update(Z, C)
+        numpy_solver.update(Z.numpy(), C.numpy())
+    np.testing.assert_allclose(numpy_solver.W, torch_solver.W.numpy(), rtol=1e-10)
+    assert numpy_solver.state.Lambda == pytest.approx(torch_solver.state.Lambda)
+
+
 def test_sgcv_chooses_more_regularization_for_noisier_data():
     def final_alpha(noise):
         solver = SlimTik(20, 2, memory_depth=5)
@@ -194,6 +245,8 @@ def test_float32_batches_and_device(device):
         ({"lam": -1.0}, "lam"),
         ({"lam": True}, "lam"),
         ({"lower_bound": 0.0}, "lower_bound"),
+        ({"sgcv_every": 0}, "sgcv_every"),
+        ({"sgcv_every": 2.0}, "sgcv_every"),
     ],
 )
 def test_invalid_parameters(kwargs, match):

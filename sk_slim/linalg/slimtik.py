@@ -127,6 +127,12 @@ class SlimTik:
         Largest positive trial increment.
     n_trials : int, default=30
         Trial points per sign (log-spaced magnitudes), plus ``lambda = 0``.
+    sgcv_every : int, default=1
+        With ``lam='sgcv'``: sampled GCV chooses the increment on the first
+        batch and then on every ``sgcv_every``-th; the batches between keep
+        ``Lambda`` (increment 0) and take the update by one linear solve
+        instead of the memory Gram's eigendecomposition and the trial sweep
+        (1: every batch, as published).
     W0 : Tensor of shape (p, c), default=None
         Initial head; zeros by default.
     device : torch.device, default=None
@@ -175,6 +181,7 @@ class SlimTik:
         lower_bound=_LOWER_BOUND,
         upper_bound=1e3,
         n_trials=30,
+        sgcv_every=1,
         W0=None,
         device=None,
     ):
@@ -185,6 +192,8 @@ class SlimTik:
             raise ValueError(f"lam must be 'sgcv' or a float >= 0, got {lam!r}.")
         if not 0 < lower_bound < upper_bound:
             raise ValueError("Need 0 < lower_bound < upper_bound.")
+        if not (isinstance(sgcv_every, int) and sgcv_every >= 1):
+            raise ValueError(f"sgcv_every must be an int >= 1, got {sgcv_every!r}.")
         self.n_features = n_features
         self.n_targets = n_targets
         self.memory_depth = memory_depth
@@ -192,6 +201,7 @@ class SlimTik:
         self.lower_bound = lower_bound
         self.upper_bound = upper_bound
         self.n_trials = n_trials
+        self.sgcv_every = sgcv_every
         self.batch_samples = math.nan
         if W0 is None:
             W0 = torch.zeros(n_features, n_targets, dtype=_DTYPE, device=device)
@@ -237,22 +247,31 @@ class SlimTik:
         """
         state = self.state
         xp = _namespace(Z)
-        batch = self._prepare(Z, C, sample_weight, rows)
-        if self.lam == "sgcv":
+        choose = self.lam == "sgcv" and state.n_updates % self.sgcv_every == 0
+        batch = self._prepare(Z, C, sample_weight, rows, decompose=choose)
+        if choose:
             lams = self.trial_increments(xp)
             if xp is torch:
                 lams = lams.to(batch.V.device)
             scores = self._sgcv_values(batch, lams)
             best = int(xp.argmin(scores))
             lam, score = float(lams[best]), float(scores[best])
+        elif self.lam == "sgcv":
+            # Between choices Lambda stays. Repeating the last increment instead
+            # compounded one batch's choice (4x the error on a step function).
+            lam, score = 0.0, math.nan
         else:
             lam, score = float(self.lam), math.nan
         Lambda = max(state.Lambda + lam, self.lower_bound)
         lam = Lambda - state.Lambda
 
-        V, eigvals = batch.V, batch.eigvals
-        rhs = V.T @ (batch.ZtR0 + lam * state.W)  # (p, c)
-        state.W = state.W - V @ (rhs / (eigvals + Lambda)[:, None])  # (p, c)
+        rhs = batch.ZtR0 + lam * state.W  # (p, c)
+        if batch.V is None:
+            state.W = state.W - _solve_shifted(batch.memory, Lambda, rhs, xp)
+        else:
+            V, eigvals = batch.V, batch.eigvals
+            rhs = V.T @ rhs
+            state.W = state.W - V @ (rhs / (eigvals + Lambda)[:, None])  # (p, c)
         state.Lambda, state.lam, state.sgcv = Lambda, lam, score
         state.n_updates += 1
         self._remember(batch.gram)
@@ -309,9 +328,9 @@ class SlimTik:
         # score alike, so argmin picks what it would pick among unique values.
         return xp.clip(trials, lb - Lambda, None)
 
-    def _prepare(self, Z, C, sample_weight, rows=LOCAL_ROWS):
+    def _prepare(self, Z, C, sample_weight, rows=LOCAL_ROWS, decompose=True):
         """Reduce the batch to its (weighted) sums over rows, scaled to a mean,
-        and decompose the memory Gram it will join."""
+        and (with ``decompose``) decompose the memory Gram it will join."""
         n = Z.shape[0]
         xp = _namespace(Z)
         W = self.state.W
@@ -344,19 +363,14 @@ class SlimTik:
         # Divided by sum(w): the batch loss is a weighted mean.
         gram, ZtR0, R0_norm2 = gram / n_eff, ZtR0 / n_eff, R0_norm2 / n_eff
         memory = self._memory_gram_with(gram)
+        batch = _Batch(ZtR0, R0_norm2, n_eff, C.shape[1], gram, memory)
+        if not decompose:
+            return batch
         try:
             eigvals, V = xp.linalg.eigh(memory)  # ascending
         except xp.linalg.LinAlgError:  # non-finite (numpy raises, torch gives nan)
             eigvals, V = memory[0] * math.nan, memory * math.nan
-        return _Batch(
-            ZtR0=ZtR0,
-            R0_norm2=R0_norm2,
-            n_samples=n_eff,
-            n_targets=C.shape[1],
-            gram=gram,
-            V=V,
-            eigvals=xp.clip(eigvals, 0.0, None),
-        )
+        return replace(batch, V=V, eigvals=xp.clip(eigvals, 0.0, None))
 
     def _memory_gram_with(self, gram):
         """``sum_j Z_j^T Z_j`` over the memory once ``gram`` has joined it."""
@@ -407,6 +421,19 @@ def _namespace(array):
     return torch if isinstance(array, Tensor) else array.__array_namespace__()
 
 
+def _solve_shifted(memory, Lambda, rhs, xp):
+    """``(memory + Lambda I)^{-1} rhs``; nan where the system is not finite."""
+    if xp is torch:
+        eye = torch.eye(memory.shape[0], dtype=memory.dtype, device=memory.device)
+    else:
+        eye = xp.eye(memory.shape[0], dtype=memory.dtype)
+    shifted = memory + Lambda * eye
+    try:
+        return xp.linalg.solve(shifted, rhs)
+    except xp.linalg.LinAlgError:  # numpy on a non-finite system
+        return rhs * math.nan
+
+
 def _float64(x, xp):
     """``x`` as float64 in ``xp`` (no copy if it is already)."""
     return xp.asarray(x, dtype=xp.float64)
@@ -446,5 +473,6 @@ class _Batch:
     n_samples: float  # sum of the weights: the rows the batch stands for
     n_targets: int  # c
     gram: Tensor  # (p, p), this batch's Z^T Z
-    V: Tensor  # (p, p), eigenvectors of the memory Gram
-    eigvals: Tensor  # (p,), its eigenvalues, clipped at 0
+    memory: Tensor  # (p, p), the memory Gram with this batch
+    V: Tensor = None  # (p, p), eigenvectors of the memory Gram (if decomposed)
+    eigvals: Tensor = None  # (p,), its eigenvalues, clipped at 0

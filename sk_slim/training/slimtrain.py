@@ -24,7 +24,7 @@ from .slimtrain_steps import lsgd_epoch, slimtrain_epoch
 __all__ = ["SlimTrainConfig", "SlimTrainState", "SlimTrainTrainer", "make_slimtik"]
 
 
-def make_slimtik(W0, *, memory_depth=5, head_alpha="auto"):
+def make_slimtik(W0, *, memory_depth=5, head_alpha="auto", sgcv_every=1):
     """The slimTik solver of a separable network's head, as sk_slim configures it.
 
     Parameters
@@ -37,6 +37,9 @@ def make_slimtik(W0, *, memory_depth=5, head_alpha="auto"):
     head_alpha : 'auto' or float, default='auto'
         ``'auto'`` chooses each batch's regularization increment by sampled
         GCV; a float fixes it.
+    sgcv_every : int, default=1
+        Sampled GCV chooses the increment on every ``sgcv_every``-th batch
+        (:class:`~sk_slim.linalg.SlimTik`); 1 is the published method.
 
     Returns
     -------
@@ -49,6 +52,7 @@ def make_slimtik(W0, *, memory_depth=5, head_alpha="auto"):
         W0.shape[1],
         memory_depth=memory_depth,
         lam="sgcv" if head_alpha == "auto" else float(head_alpha),
+        sgcv_every=sgcv_every,
         W0=W0,
         device=W0.device,
     )
@@ -90,6 +94,8 @@ class SlimTrainConfig:
         (:meth:`~sk_slim.linalg.TikhonovSVD.gcv`; 1 is GCV, above 1 the
         weighted GCV of Chung, Nagy and O'Leary, 2008). The per-batch sGCV
         is unweighted.
+    sgcv_every : int
+        slimTik's sampled GCV runs on every ``sgcv_every``-th batch.
     """
 
     memory_depth: int = 5
@@ -103,6 +109,7 @@ class SlimTrainConfig:
     head_update: str = "slimtik"
     mgrit_iterations: int | None = None
     head_gcv_weight: float = 1.0
+    sgcv_every: int = 1
 
     @property
     def ridge_alpha(self):
@@ -190,11 +197,13 @@ class SlimTrainTrainer(Trainer):
         elif continuing and state.slimtik is not None:
             self.slimtik = copy.copy(state.slimtik)
             self.slimtik.state = state.slimtik.state.to(data.X.device)
+            self.slimtik.sgcv_every = self.config.sgcv_every
         else:
             self.slimtik = make_slimtik(
                 self.net.augmented_head.detach(),
                 memory_depth=self.config.memory_depth,
                 head_alpha=self.config.head_alpha,
+                sgcv_every=self.config.sgcv_every,
             )
 
     def rows_per_step(self):
