@@ -24,7 +24,10 @@ class _BaseSlimTrain(_BaseSeparable):
     _parameter_constraints = {
         **_BaseSeparable._parameter_constraints,
         "memory_depth": [Interval(Integral, 0, None, closed="left")],
-        "sgcv_every": [Interval(Integral, 1, None, closed="left")],
+        "sgcv_every": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "solver": [StrOptions({"adam", "sgd", "lsgd"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [
@@ -135,14 +138,13 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         full-data solves; a float fixes it in both.
     memory_depth : int, default=5
         Number ``r`` of previous batches whose features slimTik remembers.
-    sgcv_every : int, default=8
+    sgcv_every : int or 'auto', default='auto'
         Sampled GCV chooses slimTik's regularization increment on the first
         mini-batch and on every ``sgcv_every``-th after it; the batches between
         keep the regularization and take their update by one linear solve
-        instead of an eigendecomposition and a sweep of 61 trial points. 1 is
-        the published method; 8 made a (64, 64) epoch about 0.6 times as
-        costly, at the same accuracy on the benchmarks' tune half (user guide,
-        "Sampled GCV").
+        instead of an eigendecomposition and a sweep of 61 trial points.
+        ``'auto'`` is ``min(8, mini-batches per epoch)``: at least once an
+        epoch. 1 is the published method (user guide, "Sampled GCV").
     solver : {'adam', 'sgd', 'lsgd'}, default='adam'
         Optimizer of the extractor's parameters (SGD with Nesterov momentum
         0.9). ``'lsgd'`` is the hybrid least-squares/gradient-descent method of
@@ -303,7 +305,7 @@ class SlimTrainRegressor(RegressorMixin, _BaseSlimTrain):
         alpha=1e-4,
         head_alpha="auto",
         memory_depth=5,
-        sgcv_every=8,
+        sgcv_every="auto",
         solver="adam",
         learning_rate_init=1e-2,
         batch_size="auto",

@@ -97,14 +97,13 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         ``final_head``) has its own ridge weight, on the cross-entropy's scale.
     memory_depth : int, default=5
         Number ``r`` of previous batches whose features slimTik remembers.
-    sgcv_every : int, default=8
+    sgcv_every : int or 'auto', default='auto'
         Sampled GCV chooses slimTik's regularization increment on the first
         mini-batch and on every ``sgcv_every``-th after it; the batches between
         keep the regularization and take their update by one linear solve
-        instead of an eigendecomposition and a sweep of 61 trial points. 1 is
-        the published method; 8 made a (64, 64) epoch about 0.6 times as
-        costly, at the same accuracy on the benchmarks' tune half (user guide,
-        "Sampled GCV").
+        instead of an eigendecomposition and a sweep of 61 trial points.
+        ``'auto'`` is ``min(8, mini-batches per epoch)``: at least once an
+        epoch. 1 is the published method (user guide, "Sampled GCV").
     solver : {'adam', 'sgd', 'lsgd'}, default='adam'
         Optimizer of the extractor's parameters (SGD with Nesterov momentum
         0.9). ``'lsgd'`` is the hybrid least-squares/gradient-descent method of
@@ -271,7 +270,7 @@ class SlimTrainClassifier(_SeparableClassifierMixin, _BaseSlimTrain):
         alpha=1e-4,
         head_alpha="auto",
         memory_depth=5,
-        sgcv_every=8,
+        sgcv_every="auto",
         solver="adam",
         learning_rate_init=1e-2,
         batch_size="auto",

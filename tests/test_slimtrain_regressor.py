@@ -256,6 +256,20 @@ def test_sgcv_every_reaches_slimtik_and_a_warm_start_takes_the_new_value(friedma
     assert model._trainer_state.slimtik.sgcv_every == 1
 
 
+@pytest.mark.parametrize(
+    "n_samples, batch_size, expected", [(300, "auto", 2), (1000, 50, 8)]
+)
+def test_sgcv_every_auto_chooses_at_least_once_an_epoch(
+    n_samples, batch_size, expected
+):
+    # 'auto' is min(8, steps of an epoch): 300 rows in batches of 200 take 2
+    # steps, 1000 rows in batches of 50 take 20.
+    X, y = make_friedman1(n_samples=n_samples, random_state=0)
+    model = _fit(X, y, max_iter=1, batch_size=batch_size)
+    assert model.sgcv_every == "auto"
+    assert model._trainer_state.slimtik.sgcv_every == expected
+
+
 def _fit_more(model, X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
