@@ -228,6 +228,7 @@ def test_numpy_scalar_lam_is_accepted():
     (Z, C), *_ = _batches(n_batches=1)
     solver.update(Z, C)
     assert solver.state.lam == pytest.approx(0.1)
+    assert SlimTik(5, 3, sgcv_every=np.int64(4)).sgcv_every == 4  # a grid's value
 
 
 def test_float32_batches_and_device(device):
@@ -247,9 +248,10 @@ def test_float32_batches_and_device(device):
         ({"lower_bound": 0.0}, "lower_bound"),
         ({"sgcv_every": 0}, "sgcv_every"),
         ({"sgcv_every": 2.0}, "sgcv_every"),
+        ({"sgcv_every": True}, "sgcv_every"),
     ],
 )
 def test_invalid_parameters(kwargs, match):
-    """Also: numpy scalars are accepted as lam, booleans are not."""
+    """Also: numpy scalars are accepted as lam and sgcv_every, booleans are not."""
     with pytest.raises(ValueError, match=match):
         SlimTik(3, 1, **kwargs)

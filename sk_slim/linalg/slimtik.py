@@ -19,7 +19,7 @@ import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor
@@ -192,7 +192,8 @@ class SlimTik:
             raise ValueError(f"lam must be 'sgcv' or a float >= 0, got {lam!r}.")
         if not 0 < lower_bound < upper_bound:
             raise ValueError("Need 0 < lower_bound < upper_bound.")
-        if not (isinstance(sgcv_every, int) and sgcv_every >= 1):
+        integral = isinstance(sgcv_every, Integral) and not isinstance(sgcv_every, bool)
+        if not (integral and sgcv_every >= 1):
             raise ValueError(f"sgcv_every must be an int >= 1, got {sgcv_every!r}.")
         self.n_features = n_features
         self.n_targets = n_targets
@@ -201,7 +202,7 @@ class SlimTik:
         self.lower_bound = lower_bound
         self.upper_bound = upper_bound
         self.n_trials = n_trials
-        self.sgcv_every = sgcv_every
+        self.sgcv_every = int(sgcv_every)
         self.batch_samples = math.nan
         if W0 is None:
             W0 = torch.zeros(n_features, n_targets, dtype=_DTYPE, device=device)
