@@ -76,6 +76,7 @@ from sk_slim.training.linearization import (
     NetworkLinearization,
     torch_func_only,
 )
+from sk_slim.training.slimtrain import _SGCV_EVERY_MAX
 
 N_IN = 8  # inputs of the synthetic problems
 N_OUT = 1
@@ -470,6 +471,8 @@ def slimtik_epoch_seconds(width, repeats, sgcv_every):
 def run_epochs(plan):
     """``{width: {method: seconds per epoch}}`` on the synthetic data."""
     X, y = synthetic_data(EPOCH_ROWS)
+    # What the estimators' sgcv_every='auto' gives: at most 8, once an epoch.
+    default_sgcv_every = min(_SGCV_EVERY_MAX, math.ceil(EPOCH_ROWS / BATCH))
     results = {}
     for width in plan.epoch_widths:
         slimtrain = partial(slimtrain_for_epochs, width)
@@ -491,7 +494,7 @@ def run_epochs(plan):
                 width, X, y, repeats
             ),
             "slimTik updates alone (in SlimTrainRegressor's epoch)": (
-                slimtik_epoch_seconds(width, repeats, SlimTrainRegressor().sgcv_every)
+                slimtik_epoch_seconds(width, repeats, default_sgcv_every)
             ),
             "slimTik updates alone, sGCV on every batch": (
                 slimtik_epoch_seconds(width, repeats, 1)
