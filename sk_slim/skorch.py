@@ -69,6 +69,12 @@ class SlimTrainNet(NeuralNet):
         The head's regularization increment per batch, on the mean-loss scale:
         ``'auto'`` chooses it by sampled GCV, a float ``>= 0`` fixes it (the
         running sum after ``k`` batches is ``1e-3 + k * head_alpha``).
+    sgcv_every : int, default=1
+        With ``head_alpha='auto'``, sampled GCV chooses on the first batch and
+        on every ``sgcv_every``-th; the batches between keep the running
+        regularization and skip the eigendecomposition (1: every batch, as
+        published; :class:`~sk_slim.linalg.SlimTik`). ``SlimTrainRegressor``
+        chooses on every 8th batch, at least once an epoch.
     **kwargs
         Every other ``NeuralNet`` parameter (``optimizer``, ``lr``,
         ``max_epochs``, ``batch_size``, ``train_split``, ``callbacks``,
@@ -81,8 +87,8 @@ class SlimTrainNet(NeuralNet):
         float64). Built with the optimizer, so it starts afresh exactly when
         skorch starts the optimizer afresh (``fit`` without ``warm_start``, or a
         new module or criterion); kept by ``warm_start``, ``partial_fit`` and
-        pickling. ``memory_depth`` and ``head_alpha`` take effect when it is
-        built.
+        pickling. ``memory_depth``, ``head_alpha`` and ``sgcv_every`` take
+        effect when it is built.
     optimizer_ : torch optimizer
         skorch's optimizer over every learnable parameter except the head's.
     history_ : History
@@ -149,12 +155,14 @@ class SlimTrainNet(NeuralNet):
         head=None,
         memory_depth=5,
         head_alpha="auto",
+        sgcv_every=1,
         **kwargs,
     ):
         super().__init__(module, *args, criterion=criterion, **kwargs)
         self.head = head
         self.memory_depth = memory_depth
         self.head_alpha = head_alpha
+        self.sgcv_every = sgcv_every
 
     def get_default_callbacks(self):
         """Return skorch's default callbacks, plus the epoch mean of ``head_alpha``.
@@ -249,7 +257,12 @@ class SlimTrainNet(NeuralNet):
                 f"head_alpha must be 'auto' or a float >= 0, got {alpha!r}."
             )
         W0 = _augmented_head(head)  # (p, c)
-        return make_slimtik(W0, memory_depth=self.memory_depth, head_alpha=alpha)
+        return make_slimtik(
+            W0,
+            memory_depth=self.memory_depth,
+            head_alpha=alpha,
+            sgcv_every=self.sgcv_every,
+        )
 
 
 class SlimTrainNetRegressor(SlimTrainNet, NeuralNetRegressor):
@@ -272,6 +285,8 @@ class SlimTrainNetRegressor(SlimTrainNet, NeuralNetRegressor):
         Previous batches slimTik remembers; ``None`` keeps all.
     head_alpha : 'auto' or float, default='auto'
         Per-batch regularization increment: sampled GCV, or a float ``>= 0``.
+    sgcv_every : int, default=1
+        Sampled GCV on every ``sgcv_every``-th batch (see :class:`SlimTrainNet`).
     **kwargs
         Every other ``NeuralNetRegressor`` parameter.
 

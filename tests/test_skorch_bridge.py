@@ -217,6 +217,23 @@ def test_history_records_lambda_per_batch(digits, head_alpha):
     assert net.slimtik_.state.Lambda >= _LOWER_BOUND
 
 
+def test_sgcv_every_chooses_on_every_kth_batch(digits):
+    # 2 epochs of 6 batches, sGCV on batches 0, 4 and 8; the others keep Lambda.
+    X, Y = digits
+    net = _fit(_net(sgcv_every=4, train_split=ValidSplit(4)), X, Y)
+    assert net.slimtik_.sgcv_every == 4
+    lams = [
+        batch["head_lambda"]
+        for epoch in net.history
+        for batch in epoch["batches"]
+        if "head_lambda" in batch
+    ]
+    assert len(lams) == 12
+    assert all(lam == 0.0 for k, lam in enumerate(lams) if k % 4)
+    with pytest.raises(ValueError, match="sgcv_every"):
+        _fit(_net(sgcv_every=0), X, Y)
+
+
 def test_skorch_callbacks_work(digits, tmp_path):
     X, Y = digits
     # An absolute threshold of 10 means no epoch after the first improves.
