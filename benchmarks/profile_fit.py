@@ -185,6 +185,11 @@ TARGETS = (
     Target("sk_slim.training.gnvpro", "GNvproTrainer.restore", "validation"),
     Target("sk_slim.training.slimtrain", "SlimTrainTrainer.snapshot", "validation"),
     Target("sk_slim.training.slimtrain", "SlimTrainTrainer.restore", "validation"),
+    # The numpy step's Adam or SGD update; its forward and backward passes are
+    # inline in NumpyStep.step and count as 'other'.
+    Target(
+        "sk_slim.training.numpy_step", "NumpyStep._optimizer_step", "optimizer step"
+    ),
 )
 # The optimizer's step is charged through torch's global step hooks.
 OPTIMIZER_STEP = "optimizer step"
